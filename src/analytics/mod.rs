@@ -1,0 +1,3 @@
+//! Events and operational metrics.
+
+pub mod metrics;

@@ -1,0 +1,98 @@
+//! The HTTP API: axum router, one file per resource, OpenAPI document.
+
+pub mod embed;
+pub mod json;
+pub mod openapi;
+pub mod ops;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::analytics::metrics::Metrics;
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    /// The serving model; empty until it has loaded. Swapped atomically, so a request keeps
+    /// the model it started with.
+    pub embedder: ArcSwapOption<Embedder>,
+}
+
+impl AppState {
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            metrics,
+            embedder: ArcSwapOption::empty(),
+        }
+    }
+
+    pub fn embedder(&self) -> Result<Arc<Embedder>, ApiError> {
+        self.embedder.load_full().ok_or(ApiError::NotReady)
+    }
+
+    pub fn set_embedder(&self, e: Embedder) {
+        self.embedder.store(Some(Arc::new(e)));
+        self.metrics.model_ready.set(1);
+    }
+}
+
+pub type SharedState = Arc<AppState>;
+
+pub fn router(state: SharedState) -> Router {
+    let body_limit = state.config.limits.max_body_bytes;
+    Router::new()
+        .route("/v1/embed", post(embed::embed))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and times every request, bounds its duration, and adds a timing header.
+async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let limit = state.config.server.request_timeout_secs;
+    let mut resp = match tokio::time::timeout(Duration::from_secs(limit), next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    };
+    let took = started.elapsed();
+    state
+        .metrics
+        .request_seconds
+        .with_label_values(&[&route])
+        .observe(took.as_secs_f64());
+    state
+        .metrics
+        .requests
+        .with_label_values(&[route.as_str(), resp.status().as_str()])
+        .inc();
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", took.as_secs_f64() * 1000.0)) {
+        resp.headers_mut().insert("x-kefu-took-ms", v);
+    }
+    resp
+}

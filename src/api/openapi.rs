@@ -1,0 +1,49 @@
+//! The OpenAPI document, generated from the handlers' annotations (utoipa). A copy is committed
+//! as `docs/openapi.json`; a test keeps it current.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use super::{embed, ops};
+use crate::error::{ErrorBody, ErrorDetail};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "kefu",
+        description = "Semantic search and intent service for customer support"
+    ),
+    paths(
+        embed::embed,
+        embed::openai_embeddings,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics
+    ),
+    components(schemas(
+        embed::Inputs,
+        embed::EmbedRequest,
+        embed::EmbedResponse,
+        embed::Usage,
+        embed::OpenAiRequest,
+        embed::OpenAiResponse,
+        embed::OpenAiEmbedding,
+        embed::OpenAiUsage,
+        ops::Health,
+        ops::Readiness,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
+
+/// The document as pretty JSON, version pinned to the crate's.
+pub fn document() -> String {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.to_pretty_json().expect("OpenAPI serialises")
+}
+
+pub async fn serve() -> Json<serde_json::Value> {
+    Json(serde_json::from_str(&document()).expect("valid JSON"))
+}

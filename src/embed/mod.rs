@@ -1,0 +1,232 @@
+//! Text embeddings: the `Encoder` trait, the candle BERT encoders, the batching worker and the
+//! query-embedding cache, put together by [`Embedder`].
+
+pub mod batcher;
+pub mod bert;
+pub mod cache;
+pub mod ops;
+pub mod qbert;
+pub mod tokenize;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::analytics::metrics::Metrics;
+use crate::config::EmbedConfig;
+use crate::model::{self, Manifest};
+pub use batcher::{Batcher, BatcherConfig};
+pub use bert::{BertEncoder, EngineKind};
+use cache::EmbeddingCache;
+pub use qbert::Weights;
+use tokenize::{TextTokenizer, Tokens};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmbedError {
+    #[error("loading the model failed: {0}")]
+    Load(String),
+    #[error("tokenization failed: {0}")]
+    Tokenize(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("the embedding queue is full ({0} requests waiting); retry later")]
+    Overloaded(usize),
+    #[error("the embedding worker has stopped")]
+    WorkerGone,
+}
+
+/// A model that turns token id sequences into L2-normalised vectors. Implementations own the
+/// weights and run on the batching worker's thread; they never see text.
+pub trait Encoder: Send {
+    fn dim(&self) -> usize;
+    fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// One embedding with the number of tokens the model saw for it.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub vector: Arc<[f32]>,
+    pub tokens: usize,
+}
+
+/// The form of a text used both as cache key and as model input: NFKC (full-width forms become
+/// ASCII), surrounding whitespace removed, inner runs of whitespace collapsed to one space.
+pub fn normalize(text: &str) -> String {
+    let nfkc: String = text.nfkc().collect();
+    nfkc.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Everything needed to embed text with one loaded model.
+pub struct Embedder {
+    manifest: Manifest,
+    version: Arc<str>,
+    tokenizer: TextTokenizer,
+    batcher: Batcher,
+    cache: EmbeddingCache<Embedded>,
+    metrics: Arc<Metrics>,
+}
+
+impl Embedder {
+    /// Loads the model directory (verifying checksums), starts its worker thread.
+    pub fn load(dir: &Path, cfg: &EmbedConfig, metrics: Arc<Metrics>) -> Result<Self, EmbedError> {
+        let mut manifest = model::load_manifest(dir, cfg.verify_checksums)
+            .map_err(|e| EmbedError::Load(e.to_string()))?;
+        if let Some(p) = cfg.pooling {
+            manifest.pooling = p;
+        }
+        if let Some(prefix) = &cfg.prefix {
+            manifest.prefix = prefix.clone();
+        }
+        let max_tokens = manifest
+            .max_tokens
+            .min(cfg.max_tokens.unwrap_or(usize::MAX));
+        let tokenizer =
+            TextTokenizer::from_file(&dir.join("tokenizer.json"), &manifest.prefix, max_tokens)?;
+        let encoder =
+            BertEncoder::load(dir, &manifest, tokenizer.pad_id(), cfg.engine, cfg.weights)?;
+        let batcher = Batcher::spawn(
+            Box::new(encoder),
+            BatcherConfig {
+                max_batch_tokens: cfg.max_batch_tokens,
+                max_batch_size: cfg.max_batch_size,
+                max_queue: cfg.max_queue,
+            },
+            metrics.clone(),
+        );
+        Ok(Self {
+            version: manifest.version.clone().into(),
+            manifest,
+            tokenizer,
+            batcher,
+            cache: EmbeddingCache::new(cfg.cache_size),
+            metrics,
+        })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn dim(&self) -> usize {
+        self.manifest.dimension
+    }
+
+    /// Tokenizes one normalised text (used for tests and token counting).
+    pub fn tokenize(&self, text: &str) -> Result<Tokens, EmbedError> {
+        self.tokenizer.encode(text)
+    }
+
+    /// Splits `texts` into cache hits and misses; misses come back tokenized.
+    fn prepare(&self, texts: &[String]) -> Result<Prepared, EmbedError> {
+        let mut out = vec![None; texts.len()];
+        let mut misses = Vec::new();
+        let started = Instant::now();
+        for (i, t) in texts.iter().enumerate() {
+            let key = normalize(t);
+            match self.cache.get(&self.version, &key) {
+                Some(hit) => {
+                    self.metrics.cache_hits.inc();
+                    out[i] = Some(hit);
+                }
+                None => {
+                    self.metrics.cache_misses.inc();
+                    let tokens = self.tokenizer.encode(&key)?;
+                    misses.push((i, key, tokens));
+                }
+            }
+        }
+        if !misses.is_empty() {
+            self.metrics
+                .tokenization_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(Prepared { out, misses })
+    }
+
+    fn finish(&self, mut p: Prepared, vectors: Vec<Vec<f32>>) -> Vec<Embedded> {
+        for ((i, key, tokens), v) in p.misses.into_iter().zip(vectors) {
+            let e = Embedded {
+                vector: v.into(),
+                tokens: tokens.len(),
+            };
+            self.cache.put(&self.version, key, e.clone());
+            p.out[i] = Some(e);
+        }
+        p.out
+            .into_iter()
+            .map(|e| e.expect("every input is a hit or was embedded"))
+            .collect()
+    }
+
+    /// Embeds `texts` (in order), from the cache where possible.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Embedded>, EmbedError> {
+        let p = self.prepare(texts)?;
+        if p.misses.is_empty() {
+            return Ok(self.finish(p, Vec::new()));
+        }
+        let tokens = p.misses.iter().map(|m| m.2.clone()).collect();
+        let vectors = self
+            .batcher
+            .submit(tokens)?
+            .await
+            .map_err(|_| EmbedError::WorkerGone)??;
+        Ok(self.finish(p, vectors))
+    }
+
+    /// The same as [`Embedder::embed`] for callers outside an async runtime (CLI, eval).
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Embedded>, EmbedError> {
+        let p = self.prepare(texts)?;
+        if p.misses.is_empty() {
+            return Ok(self.finish(p, Vec::new()));
+        }
+        let tokens = p.misses.iter().map(|m| m.2.clone()).collect();
+        let vectors = self
+            .batcher
+            .submit(tokens)?
+            .blocking_recv()
+            .map_err(|_| EmbedError::WorkerGone)??;
+        Ok(self.finish(p, vectors))
+    }
+
+    /// Embeds pre-tokenized inputs straight through the worker, bypassing the cache (bench).
+    pub fn embed_tokens_blocking(&self, tokens: Vec<Tokens>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.batcher
+            .submit(tokens)?
+            .blocking_recv()
+            .map_err(|_| EmbedError::WorkerGone)?
+    }
+
+    pub fn queue_len(&self) -> usize {
+        self.batcher.queued()
+    }
+}
+
+struct Prepared {
+    out: Vec<Option<Embedded>>,
+    misses: Vec<(usize, String, Tokens)>,
+}
+
+/// Cosine similarity of two L2-normalised vectors (their dot product).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_folds_width_and_whitespace() {
+        assert_eq!(
+            normalize("  ＡＢＣ１２３  退款\t\n怎么  办 "),
+            "ABC123 退款 怎么 办"
+        );
+        assert_eq!(normalize("？"), "?");
+    }
+}

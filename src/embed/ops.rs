@@ -1,0 +1,98 @@
+//! Element-wise kernels candle runs with scalar libm calls on CPU, written here so the compiler
+//! vectorises them: on a 12-layer encoder GELU alone is ~20M erf evaluations per 1k tokens.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+
+/// erf(x) as a rational function on [-4, 4] (outside it erf is ±1 in f32); max error ~1e-7.
+/// Coefficients from Eigen's `generic_fast_erf_float`.
+#[inline(always)]
+pub fn fast_erf(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2.mul_add(-2.726_142_3e-10, 2.770_681_4e-8);
+    p = x2.mul_add(p, -2.101_024e-6);
+    p = x2.mul_add(p, -5.692_506_4e-5);
+    p = x2.mul_add(p, -7.349_906_3e-4);
+    p = x2.mul_add(p, -2.954_6e-3);
+    p = x2.mul_add(p, -1.609_603_3e-2);
+    p *= x;
+    let mut q = x2.mul_add(-1.456_607_2e-5, -2.133_740_6e-4);
+    q = x2.mul_add(q, -1.682_827e-3);
+    q = x2.mul_add(q, -7.373_329e-3);
+    q = x2.mul_add(q, -1.426_474e-2);
+    p / q
+}
+
+#[inline(always)]
+fn gelu_erf(x: f32) -> f32 {
+    0.5 * x * (1.0 + fast_erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "kefu-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("gelu: only f32 is supported");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("gelu: input must be contiguous");
+        };
+        let out: Vec<f32> = data[start..end].iter().map(|&x| gelu_erf(x)).collect();
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Exact-form GELU, `0.5·x·(1 + erf(x/√2))`, with the vectorisable erf above.
+pub fn gelu(xs: &Tensor) -> Result<Tensor> {
+    let xs = xs.contiguous()?;
+    xs.apply_op1_no_bwd(&GeluErf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference erf from its Taylor series (converges fast for |x| <= 4 in f64).
+    fn erf_ref(x: f64) -> f64 {
+        if x.abs() > 5.0 {
+            return x.signum();
+        }
+        let (mut term, mut sum, mut n) = (x, x, 0.0);
+        while term.abs() > 1e-17 {
+            n += 1.0;
+            term *= -x * x / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn fast_erf_is_accurate() {
+        let mut worst = 0f64;
+        for i in -6000..=6000 {
+            let x = i as f32 / 1000.0;
+            let err = (fast_erf(x) as f64 - erf_ref(x as f64)).abs();
+            worst = worst.max(err);
+        }
+        assert!(worst < 2e-6, "max erf error {worst}");
+    }
+
+    #[test]
+    fn gelu_matches_candle() {
+        let dev = candle_core::Device::Cpu;
+        let xs = Tensor::arange(-500f32, 500., &dev)
+            .unwrap()
+            .affine(0.01, 0.)
+            .unwrap();
+        let ours = gelu(&xs).unwrap().to_vec1::<f32>().unwrap();
+        let theirs = xs.gelu_erf().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The API's error table: every error the HTTP layer can return, its code and its status, mapped
+//! once. Bodies are `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::embed::EmbedError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    EmptyInput(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("the embedding model is not loaded yet; retry when /readyz answers 200")]
+    NotReady,
+    #[error("the request took longer than {0} s")]
+    Timeout(u64),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+impl ApiError {
+    /// The code and status of each error: the whole table.
+    pub fn code_and_status(&self) -> (&'static str, StatusCode) {
+        match self {
+            Self::BadJson(_) => ("bad_json", StatusCode::BAD_REQUEST),
+            Self::UnsupportedMediaType(_) => {
+                ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            }
+            Self::Invalid(_) => ("invalid_request", StatusCode::UNPROCESSABLE_ENTITY),
+            Self::EmptyInput(_) => ("empty_input", StatusCode::UNPROCESSABLE_ENTITY),
+            Self::TooLarge(_) => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+            Self::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
+            Self::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            Self::NotReady => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Embed(e) => match e {
+                EmbedError::Overloaded(_) => ("overloaded", StatusCode::TOO_MANY_REQUESTS),
+                EmbedError::Tokenize(_) => {
+                    ("tokenization_failed", StatusCode::UNPROCESSABLE_ENTITY)
+                }
+                EmbedError::WorkerGone => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
+                EmbedError::Load(_) | EmbedError::Inference(_) => {
+                    ("inference_failed", StatusCode::FAILED_DEPENDENCY)
+                }
+            },
+        }
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `empty_input`, `overloaded`.
+    pub code: String,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status) = self.code_and_status();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: self.to_string(),
+            },
+        };
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

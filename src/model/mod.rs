@@ -1,0 +1,138 @@
+//! Model directories: manifests and checksums, import of the default model, atomic installs.
+
+pub mod e5s1;
+pub mod fetch;
+pub mod manifest;
+
+use std::path::{Path, PathBuf};
+
+pub use manifest::{Manifest, ManifestSpec, Pooling};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt model file: {0}")]
+    Corrupt(String),
+    #[error("invalid model directory: {0}")]
+    Invalid(String),
+    #[error("{0} already exists (pass --force to replace it)")]
+    Exists(PathBuf),
+    #[error("fetching the default model failed: {0}")]
+    Fetch(String),
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl ModelError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Writes a model directory atomically: `fill` writes the files into a fresh directory beside
+/// `out`, the manifest is computed over them, and the directory is renamed into place. On any
+/// error the partial directory is removed and `out` is untouched.
+pub fn write_model_dir(
+    out: &Path,
+    fill: impl FnOnce(&Path) -> Result<ManifestSpec, ModelError>,
+) -> Result<Manifest, ModelError> {
+    write_model_dir_opts(out, false, fill)
+}
+
+pub fn write_model_dir_opts(
+    out: &Path,
+    force: bool,
+    fill: impl FnOnce(&Path) -> Result<ManifestSpec, ModelError>,
+) -> Result<Manifest, ModelError> {
+    if out.exists() && !force {
+        return Err(ModelError::Exists(out.to_path_buf()));
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".kefu-model-")
+        .tempdir_in(&parent)
+        .map_err(|e| ModelError::io(&parent, e))?;
+    let spec = fill(tmp.path())?;
+    let manifest = Manifest::compute(tmp.path(), spec)?;
+    manifest.write(tmp.path())?;
+    let staged = tmp.keep();
+    let result = (|| {
+        if out.exists() {
+            let old = parent.join(format!(
+                ".kefu-old-{}",
+                out.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(out, &old).map_err(|e| ModelError::io(out, e))?;
+            std::fs::rename(&staged, out).map_err(|e| ModelError::io(out, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&staged, out).map_err(|e| ModelError::io(out, e))?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&staged);
+    }
+    result.map(|()| manifest)
+}
+
+/// The manifest of `dir`, or one inferred from `config.json` for a plain Hugging Face directory
+/// that kefu did not write (mean pooling and no prefix unless the caller overrides them).
+pub fn load_manifest(dir: &Path, verify: bool) -> Result<Manifest, ModelError> {
+    if !dir.is_dir() {
+        return Err(ModelError::Invalid(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    for needed in ["config.json", "tokenizer.json", manifest::WEIGHTS_FILE] {
+        if !dir.join(needed).is_file() {
+            return Err(ModelError::Invalid(format!(
+                "{} has no {needed}",
+                dir.display()
+            )));
+        }
+    }
+    if let Some(m) = Manifest::read(dir)? {
+        if verify {
+            m.verify(dir)?;
+        }
+        return Ok(m);
+    }
+    let cfg_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| ModelError::io(&cfg_path, e))?;
+    let cfg: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| ModelError::Invalid(format!("{}: {e}", cfg_path.display())))?;
+    let get = |k: &str| cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize);
+    let dimension = get("hidden_size")
+        .ok_or_else(|| ModelError::Invalid(format!("{} has no hidden_size", cfg_path.display())))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    Manifest::compute(
+        dir,
+        ManifestSpec {
+            name,
+            dimension,
+            pooling: Pooling::Mean,
+            prefix: String::new(),
+            max_tokens: get("max_position_embeddings").unwrap_or(512).min(512),
+        },
+    )
+}

@@ -1,0 +1,118 @@
+//! `kefu serve`: bind, start answering (liveness at once, readiness once the model is loaded),
+//! load the model in the background, and shut down gracefully on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::analytics::metrics::Metrics;
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::embed::Embedder;
+use crate::model;
+
+/// Makes sure the model directory exists, fetching the default model when allowed.
+pub fn ensure_model(cfg: &Config) -> anyhow::Result<()> {
+    if cfg.model.path.exists() {
+        return Ok(());
+    }
+    if cfg.model_is_default() && cfg.model.auto_fetch {
+        tracing::info!(
+            "model {} not found: fetching the default model (first start only)",
+            cfg.model.path.display()
+        );
+        model::fetch::fetch_default(&cfg.model.path, None, false)?;
+        return Ok(());
+    }
+    anyhow::bail!(
+        "model directory {} does not exist (model.path); run `kefu model fetch` or point model.path at a model",
+        cfg.model.path.display()
+    )
+}
+
+pub fn load_embedder(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Embedder> {
+    ensure_model(cfg)?;
+    let e = Embedder::load(&cfg.model.path, &cfg.embed, metrics)
+        .with_context(|| format!("loading model {}", cfg.model.path.display()))?;
+    Ok(e)
+}
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.server.data_dir)
+        .with_context(|| format!("creating server.data_dir {}", cfg.server.data_dir.display()))?;
+    let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
+    let listener = TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!("listening on http://{local}");
+
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone()));
+    let app = api::router(state.clone());
+
+    // Loading can take a while (and fetches the model on first start): serve meanwhile.
+    let (load_err_tx, mut load_err_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
+    {
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            match load_embedder(&state.config, state.metrics.clone()) {
+                Ok(e) => {
+                    tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
+                    state.set_embedder(e);
+                }
+                Err(e) => {
+                    let _ = load_err_tx.blocking_send(e);
+                }
+            }
+        });
+    }
+
+    let shutdown = Arc::new(tokio::sync::Notify::new());
+    let graceful = {
+        let shutdown = shutdown.clone();
+        async move { shutdown.notified().await }
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    let mut server = std::pin::pin!(server.into_future());
+
+    tokio::select! {
+        r = &mut server => return r.context("server failed"),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down: finishing in-flight requests (up to {} s)", grace.as_secs());
+        }
+        Some(e) = load_err_rx.recv() => {
+            shutdown.notify_one();
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+            return Err(e);
+        }
+    }
+    shutdown.notify_one();
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(r) => r.context("server failed")?,
+        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
