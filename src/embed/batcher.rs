@@ -23,7 +23,10 @@ pub struct BatcherConfig {
     pub max_queue: usize,
 }
 
-type Reply = oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>;
+/// What the worker sends back for one request: its vectors, in order.
+pub type BatchResult = Result<Vec<Vec<f32>>, EmbedError>;
+
+type Reply = oneshot::Sender<BatchResult>;
 
 struct Job {
     tokens: Vec<Tokens>,
@@ -63,7 +66,7 @@ impl Batcher {
     pub fn submit(
         &self,
         tokens: Vec<Tokens>,
-    ) -> Result<oneshot::Receiver<Result<Vec<Vec<f32>>, EmbedError>>, EmbedError> {
+    ) -> Result<oneshot::Receiver<BatchResult>, EmbedError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             tokens,

@@ -5,8 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
+/// (model version, normalised text)
+type Key = (Arc<str>, String);
+
 pub struct EmbeddingCache<V: Clone> {
-    inner: Option<Mutex<LruCache<(Arc<str>, String), V>>>,
+    inner: Option<Mutex<LruCache<Key, V>>>,
 }
 
 impl<V: Clone> EmbeddingCache<V> {

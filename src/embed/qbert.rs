@@ -47,8 +47,11 @@ fn default_act() -> String {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Weights {
+    #[value(name = "f32")]
     F32,
+    #[value(name = "q8_0")]
     Q8_0,
+    #[value(name = "q4_0")]
     Q4_0,
 }
 

@@ -62,7 +62,7 @@ impl Manifest {
         for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))? {
             let entry = entry.map_err(|e| ModelError::io(dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == MANIFEST_FILE || !entry.path().is_file() {
+            if name == MANIFEST_FILE || entry.path().is_dir() {
                 continue;
             }
             files.insert(name, sha256_file(&entry.path())?);

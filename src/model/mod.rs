@@ -101,7 +101,7 @@ pub fn load_manifest(dir: &Path, verify: bool) -> Result<Manifest, ModelError> {
         )));
     }
     for needed in ["config.json", "tokenizer.json", manifest::WEIGHTS_FILE] {
-        if !dir.join(needed).is_file() {
+        if !dir.join(needed).exists() {
             return Err(ModelError::Invalid(format!(
                 "{} has no {needed}",
                 dir.display()

@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests: the real model and the real server binary.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The default model directory, fetched by `kefu model fetch` (the README's test command does
+/// it first). `KEFU_TEST_MODEL` points elsewhere.
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var("KEFU_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/multilingual-e5-small")
+        });
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "the default model is missing at {}: run `cargo run --release -- model fetch` first",
+        dir.display()
+    );
+    dir
+}
+
+pub fn kefu() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kefu"));
+    // Tests must not pick up a developer's kefu.toml or environment.
+    c.current_dir(std::env::temp_dir());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KEFU_") && k != "KEFU_TEST_MODEL" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `kefu serve --port 0` with extra environment and waits for it to listen.
+    pub fn start(model: &std::path::Path, env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut cmd = kefu();
+        cmd.args(["serve", "--port", "0", "--model"])
+            .arg(model)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("KEFU_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting kefu serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[kefu] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let base = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("kefu serve did not report its address");
+            if let Some(i) = line.find("listening on http://") {
+                break line[i + "listening on ".len()..].trim().to_string();
+            }
+        };
+        Server {
+            child,
+            base,
+            data_dir,
+            log: rx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Waits until /readyz answers 200.
+    pub async fn ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("kefu did not become ready");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,145 @@
+//! The real default model: reference cosines, tokenizer padding and truncation, batching.
+
+mod common;
+
+use std::sync::Arc;
+
+use kefu::analytics::metrics::Metrics;
+use kefu::config::EmbedConfig;
+use kefu::embed::{Embedder, EngineKind, Weights, cosine};
+
+/// Cosines from an independent float implementation of the same model (tolerance 0.01).
+const REFERENCE: &[(&str, &str, f32)] = &[
+    ("怎么申请退款", "我想退货退钱怎么操作", 0.926),
+    ("订单什么时候发货", "我买的东西多久能寄出", 0.903),
+    (
+        "How do I reset my password?",
+        "I forgot my password, what should I do",
+        0.917,
+    ),
+    ("怎么申请退款", "会员积分怎么兑换", 0.847),
+];
+
+fn embedder(engine: EngineKind, weights: Weights) -> Embedder {
+    let cfg = EmbedConfig {
+        engine,
+        weights,
+        cache_size: 0,
+        ..Default::default()
+    };
+    Embedder::load(&common::model_dir(), &cfg, Arc::new(Metrics::new())).unwrap()
+}
+
+fn check_reference(e: &Embedder) {
+    for (a, b, want) in REFERENCE {
+        let out = e.embed_blocking(&[a.to_string(), b.to_string()]).unwrap();
+        assert_eq!(out[0].vector.len(), 384);
+        let got = cosine(&out[0].vector, &out[1].vector);
+        assert!(
+            (got - want).abs() <= 0.01,
+            "{a} / {b}: cosine {got:.4}, reference {want}"
+        );
+    }
+}
+
+#[test]
+fn reference_cosines_kefu_engine_q8() {
+    check_reference(&embedder(EngineKind::Kefu, Weights::Q8_0));
+}
+
+#[test]
+fn reference_cosines_candle_bert_model() {
+    check_reference(&embedder(EngineKind::Candle, Weights::F32));
+}
+
+#[test]
+fn engines_agree_vector_by_vector() {
+    let texts: Vec<String> = ["退货运费谁承担", "Where is my order?", "积分什么时候到账"]
+        .map(String::from)
+        .to_vec();
+    let a = embedder(EngineKind::Candle, Weights::F32)
+        .embed_blocking(&texts)
+        .unwrap();
+    let b = embedder(EngineKind::Kefu, Weights::Q8_0)
+        .embed_blocking(&texts)
+        .unwrap();
+    for (x, y) in a.iter().zip(&b) {
+        let c = cosine(&x.vector, &y.vector);
+        assert!(c > 0.995, "engines disagree: cosine {c}");
+    }
+}
+
+#[test]
+fn vectors_are_unit_length() {
+    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let out = e.embed_blocking(&["你好".to_string()]).unwrap();
+    let norm: f32 = out[0].vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
+}
+
+#[test]
+fn tokenizer_adds_prefix_and_does_not_pad() {
+    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let short = e.tokenize("退款").unwrap();
+    // <s> query : ▁ 退款 </s>: a handful of tokens, not a fixed 128/512
+    assert!(short.len() < 10, "short text got {} tokens", short.len());
+    assert_eq!(short.ids[0], 0, "starts with <s>");
+    assert_eq!(*short.ids.last().unwrap(), 2, "ends with </s>");
+    let with_prefix = e.tokenize("query: 退款").unwrap();
+    assert!(
+        with_prefix.len() > short.len(),
+        "the manifest's prefix is applied once more"
+    );
+}
+
+#[test]
+fn long_input_is_truncated_at_the_model_limit() {
+    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let long = "退款 ".repeat(2000);
+    let t = e.tokenize(&long).unwrap();
+    assert_eq!(t.len(), 512);
+    assert_eq!(*t.ids.last().unwrap(), 2, "truncation keeps </s>");
+    let out = e.embed_blocking(&[long]).unwrap();
+    assert_eq!(out[0].tokens, 512);
+}
+
+#[test]
+fn padding_inside_a_batch_does_not_change_vectors() {
+    for (engine, weights) in [
+        (EngineKind::Kefu, Weights::Q8_0),
+        (EngineKind::Candle, Weights::F32),
+    ] {
+        let e = embedder(engine, weights);
+        let texts: Vec<String> = [
+            "退款",
+            "我买的东西多久能寄出，已经等了三天了",
+            "Where is my order?",
+        ]
+        .map(String::from)
+        .to_vec();
+        let together = e.embed_blocking(&texts).unwrap();
+        for (t, v) in texts.iter().zip(&together) {
+            let alone = e.embed_blocking(std::slice::from_ref(t)).unwrap();
+            let c = cosine(&alone[0].vector, &v.vector);
+            assert!(
+                c > 0.9999,
+                "{engine:?}: {t} alone vs in a padded batch: cosine {c}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cache_serves_the_same_vector_for_normalised_text() {
+    let cfg = EmbedConfig {
+        cache_size: 16,
+        ..Default::default()
+    };
+    let metrics = Arc::new(Metrics::new());
+    let e = Embedder::load(&common::model_dir(), &cfg, metrics.clone()).unwrap();
+    let a = e.embed_blocking(&["怎么申请退款".to_string()]).unwrap();
+    let b = e.embed_blocking(&["  怎么申请退款 ".to_string()]).unwrap();
+    assert_eq!(a[0].vector, b[0].vector);
+    assert_eq!(metrics.cache_hits.get(), 1);
+    assert_eq!(metrics.cache_misses.get(), 1);
+}
