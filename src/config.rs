@@ -73,7 +73,8 @@ impl Default for ModelConfig {
 pub struct EmbedConfig {
     /// `kefu` (tuned, quantised weights) or `candle` (candle-transformers' BertModel, f32).
     pub engine: EngineKind,
-    /// Weight storage for the `kefu` engine: `q8_0`, `q4_0` or `f32`.
+    /// Weight storage for the `kefu` engine: `int8` (kefu's kernels), `q8_0`, `q4_0` (candle's
+    /// quantised matmul) or `f32`.
     pub weights: Weights,
     /// Override the manifest's pooling (`mean` or `cls`).
     pub pooling: Option<Pooling>,
@@ -99,7 +100,7 @@ impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
             engine: EngineKind::Kefu,
-            weights: Weights::Q8_0,
+            weights: Weights::Int8,
             pooling: None,
             prefix: None,
             max_tokens: None,

@@ -268,7 +268,7 @@ fn imported_directory_serves_with_both_engines() {
             .unwrap()
     };
     let reference = run(EngineKind::Candle, Weights::F32);
-    for weights in [Weights::F32, Weights::Q8_0] {
+    for weights in [Weights::F32, Weights::Q8_0, Weights::Int8] {
         let ours = run(EngineKind::Kefu, weights);
         for (r, o) in reference.iter().zip(&ours) {
             assert_eq!(o.vector.len(), H);

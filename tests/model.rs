@@ -43,6 +43,11 @@ fn check_reference(e: &Embedder) {
 }
 
 #[test]
+fn reference_cosines_kefu_engine_int8() {
+    check_reference(&embedder(EngineKind::Kefu, Weights::Int8));
+}
+
+#[test]
 fn reference_cosines_kefu_engine_q8() {
     check_reference(&embedder(EngineKind::Kefu, Weights::Q8_0));
 }
@@ -71,7 +76,7 @@ fn engines_agree_vector_by_vector() {
 
 #[test]
 fn vectors_are_unit_length() {
-    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
     let out = e.embed_blocking(&["你好".to_string()]).unwrap();
     let norm: f32 = out[0].vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
@@ -79,7 +84,7 @@ fn vectors_are_unit_length() {
 
 #[test]
 fn tokenizer_adds_prefix_and_does_not_pad() {
-    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
     let short = e.tokenize("退款").unwrap();
     // <s> query : ▁ 退款 </s>: a handful of tokens, not a fixed 128/512
     assert!(short.len() < 10, "short text got {} tokens", short.len());
@@ -94,7 +99,7 @@ fn tokenizer_adds_prefix_and_does_not_pad() {
 
 #[test]
 fn long_input_is_truncated_at_the_model_limit() {
-    let e = embedder(EngineKind::Kefu, Weights::Q8_0);
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
     let long = "退款 ".repeat(2000);
     let t = e.tokenize(&long).unwrap();
     assert_eq!(t.len(), 512);

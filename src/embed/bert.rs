@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as CandleBertConfig};
 
+use super::int8::Int8Bert;
 use super::qbert::{self, QBert, Weights};
 use super::{EmbedError, Encoder};
 use crate::model::{Manifest, Pooling};
@@ -25,6 +26,7 @@ pub enum EngineKind {
 enum Net {
     Candle(BertModel),
     Kefu(QBert),
+    Int8(Int8Bert),
 }
 
 pub struct BertEncoder {
@@ -48,27 +50,35 @@ impl BertEncoder {
         let cfg_text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
         let weights_path = dir.join("model.safetensors");
-        let net = match engine {
-            EngineKind::Candle => {
-                let cfg: CandleBertConfig = serde_json::from_str(&cfg_text)
-                    .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
-                // SAFETY: model directories are written atomically and not modified in place.
-                let vb = unsafe {
-                    VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)
+        let net =
+            match engine {
+                EngineKind::Candle => {
+                    let cfg: CandleBertConfig = serde_json::from_str(&cfg_text)
+                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
+                    // SAFETY: model directories are written atomically and not modified in place.
+                    let vb = unsafe {
+                        VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)
+                    }
+                    .map_err(|e| EmbedError::Load(format!("{}: {e}", weights_path.display())))?;
+                    Net::Candle(
+                        BertModel::load(vb, &cfg).map_err(|e| EmbedError::Load(e.to_string()))?,
+                    )
                 }
-                .map_err(|e| EmbedError::Load(format!("{}: {e}", weights_path.display())))?;
-                Net::Candle(BertModel::load(vb, &cfg).map_err(|e| EmbedError::Load(e.to_string()))?)
-            }
-            EngineKind::Kefu => {
-                let cfg: qbert::Config = serde_json::from_str(&cfg_text)
-                    .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
-                Net::Kefu(
-                    qbert::load_cpu(&weights_path, &cfg, weights).map_err(|e| {
+                EngineKind::Kefu if weights == Weights::Int8 => {
+                    let cfg: qbert::Config = serde_json::from_str(&cfg_text)
+                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
+                    Net::Int8(Int8Bert::load(&weights_path, &cfg).map_err(|e| {
                         EmbedError::Load(format!("{}: {e}", weights_path.display()))
-                    })?,
-                )
-            }
-        };
+                    })?)
+                }
+                EngineKind::Kefu => {
+                    let cfg: qbert::Config = serde_json::from_str(&cfg_text)
+                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
+                    Net::Kefu(qbert::load_cpu(&weights_path, &cfg, weights).map_err(|e| {
+                        EmbedError::Load(format!("{}: {e}", weights_path.display()))
+                    })?)
+                }
+            };
         Ok(Self {
             net,
             pooling: manifest.pooling,
@@ -79,6 +89,11 @@ impl BertEncoder {
     }
 
     fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        if let Net::Int8(m) = &self.net {
+            return m
+                .embed(batch, self.pooling)
+                .map_err(candle_core::Error::msg);
+        }
         let b = batch.len();
         let l = batch.iter().map(|t| t.len()).max().unwrap_or(0);
         let padded = batch.iter().any(|t| t.len() != l);
@@ -95,6 +110,7 @@ impl BertEncoder {
         let states = match &self.net {
             Net::Candle(m) => m.forward(&ids, &ids.zeros_like()?, Some(&mask))?,
             Net::Kefu(m) => m.forward(&ids, padded.then_some(&mask))?,
+            Net::Int8(_) => unreachable!("handled above"),
         };
         let pooled = match self.pooling {
             Pooling::Cls => states.narrow(1, 0, 1)?.squeeze(1)?,

@@ -4,6 +4,7 @@
 pub mod batcher;
 pub mod bert;
 pub mod cache;
+pub mod int8;
 pub mod ops;
 pub mod qbert;
 pub mod tokenize;

@@ -23,8 +23,9 @@ pub fn fast_erf(x: f32) -> f32 {
     p / q
 }
 
+/// Exact-form GELU of one value.
 #[inline(always)]
-fn gelu_erf(x: f32) -> f32 {
+pub fn gelu_scalar(x: f32) -> f32 {
     0.5 * x * (1.0 + fast_erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
@@ -42,7 +43,7 @@ impl CustomOp1 for GeluErf {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("gelu: input must be contiguous");
         };
-        let out: Vec<f32> = data[start..end].iter().map(|&x| gelu_erf(x)).collect();
+        let out: Vec<f32> = data[start..end].iter().map(|&x| gelu_scalar(x)).collect();
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

@@ -47,6 +47,10 @@ fn default_act() -> String {
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Weights {
+    /// kefu's own int8 forward pass (`embed::int8`): per-channel int8 weights, per-token int8
+    /// activations, AVX-512 VNNI kernels.
+    #[value(name = "int8")]
+    Int8,
     #[value(name = "f32")]
     F32,
     #[value(name = "q8_0")]
@@ -63,7 +67,7 @@ struct Linear {
 impl Linear {
     fn new(w: Tensor, b: Tensor, weights: Weights) -> Result<Self> {
         let w = match weights {
-            Weights::F32 => QMatMul::Tensor(w),
+            Weights::F32 | Weights::Int8 => QMatMul::Tensor(w),
             Weights::Q8_0 => QMatMul::QTensor(Arc::new(QTensor::quantize(&w, GgmlDType::Q8_0)?)),
             Weights::Q4_0 => QMatMul::QTensor(Arc::new(QTensor::quantize(&w, GgmlDType::Q4_0)?)),
         };
@@ -126,7 +130,7 @@ impl QBert {
         let emb = vb.pp("embeddings");
         let word_f32 = emb.get((cfg.vocab_size, h), "word_embeddings.weight")?;
         let word = match weights {
-            Weights::F32 => QMatMul::Tensor(word_f32),
+            Weights::F32 | Weights::Int8 => QMatMul::Tensor(word_f32),
             // Row lookups dequantise one block row; Q8_0 keeps them close to exact.
             _ => QMatMul::QTensor(Arc::new(QTensor::quantize(&word_f32, GgmlDType::Q8_0)?)),
         };

@@ -204,7 +204,7 @@ impl<'a> E5s1Image<'a> {
                 .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
                 .collect());
         }
-        if n % Q4_BLOCK == 0 && e.nbytes == n / Q4_BLOCK * Q4_BLOCK_BYTES {
+        if n.is_multiple_of(Q4_BLOCK) && e.nbytes == n / Q4_BLOCK * Q4_BLOCK_BYTES {
             return Ok(dequantize_q4_0(data));
         }
         Err(ModelError::Corrupt(format!(

@@ -1,0 +1,337 @@
+//! The BERT forward pass with int8 linear layers.
+//!
+//! A batch is run as one packed sequence of tokens: the linear layers see every token of every
+//! input back to back (no padding), and attention runs per input over its own tokens. So a
+//! batch of mixed lengths costs what its tokens cost, and no attention mask is needed.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+
+use super::gemm::{Epilogue, PackedLinear, QuantRows};
+use crate::embed::qbert::Config;
+use crate::model::Pooling;
+
+struct LayerNorm {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
+}
+
+impl LayerNorm {
+    /// `x = LN(x + add)` row by row (`add` may be empty for plain LN).
+    fn apply(&self, x: &mut [f32], add: &[f32]) {
+        let h = self.w.len();
+        let rows: Vec<&mut [f32]> = x.chunks_exact_mut(h).collect();
+        rows.into_par_iter()
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(r, row)| {
+                if !add.is_empty() {
+                    for (v, a) in row.iter_mut().zip(&add[r * h..(r + 1) * h]) {
+                        *v += a;
+                    }
+                }
+                let mean = row.iter().sum::<f32>() / h as f32;
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                let inv = 1.0 / (var + self.eps).sqrt();
+                for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
+                    *v = (*v - mean) * inv * w + b;
+                }
+            });
+    }
+}
+
+struct Layer {
+    qkv: PackedLinear,
+    attn_out: PackedLinear,
+    attn_ln: LayerNorm,
+    inter: PackedLinear,
+    out: PackedLinear,
+    out_ln: LayerNorm,
+}
+
+/// Word embeddings as int8 rows with one scale each (a quarter of f32's memory).
+struct Embeddings {
+    words: Vec<i8>,
+    word_scale: Vec<f32>,
+    /// position embedding + token type 0, `[max_positions × h]`
+    pos_type: Vec<f32>,
+    ln: LayerNorm,
+}
+
+pub struct Int8Bert {
+    emb: Embeddings,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    head_dim: usize,
+    intermediate: usize,
+    vocab: usize,
+    max_positions: usize,
+}
+
+fn vec1(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+impl Int8Bert {
+    pub fn load(weights: &Path, cfg: &Config) -> candle_core::Result<Self> {
+        if cfg.hidden_act != "gelu" {
+            candle_core::bail!(
+                "hidden_act {:?} is not supported (only \"gelu\")",
+                cfg.hidden_act
+            );
+        }
+        // SAFETY: model directories are written atomically and not modified in place.
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else {
+            vb
+        };
+        let h = cfg.hidden_size;
+        let ff = cfg.intermediate_size;
+        let eps = cfg.layer_norm_eps as f32;
+        let heads = cfg.num_attention_heads;
+        let head_dim = h / heads;
+        let ln = |vb: VarBuilder| -> candle_core::Result<LayerNorm> {
+            Ok(LayerNorm {
+                w: vec1(vb.get(h, "weight")?)?,
+                b: vec1(vb.get(h, "bias")?)?,
+                eps,
+            })
+        };
+        let lin = |vb: VarBuilder, n: usize, k: usize| -> candle_core::Result<PackedLinear> {
+            let w = vec1(vb.get((n, k), "weight")?)?;
+            let b = vec1(vb.get(n, "bias")?)?;
+            Ok(PackedLinear::new(&w, &b, n, k))
+        };
+
+        let e = vb.pp("embeddings");
+        let word = vec1(e.get((cfg.vocab_size, h), "word_embeddings.weight")?)?;
+        let mut words = vec![0i8; word.len()];
+        let mut word_scale = vec![0f32; cfg.vocab_size];
+        for (r, (src, dst)) in word
+            .chunks_exact(h)
+            .zip(words.chunks_exact_mut(h))
+            .enumerate()
+        {
+            let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+            for (d, v) in dst.iter_mut().zip(src) {
+                *d = (v / s).round() as i8;
+            }
+            word_scale[r] = s;
+        }
+        drop(word);
+        let pos = vec1(e.get(
+            (cfg.max_position_embeddings, h),
+            "position_embeddings.weight",
+        )?)?;
+        let type0 = vec1(
+            e.get((cfg.type_vocab_size, h), "token_type_embeddings.weight")?
+                .get(0)?,
+        )?;
+        let pos_type = pos
+            .chunks_exact(h)
+            .flat_map(|p| p.iter().zip(&type0).map(|(a, b)| a + b))
+            .collect();
+        let emb = Embeddings {
+            words,
+            word_scale,
+            pos_type,
+            ln: ln(e.pp("LayerNorm"))?,
+        };
+
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let sa = l.pp("attention.self");
+            // Fused QKV, with the attention scale folded into the query projection.
+            let mut w = vec1(sa.get((h, h), "query.weight")?)?;
+            w.iter_mut().for_each(|v| *v *= scale);
+            w.extend(vec1(sa.get((h, h), "key.weight")?)?);
+            w.extend(vec1(sa.get((h, h), "value.weight")?)?);
+            let mut b = vec1(sa.get(h, "query.bias")?)?;
+            b.iter_mut().for_each(|v| *v *= scale);
+            b.extend(vec1(sa.get(h, "key.bias")?)?);
+            b.extend(vec1(sa.get(h, "value.bias")?)?);
+            layers.push(Layer {
+                qkv: PackedLinear::new(&w, &b, 3 * h, h),
+                attn_out: lin(l.pp("attention.output.dense"), h, h)?,
+                attn_ln: ln(l.pp("attention.output.LayerNorm"))?,
+                inter: lin(l.pp("intermediate.dense"), ff, h)?,
+                out: lin(l.pp("output.dense"), h, ff)?,
+                out_ln: ln(l.pp("output.LayerNorm"))?,
+            });
+        }
+        Ok(Self {
+            emb,
+            layers,
+            hidden: h,
+            heads,
+            head_dim,
+            intermediate: ff,
+            vocab: cfg.vocab_size,
+            max_positions: cfg.max_position_embeddings,
+        })
+    }
+
+    /// Pooled, L2-normalised embeddings of each token sequence.
+    pub fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
+        let h = self.hidden;
+        let mut offsets = Vec::with_capacity(batch.len() + 1);
+        offsets.push(0usize);
+        for seq in batch {
+            if seq.is_empty() {
+                return Err("empty token sequence".into());
+            }
+            if seq.len() > self.max_positions {
+                return Err(format!(
+                    "{} tokens exceed the model's {} positions",
+                    seq.len(),
+                    self.max_positions
+                ));
+            }
+            if let Some(bad) = seq.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(format!(
+                    "token id {bad} is outside the vocabulary ({})",
+                    self.vocab
+                ));
+            }
+            offsets.push(offsets.last().unwrap() + seq.len());
+        }
+        let total = *offsets.last().unwrap();
+
+        // Embeddings.
+        let mut x = vec![0f32; total * h];
+        for (s, seq) in batch.iter().enumerate() {
+            for (p, &id) in seq.iter().enumerate() {
+                let row = &mut x[(offsets[s] + p) * h..(offsets[s] + p + 1) * h];
+                let id = id as usize;
+                let sc = self.emb.word_scale[id];
+                let w = &self.emb.words[id * h..(id + 1) * h];
+                let pt = &self.emb.pos_type[p * h..(p + 1) * h];
+                for ((o, &q), &a) in row.iter_mut().zip(w).zip(pt) {
+                    *o = q as f32 * sc + a;
+                }
+            }
+        }
+        self.emb.ln.apply(&mut x, &[]);
+
+        let mut q = QuantRows::new();
+        let mut qkv = Vec::new();
+        let mut ctx = vec![0f32; total * h];
+        let mut tmp = Vec::new();
+        let mut inter = Vec::new();
+        for layer in &self.layers {
+            q.quantize(&x, total, h);
+            layer.qkv.forward(&q, &mut qkv, Epilogue::None);
+            self.attention(&qkv, &offsets, &mut ctx);
+            q.quantize(&ctx, total, h);
+            layer.attn_out.forward(&q, &mut tmp, Epilogue::None);
+            layer.attn_ln.apply(&mut x, &tmp);
+            q.quantize(&x, total, h);
+            layer.inter.forward(&q, &mut inter, Epilogue::Gelu);
+            q.quantize(&inter, total, self.intermediate);
+            layer.out.forward(&q, &mut tmp, Epilogue::None);
+            layer.out_ln.apply(&mut x, &tmp);
+        }
+
+        Ok((0..batch.len())
+            .map(|s| {
+                let rows = &x[offsets[s] * h..offsets[s + 1] * h];
+                let mut v: Vec<f32> = match pooling {
+                    Pooling::Cls => rows[..h].to_vec(),
+                    Pooling::Mean => {
+                        let n = (offsets[s + 1] - offsets[s]) as f32;
+                        let mut m = vec![0f32; h];
+                        for row in rows.chunks_exact(h) {
+                            for (a, b) in m.iter_mut().zip(row) {
+                                *a += b;
+                            }
+                        }
+                        m.iter_mut().for_each(|a| *a /= n);
+                        m
+                    }
+                };
+                let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|a| *a /= norm);
+                v
+            })
+            .collect())
+    }
+
+    /// Self-attention of each sequence over its own tokens; `qkv` rows are `[q | k | v]`.
+    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32]) {
+        let (h, hd, nh) = (self.hidden, self.head_dim, self.heads);
+        let ctx_ptr = CtxPtr(ctx.as_mut_ptr());
+        let jobs: Vec<(usize, usize)> = (0..offsets.len() - 1)
+            .flat_map(|s| (0..nh).map(move |head| (s, head)))
+            .collect();
+        jobs.into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(kt, scores): &mut (Vec<f32>, Vec<f32>), (s, head)| {
+                let (t0, l) = (offsets[s], offsets[s + 1] - offsets[s]);
+                // Kᵀ for this head: [hd × l], so scores are axpy-shaped and vectorise.
+                kt.clear();
+                kt.resize(hd * l, 0.0);
+                for j in 0..l {
+                    let k = &qkv[(t0 + j) * 3 * h + h + head * hd..][..hd];
+                    for (d, &v) in k.iter().enumerate() {
+                        kt[d * l + j] = v;
+                    }
+                }
+                scores.resize(l, 0.0);
+                for i in 0..l {
+                    let qi = &qkv[(t0 + i) * 3 * h + head * hd..][..hd];
+                    scores.iter_mut().for_each(|s| *s = 0.0);
+                    for (d, &qv) in qi.iter().enumerate() {
+                        for (s, &k) in scores.iter_mut().zip(&kt[d * l..(d + 1) * l]) {
+                            *s += qv * k;
+                        }
+                    }
+                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    let mut sum = 0.0;
+                    for s in scores.iter_mut() {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let inv = 1.0 / sum;
+                    // SAFETY: each (sequence, head) job writes its own slice of ctx.
+                    let out = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            ctx_ptr.get().add((t0 + i) * h + head * hd),
+                            hd,
+                        )
+                    };
+                    out.iter_mut().for_each(|o| *o = 0.0);
+                    for (j, &p) in scores.iter().enumerate() {
+                        let v = &qkv[(t0 + j) * 3 * h + 2 * h + head * hd..][..hd];
+                        let p = p * inv;
+                        for (o, &vv) in out.iter_mut().zip(v) {
+                            *o += p * vv;
+                        }
+                    }
+                }
+            },
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+struct CtxPtr(*mut f32);
+
+impl CtxPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+// SAFETY: attention jobs write disjoint (token, head) slices.
+unsafe impl Send for CtxPtr {}
+unsafe impl Sync for CtxPtr {}
