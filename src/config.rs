@@ -165,9 +165,11 @@ impl Config {
             }
             None => {}
         }
+        // Configuration variables name a section: KEFU_SECTION__KEY. Other KEFU_ variables
+        // (KEFU_CONFIG, KEFU_LOG, test and bench knobs) are not configuration.
         fig = fig.merge(
             Env::prefixed("KEFU_")
-                .ignore(&["CONFIG", "LOG"])
+                .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
         let mut flat = serde_json::Map::new();
@@ -237,6 +239,23 @@ impl Config {
     pub fn model_is_default(&self) -> bool {
         self.model.path == Path::new(DEFAULT_MODEL_DIR)
     }
+}
+
+/// `KEFU_` variables that are neither configuration (`KEFU_SECTION__KEY`) nor a known knob:
+/// probably a typo such as `KEFU_SERVER_PORT`.
+pub fn stray_env_vars() -> Vec<String> {
+    const KNOWN: &[&str] = &[
+        "KEFU_CONFIG",
+        "KEFU_LOG",
+        "KEFU_PYTHON",
+        "KEFU_NO_VNNI",
+        "KEFU_TEST_MODEL",
+    ];
+    std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("KEFU_") && !k.contains("__") && !KNOWN.contains(&k.as_str()))
+        .filter(|k| !k.starts_with("KEFU_BENCH_") && !k.starts_with("KEFU_UPDATE_"))
+        .collect()
 }
 
 fn figment_message(e: figment::Error) -> String {

@@ -160,6 +160,11 @@ fn set_threads(threads: usize) {
 }
 
 fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
+    for k in kefu::config::stray_env_vars() {
+        tracing::warn!(
+            "{k} is not a kefu setting (configuration variables look like KEFU_SERVER__PORT)"
+        );
+    }
     Ok(Config::load(cli_config.map(|p| p.as_path()), &o)?)
 }
 

@@ -97,3 +97,71 @@ mod tests {
         }
     }
 }
+
+/// Reductions written with 16 independent lanes so that they vectorise (a plain `iter().sum()`
+/// over f32 is a serial chain of dependent adds).
+pub mod reduce {
+    const L: usize = 16;
+
+    #[inline]
+    pub fn sum(x: &[f32]) -> f32 {
+        let mut acc = [0f32; L];
+        let chunks = x.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for i in 0..L {
+                acc[i] += c[i];
+            }
+        }
+        acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+    }
+
+    /// Σ (x − mean)²
+    #[inline]
+    pub fn sq_dev(x: &[f32], mean: f32) -> f32 {
+        let mut acc = [0f32; L];
+        let chunks = x.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for i in 0..L {
+                let d = c[i] - mean;
+                acc[i] += d * d;
+            }
+        }
+        acc.iter().sum::<f32>() + tail.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>()
+    }
+
+    #[inline]
+    pub fn max_abs(x: &[f32]) -> f32 {
+        let mut acc = [0f32; L];
+        let chunks = x.chunks_exact(L);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for i in 0..L {
+                let a = c[i].abs();
+                acc[i] = if a > acc[i] { a } else { acc[i] };
+            }
+        }
+        let m = acc.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+        tail.iter()
+            .fold(m, |m, v| if v.abs() > m { v.abs() } else { m })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn reductions_match_plain_loops() {
+            let x: Vec<f32> = (0..37)
+                .map(|i| ((i * 7919) % 101) as f32 / 10.0 - 5.0)
+                .collect();
+            let plain_sum: f32 = x.iter().sum();
+            assert!((super::sum(&x) - plain_sum).abs() < 1e-4);
+            let mean = plain_sum / x.len() as f32;
+            let plain_dev: f32 = x.iter().map(|v| (v - mean) * (v - mean)).sum();
+            assert!((super::sq_dev(&x, mean) - plain_dev).abs() < 1e-3);
+            let plain_max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert_eq!(super::max_abs(&x), plain_max);
+            assert_eq!(super::max_abs(&[]), 0.0);
+        }
+    }
+}

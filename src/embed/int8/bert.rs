@@ -11,6 +11,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::gemm::{Epilogue, PackedLinear, QuantRows};
+use crate::embed::ops::reduce;
 use crate::embed::qbert::Config;
 use crate::model::Pooling;
 
@@ -34,8 +35,8 @@ impl LayerNorm {
                         *v += a;
                     }
                 }
-                let mean = row.iter().sum::<f32>() / h as f32;
-                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+                let mean = reduce::sum(row) / h as f32;
+                let var = reduce::sq_dev(row, mean) / h as f32;
                 let inv = 1.0 / (var + self.eps).sqrt();
                 for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
                     *v = (*v - mean) * inv * w + b;

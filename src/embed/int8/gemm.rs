@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::super::ops::gelu_scalar;
+use super::super::ops::{gelu_scalar, reduce};
 
 /// What to apply after the bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +50,23 @@ impl QuantRows {
             .zip(self.data.chunks_exact_mut(stride))
             .enumerate()
         {
-            let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-            let inv = 1.0 / scale;
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = ((v * inv).round() as i32 + 128) as u8;
-            }
-            self.scales[r] = scale;
+            self.scales[r] = quantize_row(src, dst);
         }
     }
+}
+
+/// Quantises one row to int8 stored +128; returns its scale. Written so that it vectorises:
+/// rounding adds ±0.5 and truncates instead of calling `round`.
+#[inline]
+fn quantize_row(src: &[f32], dst: &mut [u8]) -> f32 {
+    let max = reduce::max_abs(src);
+    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+    let inv = 1.0 / scale;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let x = v * inv;
+        *d = ((x + 0.5f32.copysign(x)) as i32 + 128) as u8;
+    }
+    scale
 }
 
 impl Default for QuantRows {
