@@ -23,6 +23,26 @@ pub fn fast_erf(x: f32) -> f32 {
     p / q
 }
 
+/// e^x for x ≤ 88 without libm, so that loops over it vectorise: x = n·ln 2 + r, a degree-6
+/// polynomial for e^r, 2^n from the exponent bits. Relative error ~1e-7; underflows to ~0 below
+/// −87.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let mut p = r.mul_add(1.0 / 720.0, 1.0 / 120.0);
+    p = r.mul_add(p, 1.0 / 24.0);
+    p = r.mul_add(p, 1.0 / 6.0);
+    p = r.mul_add(p, 0.5);
+    p = r.mul_add(p, 1.0);
+    p = r.mul_add(p, 1.0);
+    // SAFETY: n is an integer in [-126, 127] after the clamp.
+    let e: i32 = unsafe { n.to_int_unchecked() };
+    p * f32::from_bits(((e + 127) << 23) as u32)
+}
+
 /// Exact-form GELU of one value.
 #[inline(always)]
 pub fn gelu_scalar(x: f32) -> f32 {
@@ -81,6 +101,18 @@ mod tests {
             worst = worst.max(err);
         }
         assert!(worst < 2e-6, "max erf error {worst}");
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (got, want) = (fast_exp(x) as f64, (x as f64).exp());
+            assert!(
+                ((got - want) / want).abs() < 1e-6,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
     }
 
     #[test]
@@ -164,4 +196,45 @@ pub mod reduce {
             assert_eq!(super::max_abs(&[]), 0.0);
         }
     }
+}
+
+/// Whether the CPU has the AVX-512 subset kefu's kernels use (checked once).
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVX512.get_or_init(|| {
+            is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Defines `pub fn $name` that runs `$body` compiled for AVX-512 when the CPU has it and for
+/// the baseline target otherwise. The crate is built for baseline x86-64 (SSE2), so plain loops
+/// only use wide vectors inside such a wrapper.
+#[macro_export]
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                if $crate::embed::ops::has_avx512() {
+                    // SAFETY: the features were detected at run time.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
 }

@@ -11,7 +11,7 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
 use super::gemm::{Epilogue, PackedLinear, QuantRows};
-use crate::embed::ops::reduce;
+use crate::embed::ops::{fast_exp, reduce};
 use crate::embed::qbert::Config;
 use crate::model::Pooling;
 
@@ -30,18 +30,31 @@ impl LayerNorm {
             .enumerate()
             .with_min_len(16)
             .for_each(|(r, row)| {
-                if !add.is_empty() {
-                    for (v, a) in row.iter_mut().zip(&add[r * h..(r + 1) * h]) {
-                        *v += a;
-                    }
-                }
-                let mean = reduce::sum(row) / h as f32;
-                let var = reduce::sq_dev(row, mean) / h as f32;
-                let inv = 1.0 / (var + self.eps).sqrt();
-                for ((v, w), b) in row.iter_mut().zip(&self.w).zip(&self.b) {
-                    *v = (*v - mean) * inv * w + b;
-                }
+                let add = if add.is_empty() {
+                    &[][..]
+                } else {
+                    &add[r * h..(r + 1) * h]
+                };
+                layer_norm_row(row, add, &self.w, &self.b, self.eps);
             });
+    }
+}
+
+crate::multiversion! {
+    /// `row = LN(row + add)` (`add` may be empty).
+    fn layer_norm_row(row: &mut [f32], add: &[f32], w: &[f32], b: &[f32], eps: f32) {
+        if !add.is_empty() {
+            for (v, a) in row.iter_mut().zip(add) {
+                *v += a;
+            }
+        }
+        let h = row.len() as f32;
+        let mean = reduce::sum(row) / h;
+        let var = reduce::sq_dev(row, mean) / h;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(w).zip(b) {
+            *v = (*v - mean) * inv * w + b;
+        }
     }
 }
 
@@ -279,49 +292,55 @@ impl Int8Bert {
             || (Vec::new(), Vec::new()),
             |(kt, scores): &mut (Vec<f32>, Vec<f32>), (s, head)| {
                 let (t0, l) = (offsets[s], offsets[s + 1] - offsets[s]);
-                // Kᵀ for this head: [hd × l], so scores are axpy-shaped and vectorise.
-                kt.clear();
                 kt.resize(hd * l, 0.0);
-                for j in 0..l {
-                    let k = &qkv[(t0 + j) * 3 * h + h + head * hd..][..hd];
-                    for (d, &v) in k.iter().enumerate() {
-                        kt[d * l + j] = v;
-                    }
-                }
                 scores.resize(l, 0.0);
-                for i in 0..l {
-                    let qi = &qkv[(t0 + i) * 3 * h + head * hd..][..hd];
-                    scores.iter_mut().for_each(|s| *s = 0.0);
-                    for (d, &qv) in qi.iter().enumerate() {
-                        for (s, &k) in scores.iter_mut().zip(&kt[d * l..(d + 1) * l]) {
-                            *s += qv * k;
-                        }
-                    }
-                    let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    let mut sum = 0.0;
-                    for s in scores.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let inv = 1.0 / sum;
-                    // SAFETY: each (sequence, head) job writes its own slice of ctx.
-                    let out = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            ctx_ptr.get().add((t0 + i) * h + head * hd),
-                            hd,
-                        )
-                    };
-                    out.iter_mut().for_each(|o| *o = 0.0);
-                    for (j, &p) in scores.iter().enumerate() {
-                        let v = &qkv[(t0 + j) * 3 * h + 2 * h + head * hd..][..hd];
-                        let p = p * inv;
-                        for (o, &vv) in out.iter_mut().zip(v) {
-                            *o += p * vv;
-                        }
-                    }
-                }
+                // Each (sequence, head) job writes only its own slices of ctx.
+                attend(qkv, t0, l, h, hd, head, kt, scores, ctx_ptr);
             },
         );
+    }
+}
+
+crate::multiversion! {
+    /// One head of one sequence: softmax(q·kᵀ)·v for its `l` tokens starting at `t0`, written
+    /// to the head's columns of `ctx` (rows of `h`). The query is already scaled by 1/√hd.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        qkv: &[f32], t0: usize, l: usize, h: usize, hd: usize, head: usize,
+        kt: &mut [f32], scores: &mut [f32], ctx: CtxPtr,
+    ) {
+        // Kᵀ for this head, [hd × l], so that scores are computed as vectorised axpys.
+        for j in 0..l {
+            let k = &qkv[(t0 + j) * 3 * h + h + head * hd..][..hd];
+            for (d, &v) in k.iter().enumerate() {
+                kt[d * l + j] = v;
+            }
+        }
+        for i in 0..l {
+            let qi = &qkv[(t0 + i) * 3 * h + head * hd..][..hd];
+            scores.iter_mut().for_each(|s| *s = 0.0);
+            for (d, &qv) in qi.iter().enumerate() {
+                for (s, &k) in scores.iter_mut().zip(&kt[d * l..(d + 1) * l]) {
+                    *s += qv * k;
+                }
+            }
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+            for s in scores.iter_mut() {
+                *s = fast_exp(*s - max);
+            }
+            let inv = 1.0 / reduce::sum(scores);
+            // SAFETY: ctx holds rows of h for every token; row t0 + i, columns of this head,
+            // are written by this call alone (one call per sequence and head).
+            let out = unsafe { std::slice::from_raw_parts_mut(ctx.get().add((t0 + i) * h + head * hd), hd) };
+            out.iter_mut().for_each(|o| *o = 0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                let v = &qkv[(t0 + j) * 3 * h + 2 * h + head * hd..][..hd];
+                let p = p * inv;
+                for (o, &vv) in out.iter_mut().zip(v) {
+                    *o += p * vv;
+                }
+            }
+        }
     }
 }
 

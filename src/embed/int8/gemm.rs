@@ -55,18 +55,22 @@ impl QuantRows {
     }
 }
 
-/// Quantises one row to int8 stored +128; returns its scale. Written so that it vectorises:
-/// rounding adds ±0.5 and truncates instead of calling `round`.
-#[inline]
-fn quantize_row(src: &[f32], dst: &mut [u8]) -> f32 {
-    let max = reduce::max_abs(src);
-    let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let inv = 1.0 / scale;
-    for (d, &v) in dst.iter_mut().zip(src) {
-        let x = v * inv;
-        *d = ((x + 0.5f32.copysign(x)) as i32 + 128) as u8;
+crate::multiversion! {
+    /// Quantises one row to int8 stored +128; returns its scale. Rounds by adding ±0.5 and
+    /// truncating, so that the loop vectorises.
+    fn quantize_row(src: &[f32], dst: &mut [u8]) -> f32 {
+        let max = reduce::max_abs(src);
+        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+        let inv = 1.0 / scale;
+        for (d, &v) in dst.iter_mut().zip(src) {
+            let x = v * inv;
+            // SAFETY: |x| <= 127 by construction of `scale`, well inside i32 (and x is finite
+            // because max is).
+            let q: i32 = unsafe { (x + 0.5f32.copysign(x)).to_int_unchecked() };
+            *d = (q + 128) as u8;
+        }
+        scale
     }
-    scale
 }
 
 impl Default for QuantRows {
