@@ -76,7 +76,18 @@ struct Embeddings {
     ln: LayerNorm,
 }
 
+/// Working buffers of one forward pass, kept between calls.
+#[derive(Default)]
+struct Scratch {
+    q: QuantRows,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+}
+
 pub struct Int8Bert {
+    scratch: std::sync::Mutex<Scratch>,
     emb: Embeddings,
     layers: Vec<Layer>,
     hidden: usize,
@@ -185,6 +196,7 @@ impl Int8Bert {
             });
         }
         Ok(Self {
+            scratch: Default::default(),
             emb,
             layers,
             hidden: h,
@@ -238,23 +250,29 @@ impl Int8Bert {
         }
         self.emb.ln.apply(&mut x, &[]);
 
-        let mut q = QuantRows::new();
-        let mut qkv = Vec::new();
-        let mut ctx = vec![0f32; total * h];
-        let mut tmp = Vec::new();
-        let mut inter = Vec::new();
+        // Buffers live across calls: reallocating megabytes per batch costs page faults.
+        let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+        let Scratch {
+            q,
+            qkv,
+            ctx,
+            tmp,
+            inter,
+        } = &mut *scratch;
+        ctx.clear();
+        ctx.resize(total * h, 0.0);
         for layer in &self.layers {
             q.quantize(&x, total, h);
-            layer.qkv.forward(&q, &mut qkv, Epilogue::None);
-            self.attention(&qkv, &offsets, &mut ctx);
-            q.quantize(&ctx, total, h);
-            layer.attn_out.forward(&q, &mut tmp, Epilogue::None);
-            layer.attn_ln.apply(&mut x, &tmp);
+            layer.qkv.forward(q, qkv, Epilogue::None);
+            self.attention(qkv, &offsets, ctx);
+            q.quantize(ctx, total, h);
+            layer.attn_out.forward(q, tmp, Epilogue::None);
+            layer.attn_ln.apply(&mut x, tmp);
             q.quantize(&x, total, h);
-            layer.inter.forward(&q, &mut inter, Epilogue::Gelu);
-            q.quantize(&inter, total, self.intermediate);
-            layer.out.forward(&q, &mut tmp, Epilogue::None);
-            layer.out_ln.apply(&mut x, &tmp);
+            layer.inter.forward(q, inter, Epilogue::Gelu);
+            q.quantize(inter, total, self.intermediate);
+            layer.out.forward(q, tmp, Epilogue::None);
+            layer.out_ln.apply(&mut x, tmp);
         }
 
         Ok((0..batch.len())
