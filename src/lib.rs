@@ -6,5 +6,6 @@ pub mod bench;
 pub mod config;
 pub mod embed;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod serve;

@@ -62,6 +62,9 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Measure accuracy on labelled data.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Print the effective configuration (defaults, file, environment and flags merged).
     Config {
         #[command(flatten)]
@@ -113,6 +116,31 @@ enum ModelCommand {
     Info { dir: PathBuf },
     /// Check a model directory's files against the manifest's checksums.
     Verify { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// How well cosine similarity separates paraphrase pairs (`{"a","b","label"}` JSONL):
+    /// ROC AUC and the best accuracy over thresholds.
+    Pairs {
+        /// Pairs file (e.g. ../shared/datasets/pairs/lcqmc_test.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Use only the first N pairs.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Forward pass to evaluate.
+        #[arg(long, value_enum)]
+        engine: Option<EngineKind>,
+        /// Weight storage for the kefu engine.
+        #[arg(long, value_enum)]
+        weights: Option<Weights>,
+        /// Print one JSON object as the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +316,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "batches of 32 real questions: {:.1} sentences/s",
                     r.batch32_real_sentences_per_s
+                );
+            }
+            Ok(())
+        }
+        Command::Eval(EvalCommand::Pairs {
+            data,
+            limit,
+            engine,
+            weights,
+            json,
+            common,
+        }) => {
+            let mut cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            if let Some(en) = engine {
+                cfg.embed.engine = en;
+            }
+            if let Some(w) = weights {
+                cfg.embed.weights = w;
+            }
+            let pairs = kefu::eval::pairs::read_pairs(&data, limit)?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let r = kefu::eval::pairs::run(&e, &data, pairs)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} pairs ({} positive){}\nROC AUC {:.4}   best accuracy {:.4} at cosine {:.3}\nmean cosine: positive {:.4}, negative {:.4}   ({:.1} s)",
+                    r.data,
+                    r.n,
+                    r.positives,
+                    if r.interrupted { " [interrupted]" } else { "" },
+                    r.roc_auc,
+                    r.best_accuracy,
+                    r.best_threshold,
+                    r.mean_cosine_positive,
+                    r.mean_cosine_negative,
+                    r.seconds
                 );
             }
             Ok(())

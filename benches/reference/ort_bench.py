@@ -8,25 +8,37 @@ shapes as `kefu bench embed` (1 x 16 and 32 x 32 tokens), so that kefu and ONNX
 Runtime can be compared per core on one machine in one sitting.
 
 The graph is written node for node the way the PyTorch exporter writes Hugging
-Face BERT (MatMul + Add per linear layer, Reshape/Transpose per head, Div by
-sqrt(head size), an additive (1 - mask) * -10000 mask, Erf GELU, opset 17
-LayerNormalization), so that ONNX Runtime's own graph optimiser
-(ORT_ENABLE_ALL) can fuse it into EmbedLayerNormalization, Attention,
-SkipLayerNormalization and BiasGelu, as it does for an exported model. The
-fused operator counts are printed so that this can be checked.
+Face BERT at opset 17 (MatMul + Add per linear layer, Reshape/Transpose per
+head, Div by sqrt(head size), an additive (1 - mask) * -10000 mask, Erf GELU,
+LayerNormalization), so that ONNX Runtime's optimisers treat it as they treat
+an exported model. Two fp32 variants are measured, both in sessions with
+ORT_ENABLE_ALL:
+
+  onnx_fp32                that graph as written; the in-session optimiser
+                           fuses SkipLayerNormalization, BiasGelu and the
+                           attention scale, but not attention itself at opset 17
+  onnx_fp32_offline_fused  the same graph after onnxruntime.transformers'
+                           BERT optimiser (EmbedLayerNormalization, one
+                           Attention node per layer, SkipLayerNormalization,
+                           BiasGelu), the graph ORT's own BERT tooling serves
+
+The operators left after optimisation are recorded for each, so the fusions
+can be checked.
 
 Usage (from the repository root):
 
     pip install onnxruntime onnx numpy safetensors tokenizers
     python3 benches/reference/ort_bench.py --threads 1,2 --runs 3
 
-The last line of stdout is one JSON object with every number. The ONNX file
-(about 470 MB) is written under --work-dir, never into the repository.
+The last line of stdout is one JSON object with every number; progress goes to
+stderr. The ONNX files (about 470 MB each for fp32) are written under
+--work-dir, never into the repository, and reused on later runs.
 
 --quantized PATH benchmarks another ONNX file too (inputs input_ids,
-attention_mask and optionally token_type_ids; first output last_hidden_state or
-a sentence embedding). --quantize-dynamic makes one with ONNX Runtime's own
-dynamic int8 quantiser from the fp32 graph and benchmarks it as well.
+attention_mask and optionally token_type_ids; output last_hidden_state, which
+is mean-pooled here, or sentence_embedding). --quantize-dynamic makes an int8
+model with ONNX Runtime's own dynamic quantiser from the fused fp32 graph and
+benchmarks it as well.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -305,6 +318,12 @@ def build_bert_onnx(model_dir: Path, out_path: Path) -> dict:
             helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch_size", hidden]),
         ],
         initializer=g.initializers,
+        # Shape inference cannot tell that the sliced position ids are sequence_length long; the
+        # exporter records that as value_info, and ORT's fusions need matching residual shapes.
+        value_info=[
+            helper.make_tensor_value_info(position_ids, TensorProto.INT64, [1, "sequence_length"]),
+            helper.make_tensor_value_info(position, TensorProto.FLOAT, [1, "sequence_length", hidden]),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                               producer_name="kefu benches/reference/ort_bench.py")
@@ -424,19 +443,35 @@ def bench_model(path: Path, threads: list[int], shapes: list[tuple], real: list[
     return result
 
 
-def quantize_dynamic_int8(fp32_path: Path, work_dir: Path) -> Path:
-    """ONNX Runtime's dynamic int8 quantisation of the fp32 graph: first the optimiser's portable
-    (extended) fusions are saved, so Attention becomes QAttention; then every MatMul and Attention
-    gets int8 weights (per output channel) and per-tensor dynamically quantised uint8 activations.
-    Embedding tables stay fp32."""
+def fuse_offline(fp32_path: Path, out_path: Path, cfg: dict) -> Path:
+    """ONNX Runtime's offline BERT optimiser (onnxruntime.transformers, shipped in the wheel): the
+    fusions the in-session optimiser does not reach at opset 17 (EmbedLayerNormalization and the
+    whole self-attention as one Attention node), plus SkipLayerNormalization and BiasGelu. This is
+    the fp32 graph a careful ORT deployment of this model would serve."""
+    import logging
+
+    from onnxruntime.transformers import optimizer
+
+    # It warns that the producer is not "pytorch"; the graph has the exporter's shape regardless.
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = optimizer.optimize_model(str(fp32_path), model_type="bert", num_heads=cfg["num_attention_heads"],
+                                     hidden_size=cfg["hidden_size"], opt_level=0, use_gpu=False)
+    model.save_model_to_file(str(out_path))
+    return out_path
+
+
+def quantize_dynamic_int8(source: Path, out_path: Path) -> Path:
+    """ONNX Runtime's own dynamic int8 quantisation: int8 weights per output channel for every
+    MatMul and Attention (Attention becomes QAttention when `source` is the offline-fused graph),
+    uint8 activations quantised per tensor at run time. Embedding tables stay fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    fused = work_dir / "model.fp32.fused.onnx"
-    out = work_dir / "model.int8-dynamic.onnx"
-    make_session(fp32_path, 1, ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, optimized_out=fused)
-    quantize_dynamic(str(fused), str(out), op_types_to_quantize=["MatMul", "Attention"],
-                     per_channel=True, weight_type=QuantType.QInt8)
-    return out
+    # ONNX shape inference cannot type the outputs of contrib ops (Attention, SkipLayerNormalization);
+    # every activation here is float.
+    quantize_dynamic(str(source), str(out_path), op_types_to_quantize=["MatMul", "Attention"],
+                     per_channel=True, weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    return out_path
 
 
 def cpu_name() -> str:
@@ -450,22 +485,64 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def check_model(name: str, path: Path, tok: TextTokenizer, threads: int, work_dir: Path,
+                compare_unoptimised: bool) -> dict:
+    """Cosines, the operators left after ORT_ENABLE_ALL, and (for our own fp32 graphs) how far the
+    optimised session is from the unoptimised one."""
+    entry: dict = {"path": str(path)}
+    with open(path, "rb") as f:
+        if f.read(40).startswith(b"version https://git-lfs"):
+            raise ValueError("a Git LFS pointer, not an ONNX model (the package shipped without the weights)")
+    optimized_path = work_dir / f"{path.stem}.ort-optimized.onnx"
+    sess = make_session(path, threads, optimized_out=optimized_path)
+    entry["inputs"] = [i.name for i in sess.get_inputs()]
+    entry["cosines"] = check_cosines(sess, tok)
+    for c in entry["cosines"]:
+        log(f"  [{name}] {c['a']} / {c['b']}: {c['cosine']:.4f} (reference {c['reference']}) "
+            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
+    if compare_unoptimised:
+        plain = make_session(path, threads, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        texts = [q for pair in REFERENCE for q in pair[:2]]
+        diff = float(np.abs(embed(sess, tok, texts) - embed(plain, tok, texts)).max())
+        entry["optimised_vs_unoptimised_max_abs_diff"] = diff
+        log(f"  [{name}] ORT_ENABLE_ALL vs ORT_DISABLE_ALL embeddings: max |diff| {diff:.2e}")
+        del plain
+    entry["ops_after_ort_enable_all"] = op_counts(optimized_path)
+    optimized_path.unlink(missing_ok=True)
+    log(f"  [{name}] operators after ORT_ENABLE_ALL: {entry['ops_after_ort_enable_all']}")
+    return entry
+
+
+def summarise(runs: list[dict]) -> dict:
+    """Median over the repeated runs of each run's median, per thread count and shape."""
+    out: dict = {}
+    for t in runs[0]:
+        out[t] = {}
+        for shape in runs[0][t]:
+            med = statistics.median(r[t][shape]["median_ms"] for r in runs)
+            batch = int(shape.split("x")[0])
+            out[t][shape] = {"median_ms": round(med, 3), "sentences_per_s": round(batch * 1000.0 / med, 1)}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR,
                     help="Hugging Face BERT directory (default: the repo's models/multilingual-e5-small)")
-    ap.add_argument("--work-dir", type=Path, default=Path("/tmp/kefu-ort"),
-                    help="where the generated ONNX files go (default /tmp/kefu-ort)")
+    ap.add_argument("--work-dir", type=Path, default=Path(tempfile.gettempdir()) / "kefu-ort",
+                    help="where the generated ONNX files go (default: kefu-ort in the system temp dir)")
     ap.add_argument("--threads", default="1,2", help="comma-separated intra-op thread counts (default 1,2)")
     ap.add_argument("--runs", type=int, default=3,
                     help="how many times to repeat the whole benchmark, to show noise (default 3)")
     ap.add_argument("--iters-small", type=int, default=200, help="timed runs of 1 x 16 (default 200)")
     ap.add_argument("--iters-large", type=int, default=20, help="timed runs of 32 x 32 (default 20)")
+    ap.add_argument("--no-offline-fusion", action="store_true",
+                    help="skip the onnxruntime.transformers-fused fp32 variant")
     ap.add_argument("--quantized", type=Path, action="append", default=[],
                     help="another ONNX model to check and benchmark the same way (repeatable)")
     ap.add_argument("--quantize-dynamic", action="store_true",
                     help="also make and benchmark an int8 model with onnxruntime.quantization")
-    ap.add_argument("--rebuild", action="store_true", help="rebuild the fp32 ONNX file even if present")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the generated ONNX files even if present")
     args = ap.parse_args()
 
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
@@ -473,7 +550,7 @@ def main() -> None:
     model_dir = args.model_dir.resolve()
     work_dir = args.work_dir.resolve()
     if work_dir == REPO_ROOT or REPO_ROOT in work_dir.parents:
-        raise SystemExit("--work-dir must be outside the repository (the ONNX file holds the weights)")
+        raise SystemExit("--work-dir must be outside the repository (the ONNX files hold the weights)")
     work_dir.mkdir(parents=True, exist_ok=True)
 
     manifest_path = model_dir / "manifest.json"
@@ -481,62 +558,52 @@ def main() -> None:
     prefix = manifest.get("prefix", "query: ")
     tok = TextTokenizer(model_dir, prefix, int(manifest.get("max_tokens", 512)))
     real = [tok.encode(q) for q in QUESTIONS]
+    cfg = load_config(model_dir)
 
-    # 1. Build the fp32 graph (cached in the work dir).
-    fp32_path = work_dir / "model.fp32.onnx"
-    graph_info = None
-    if args.rebuild or not fp32_path.exists():
-        log(f"building {fp32_path} from {model_dir / 'model.safetensors'}")
-        started = time.perf_counter()
-        graph_info = build_bert_onnx(model_dir, fp32_path)
-        log(f"  {graph_info['nodes']} nodes in {time.perf_counter() - started:.1f} s")
+    # 1. Generate the ONNX files (cached in the work dir; --rebuild regenerates them).
+    def generated(path: Path, what: str, make) -> Path:
+        if args.rebuild or not path.exists():
+            log(f"writing {path} ({what})")
+            started = time.perf_counter()
+            make(path)
+            log(f"  done in {time.perf_counter() - started:.1f} s")
+        return path
 
-    # 2. Correctness: reference cosines, and the optimised graph against the unoptimised one.
-    log("checking reference cosines")
-    optimized_path = work_dir / "model.fp32.ort-optimized.onnx"
-    sess_all = make_session(fp32_path, max(threads), optimized_out=optimized_path)
-    sess_none = make_session(fp32_path, max(threads), ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    cosines = check_cosines(sess_all, tok)
-    for c in cosines:
-        log(f"  {c['a']} / {c['b']}: {c['cosine']:.4f} (reference {c['reference']}) "
-            f"{'ok' if c['ok'] else 'OUT OF TOLERANCE'}")
-    texts = [q for pair in REFERENCE for q in pair[:2]]
-    fused_vs_plain = float(np.abs(embed(sess_all, tok, texts) - embed(sess_none, tok, texts)).max())
-    log(f"  optimised vs unoptimised graph: max |diff| {fused_vs_plain:.2e}")
-    fused_ops = op_counts(optimized_path)
-    log(f"  operators after ORT_ENABLE_ALL: {fused_ops}")
-    del sess_all, sess_none
-
-    models = {"onnx_fp32": {"path": str(fp32_path), "cosines": cosines,
-                            "optimised_vs_unoptimised_max_abs_diff": fused_vs_plain,
-                            "ops_after_optimisation": fused_ops}}
-
-    # 3. Optional extra models.
-    extra = [("quantized:" + p.name, p.resolve()) for p in args.quantized]
+    fp32 = generated(work_dir / "model.fp32.onnx", "exporter-style fp32 graph from model.safetensors",
+                     lambda p: build_bert_onnx(model_dir, p))
+    # (name, path, is one of our own fp32 graphs)
+    candidates = [("onnx_fp32", fp32, True)]
+    if not args.no_offline_fusion:
+        fused = generated(work_dir / "model.fp32.fused.onnx", "onnxruntime.transformers BERT fusions",
+                          lambda p: fuse_offline(fp32, p, cfg))
+        candidates.append(("onnx_fp32_offline_fused", fused, True))
     if args.quantize_dynamic:
-        log("quantising with onnxruntime.quantization.quantize_dynamic")
-        extra.append(("ort_dynamic_int8", quantize_dynamic_int8(fp32_path, work_dir)))
-    for name, path in extra:
-        entry = {"path": str(path)}
-        try:
-            sess = make_session(path, max(threads))
-            entry["inputs"] = [i.name for i in sess.get_inputs()]
-            entry["cosines"] = check_cosines(sess, tok)
-            for c in entry["cosines"]:
-                log(f"  [{name}] {c['a']} / {c['b']}: {c['cosine']:.4f} (reference {c['reference']})")
-            del sess
-        except Exception as e:  # a model that will not load is reported, not fatal
-            entry["error"] = f"{type(e).__name__}: {e}"
-            log(f"  [{name}] cannot be used: {entry['error']}")
-        models[name] = entry
+        source = candidates[-1][1]
+        q8 = generated(work_dir / f"{source.stem}.int8-dynamic.onnx", f"quantize_dynamic of {source.name}",
+                       lambda p: quantize_dynamic_int8(source, p))
+        candidates.append(("ort_dynamic_int8", q8, False))
+    candidates += [("quantized:" + p.name, p.resolve(), False) for p in args.quantized]
 
-    # 4. Benchmark, repeated --runs times over every model and thread count.
+    # 2. Correctness: reference cosines for every model; a model that will not load is reported.
+    models: dict = {}
+    for name, path, own in candidates:
+        log(f"checking {name}")
+        try:
+            models[name] = check_model(name, path, tok, max(threads), work_dir, compare_unoptimised=own)
+        except Exception as e:
+            models[name] = {"path": str(path), "error": f"{type(e).__name__}: {e}"}
+            log(f"  [{name}] cannot be used: {models[name]['error']}")
+
+    # 3. Benchmark, repeated --runs times over every model and thread count.
     for run in range(1, args.runs + 1):
         for name, entry in models.items():
             if "error" in entry:
                 continue
             log(f"run {run}/{args.runs}: {name}")
             entry.setdefault("runs", []).append(bench_model(Path(entry["path"]), threads, shapes, real))
+    for entry in models.values():
+        if entry.get("runs"):
+            entry["median_over_runs"] = summarise(entry["runs"])
 
     result = {
         "onnxruntime": ort.__version__,
@@ -545,6 +612,7 @@ def main() -> None:
         "python": platform.python_version(),
         "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "model": manifest.get("version", model_dir.name),
         "settings": {"graph_optimization_level": "ORT_ENABLE_ALL", "inter_op_num_threads": 1,
                      "execution_mode": "ORT_SEQUENTIAL", "threads": threads, "runs": args.runs,

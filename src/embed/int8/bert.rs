@@ -23,20 +23,24 @@ struct LayerNorm {
 
 impl LayerNorm {
     /// `x = LN(x + add)` row by row (`add` may be empty for plain LN).
-    fn apply(&self, x: &mut [f32], add: &[f32]) {
+    fn apply(&self, x: &mut [f32], add: &[f32], parallel: bool) {
         let h = self.w.len();
-        let rows: Vec<&mut [f32]> = x.chunks_exact_mut(h).collect();
-        rows.into_par_iter()
-            .enumerate()
-            .with_min_len(16)
-            .for_each(|(r, row)| {
-                let add = if add.is_empty() {
-                    &[][..]
-                } else {
-                    &add[r * h..(r + 1) * h]
-                };
-                layer_norm_row(row, add, &self.w, &self.b, self.eps);
-            });
+        let one = |(r, row): (usize, &mut [f32])| {
+            let add = if add.is_empty() {
+                &[][..]
+            } else {
+                &add[r * h..(r + 1) * h]
+            };
+            layer_norm_row(row, add, &self.w, &self.b, self.eps);
+        };
+        if parallel {
+            x.par_chunks_exact_mut(h)
+                .enumerate()
+                .with_min_len(16)
+                .for_each(one);
+        } else {
+            x.chunks_exact_mut(h).enumerate().for_each(one);
+        }
     }
 }
 
@@ -86,8 +90,12 @@ struct Scratch {
     inter: Vec<f32>,
 }
 
+/// Batches with fewer tokens run on one thread.
+const PARALLEL_MIN_TOKENS: usize = 48;
+
 pub struct Int8Bert {
     scratch: std::sync::Mutex<Scratch>,
+    pool: rayon::ThreadPool,
     emb: Embeddings,
     layers: Vec<Layer>,
     hidden: usize,
@@ -195,8 +203,14 @@ impl Int8Bert {
                 out_ln: ln(l.pp("output.LayerNorm"))?,
             });
         }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(candle_core::utils::get_num_threads())
+            .thread_name(|i| format!("kefu-int8-{i}"))
+            .build()
+            .map_err(candle_core::Error::wrap)?;
         Ok(Self {
             scratch: Default::default(),
+            pool,
             emb,
             layers,
             hidden: h,
@@ -210,6 +224,12 @@ impl Int8Bert {
 
     /// Pooled, L2-normalised embeddings of each token sequence.
     pub fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
+        // Run on the pool so that the parallel parts are forked from one of its own threads
+        // (cheap) instead of being injected from outside for every operation.
+        self.pool.install(|| self.embed_on_pool(batch, pooling))
+    }
+
+    fn embed_on_pool(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
         let h = self.hidden;
         let mut offsets = Vec::with_capacity(batch.len() + 1);
         offsets.push(0usize);
@@ -248,7 +268,9 @@ impl Int8Bert {
                 }
             }
         }
-        self.emb.ln.apply(&mut x, &[]);
+        // Below a few dozen tokens, handing work to other threads costs more than it saves.
+        let parallel = total >= PARALLEL_MIN_TOKENS && self.pool.current_num_threads() > 1;
+        self.emb.ln.apply(&mut x, &[], parallel);
 
         // Buffers live across calls: reallocating megabytes per batch costs page faults.
         let mut scratch = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
@@ -263,16 +285,16 @@ impl Int8Bert {
         ctx.resize(total * h, 0.0);
         for layer in &self.layers {
             q.quantize(&x, total, h);
-            layer.qkv.forward(q, qkv, Epilogue::None);
-            self.attention(qkv, &offsets, ctx);
+            layer.qkv.forward(q, qkv, Epilogue::None, parallel);
+            self.attention(qkv, &offsets, ctx, parallel);
             q.quantize(ctx, total, h);
-            layer.attn_out.forward(q, tmp, Epilogue::None);
-            layer.attn_ln.apply(&mut x, tmp);
+            layer.attn_out.forward(q, tmp, Epilogue::None, parallel);
+            layer.attn_ln.apply(&mut x, tmp, parallel);
             q.quantize(&x, total, h);
-            layer.inter.forward(q, inter, Epilogue::Gelu);
+            layer.inter.forward(q, inter, Epilogue::Gelu, parallel);
             q.quantize(inter, total, self.intermediate);
-            layer.out.forward(q, tmp, Epilogue::None);
-            layer.out_ln.apply(&mut x, tmp);
+            layer.out.forward(q, tmp, Epilogue::None, parallel);
+            layer.out_ln.apply(&mut x, tmp, parallel);
         }
 
         Ok((0..batch.len())
@@ -300,22 +322,26 @@ impl Int8Bert {
     }
 
     /// Self-attention of each sequence over its own tokens; `qkv` rows are `[q | k | v]`.
-    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32]) {
+    fn attention(&self, qkv: &[f32], offsets: &[usize], ctx: &mut [f32], parallel: bool) {
         let (h, hd, nh) = (self.hidden, self.head_dim, self.heads);
         let ctx_ptr = CtxPtr(ctx.as_mut_ptr());
         let jobs: Vec<(usize, usize)> = (0..offsets.len() - 1)
             .flat_map(|s| (0..nh).map(move |head| (s, head)))
             .collect();
-        jobs.into_par_iter().for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(kt, scores): &mut (Vec<f32>, Vec<f32>), (s, head)| {
-                let (t0, l) = (offsets[s], offsets[s + 1] - offsets[s]);
-                kt.resize(hd * l, 0.0);
-                scores.resize(l, 0.0);
-                // Each (sequence, head) job writes only its own slices of ctx.
-                attend(qkv, t0, l, h, hd, head, kt, scores, ctx_ptr);
-            },
-        );
+        let run = |(kt, scores): &mut (Vec<f32>, Vec<f32>), (s, head): (usize, usize)| {
+            let (t0, l) = (offsets[s], offsets[s + 1] - offsets[s]);
+            kt.resize(hd * l, 0.0);
+            scores.resize(l, 0.0);
+            // Each (sequence, head) job writes only its own slices of ctx.
+            attend(qkv, t0, l, h, hd, head, kt, scores, ctx_ptr);
+        };
+        if parallel {
+            jobs.into_par_iter()
+                .for_each_init(|| (Vec::new(), Vec::new()), run);
+        } else {
+            let mut bufs = (Vec::new(), Vec::new());
+            jobs.into_iter().for_each(|job| run(&mut bufs, job));
+        }
     }
 }
 

@@ -148,7 +148,8 @@ impl PackedLinear {
     }
 
     /// `out` (`rows × n`) = dequant(x · Wᵀ) + bias, then the epilogue.
-    pub fn forward(&self, x: &QuantRows, out: &mut Vec<f32>, epi: Epilogue) {
+    /// With `parallel`, output columns are shared among the current rayon pool's threads.
+    pub fn forward(&self, x: &QuantRows, out: &mut Vec<f32>, epi: Epilogue, parallel: bool) {
         assert_eq!(
             x.stride, self.stride,
             "activation width {} vs weights {}",
@@ -160,10 +161,14 @@ impl PackedLinear {
         // Work is split by output columns (pairs of 16-wide blocks): each thread reads only its
         // share of the weights, which matters most for a single short query.
         let pairs = self.n.div_ceil(32);
-        let threads = rayon::current_num_threads().max(1);
+        let threads = if parallel {
+            rayon::current_num_threads().max(1)
+        } else {
+            1
+        };
         let chunk = pairs.div_ceil(threads).max(1);
         let use_vnni = self.vnni_ok();
-        (0..pairs.div_ceil(chunk)).into_par_iter().for_each(|c| {
+        let work = |c: usize| {
             let cols = (c * chunk * 32)..((c + 1) * chunk * 32).min(self.n);
             // SAFETY: each task writes only its own columns of every row.
             unsafe {
@@ -174,7 +179,13 @@ impl PackedLinear {
                 }
                 portable(self, x, out_ptr.get(), cols, epi);
             }
-        });
+        };
+        let chunks = pairs.div_ceil(chunk);
+        if chunks == 1 {
+            work(0);
+        } else {
+            (0..chunks).into_par_iter().for_each(work);
+        }
     }
 }
 
@@ -362,7 +373,7 @@ mod tests {
             let mut q = QuantRows::new();
             q.quantize(&x, rows, k);
             let mut y = Vec::new();
-            lin.forward(&q, &mut y, Epilogue::None);
+            lin.forward(&q, &mut y, Epilogue::None, true);
             let want = reference(&x, &w, &b, rows, n, k);
             let mut p = vec![0f32; rows * n];
             unsafe { portable(&lin, &q, p.as_mut_ptr(), 0..n, Epilogue::None) };
@@ -386,8 +397,8 @@ mod tests {
         let mut q = QuantRows::new();
         q.quantize(&x, 2, k);
         let (mut plain, mut act) = (Vec::new(), Vec::new());
-        lin.forward(&q, &mut plain, Epilogue::None);
-        lin.forward(&q, &mut act, Epilogue::Gelu);
+        lin.forward(&q, &mut plain, Epilogue::None, false);
+        lin.forward(&q, &mut act, Epilogue::Gelu, true);
         for (p, a) in plain.iter().zip(&act) {
             assert!((gelu_scalar(*p) - a).abs() < 1e-6);
         }
