@@ -293,7 +293,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 iterations: iterations.max(10),
                 threads: candle_threads(),
                 engine: format!("{:?}", cfg.embed.engine).to_lowercase(),
-                weights: format!("{:?}", cfg.embed.weights).to_lowercase(),
+                weights: match cfg.embed.engine {
+                    EngineKind::Candle => "f32".into(),
+                    EngineKind::Kefu => format!("{:?}", cfg.embed.weights).to_lowercase(),
+                },
             };
             let r = kefu::bench::run(&e, &opts, |stage| eprintln!("bench: {stage}…"))?;
             if json {

@@ -150,3 +150,17 @@ fn missing_non_default_model_is_a_startup_error() {
         "{err}"
     );
 }
+
+#[test]
+fn documented_example_is_valid_and_matches_the_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/kefu.example.toml");
+    let (ok, from_example, err) = effective(tmp.path(), &["--config", example], &[]);
+    assert!(ok, "{err}");
+    let (ok, defaults, err) = effective(tmp.path(), &[], &[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        from_example, defaults,
+        "kefu.example.toml documents the defaults"
+    );
+}

@@ -90,9 +90,6 @@ struct Scratch {
     inter: Vec<f32>,
 }
 
-/// Batches with fewer tokens run on one thread.
-const PARALLEL_MIN_TOKENS: usize = 48;
-
 pub struct Int8Bert {
     scratch: std::sync::Mutex<Scratch>,
     pool: rayon::ThreadPool,
@@ -268,8 +265,8 @@ impl Int8Bert {
                 }
             }
         }
-        // Below a few dozen tokens, handing work to other threads costs more than it saves.
-        let parallel = total >= PARALLEL_MIN_TOKENS && self.pool.current_num_threads() > 1;
+        // Forked from a pool thread, splitting even a one-question batch pays off.
+        let parallel = self.pool.current_num_threads() > 1;
         self.emb.ln.apply(&mut x, &[], parallel);
 
         // Buffers live across calls: reallocating megabytes per batch costs page faults.
