@@ -35,7 +35,7 @@ async fn main() {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, route) = (client.clone(), url.clone(), route.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -47,7 +47,11 @@ async fn main() {
                 } else {
                     q.to_string()
                 };
-                let body = serde_json::json!({ "inputs": [text], "input": text });
+                let body = if route.ends_with("/embeddings") {
+                    serde_json::json!({ "input": text })
+                } else {
+                    serde_json::json!({ "inputs": [text] })
+                };
                 let started = Instant::now();
                 match client.post(&url).json(&body).send().await {
                     Ok(r) if r.status().is_success() => {
