@@ -148,3 +148,24 @@ fn cache_serves_the_same_vector_for_normalised_text() {
     assert_eq!(metrics.cache_hits.get(), 1);
     assert_eq!(metrics.cache_misses.get(), 1);
 }
+
+#[test]
+fn without_vnni_the_service_falls_back_to_candle() {
+    let out = common::kefu()
+        .env("KEFU_NO_VNNI", "1")
+        .args(["embed", "--cosine", "--model"])
+        .arg(common::model_dir())
+        .args(["怎么申请退款", "我想退货退钱怎么操作"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("lacks AVX-512 VNNI"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let cos: f32 = stdout.split('\t').next().unwrap().trim().parse().unwrap();
+    assert!((cos - 0.926).abs() <= 0.01, "{stdout}");
+}

@@ -5,8 +5,10 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config as CandleBertConfig};
+use candle_transformers::models::xlm_roberta::{Config as XlmrConfig, XLMRobertaModel};
 
 use super::int8::Int8Bert;
+use super::int8::gemm::has_vnni;
 use super::qbert::{self, QBert, Weights};
 use super::{EmbedError, Encoder};
 use crate::model::{Manifest, Pooling};
@@ -25,6 +27,7 @@ pub enum EngineKind {
 
 enum Net {
     Candle(BertModel),
+    CandleXlmr(XLMRobertaModel),
     Kefu(QBert),
     Int8(Int8Bert),
 }
@@ -49,36 +52,48 @@ impl BertEncoder {
         let cfg_path = dir.join("config.json");
         let cfg_text = std::fs::read_to_string(&cfg_path)
             .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
+        let bad_config =
+            |e: serde_json::Error| EmbedError::Load(format!("{}: {e}", cfg_path.display()));
         let weights_path = dir.join("model.safetensors");
-        let net =
-            match engine {
-                EngineKind::Candle => {
-                    let cfg: CandleBertConfig = serde_json::from_str(&cfg_text)
-                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
-                    // SAFETY: model directories are written atomically and not modified in place.
-                    let vb = unsafe {
-                        VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device)
-                    }
-                    .map_err(|e| EmbedError::Load(format!("{}: {e}", weights_path.display())))?;
-                    Net::Candle(
-                        BertModel::load(vb, &cfg).map_err(|e| EmbedError::Load(e.to_string()))?,
-                    )
-                }
-                EngineKind::Kefu if weights == Weights::Int8 => {
-                    let cfg: qbert::Config = serde_json::from_str(&cfg_text)
-                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
-                    Net::Int8(Int8Bert::load(&weights_path, &cfg).map_err(|e| {
-                        EmbedError::Load(format!("{}: {e}", weights_path.display()))
-                    })?)
-                }
-                EngineKind::Kefu => {
-                    let cfg: qbert::Config = serde_json::from_str(&cfg_text)
-                        .map_err(|e| EmbedError::Load(format!("{}: {e}", cfg_path.display())))?;
-                    Net::Kefu(qbert::load_cpu(&weights_path, &cfg, weights).map_err(|e| {
-                        EmbedError::Load(format!("{}: {e}", weights_path.display()))
-                    })?)
-                }
-            };
+        let bad_weights =
+            |e: candle_core::Error| EmbedError::Load(format!("{}: {e}", weights_path.display()));
+        let cfg: qbert::Config = serde_json::from_str(&cfg_text).map_err(bad_config)?;
+        let engine = if engine == EngineKind::Kefu && weights == Weights::Int8 && !has_vnni() {
+            // The portable int8 loop is correct but several times slower than candle's f32 path.
+            tracing::warn!(
+                "this CPU lacks AVX-512 VNNI: serving with engine \"candle\" instead of int8"
+            );
+            EngineKind::Candle
+        } else {
+            engine
+        };
+        let mmap = || {
+            // SAFETY: model directories are written atomically and not modified in place.
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&weights_path], DType::F32, &device) }
+                .map_err(bad_weights)
+        };
+        let net = match engine {
+            EngineKind::Candle if cfg.is_roberta() => {
+                let xcfg: XlmrConfig = serde_json::from_str(&cfg_text).map_err(bad_config)?;
+                let vb = mmap()?;
+                let vb = if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
+                    vb.pp("roberta")
+                } else {
+                    vb
+                };
+                Net::CandleXlmr(XLMRobertaModel::new(&xcfg, vb).map_err(bad_weights)?)
+            }
+            EngineKind::Candle => {
+                let bcfg: CandleBertConfig = serde_json::from_str(&cfg_text).map_err(bad_config)?;
+                Net::Candle(BertModel::load(mmap()?, &bcfg).map_err(bad_weights)?)
+            }
+            EngineKind::Kefu if weights == Weights::Int8 => {
+                Net::Int8(Int8Bert::load(&weights_path, &cfg).map_err(bad_weights)?)
+            }
+            EngineKind::Kefu => {
+                Net::Kefu(qbert::load_cpu(&weights_path, &cfg, weights).map_err(bad_weights)?)
+            }
+        };
         Ok(Self {
             net,
             pooling: manifest.pooling,
@@ -109,6 +124,7 @@ impl BertEncoder {
         let mask = Tensor::from_vec(mask, (b, l), &self.device)?;
         let states = match &self.net {
             Net::Candle(m) => m.forward(&ids, &ids.zeros_like()?, Some(&mask))?,
+            Net::CandleXlmr(m) => m.forward(&ids, &mask, &ids.zeros_like()?, None, None, None)?,
             Net::Kefu(m) => m.forward(&ids, padded.then_some(&mask))?,
             Net::Int8(_) => unreachable!("handled above"),
         };

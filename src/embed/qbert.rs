@@ -29,6 +29,30 @@ pub struct Config {
     pub layer_norm_eps: f64,
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// `bert`, or `xlm-roberta` / `roberta` (position ids start after the padding id).
+    #[serde(default)]
+    pub model_type: Option<String>,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+}
+
+impl Config {
+    /// Whether this is an XLM-RoBERTa-style model (bge-m3, multilingual-e5-base/large…).
+    pub fn is_roberta(&self) -> bool {
+        matches!(
+            self.model_type.as_deref(),
+            Some("xlm-roberta" | "roberta" | "camembert")
+        )
+    }
+
+    /// Position id of the first token: 0 for BERT, `pad_token_id + 1` for RoBERTa models.
+    pub fn position_offset(&self) -> usize {
+        if self.is_roberta() {
+            self.pad_token_id.unwrap_or(1) as usize + 1
+        } else {
+            0
+        }
+    }
 }
 
 fn default_type_vocab() -> usize {
@@ -113,6 +137,12 @@ pub struct QBert {
 
 impl QBert {
     pub fn load(vb: VarBuilder, cfg: &Config, weights: Weights) -> Result<Self> {
+        if cfg.is_roberta() {
+            candle_core::bail!(
+                "weights {weights:?} run BERT models only; use weights = \"int8\" or engine = \"candle\" for {:?}",
+                cfg.model_type.as_deref().unwrap_or_default()
+            );
+        }
         if cfg.hidden_act != "gelu" {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (only \"gelu\")",

@@ -132,7 +132,22 @@ pub fn load_manifest(dir: &Path, verify: bool) -> Result<Manifest, ModelError> {
             dimension,
             pooling: Pooling::Mean,
             prefix: String::new(),
-            max_tokens: get("max_position_embeddings").unwrap_or(512).min(512),
+            max_tokens: {
+                // RoBERTa-style models spend pad_token_id + 1 positions before the first token.
+                let roberta = matches!(
+                    cfg.get("model_type").and_then(|v| v.as_str()),
+                    Some("xlm-roberta" | "roberta" | "camembert")
+                );
+                let offset = if roberta {
+                    get("pad_token_id").unwrap_or(1) + 1
+                } else {
+                    0
+                };
+                get("max_position_embeddings")
+                    .unwrap_or(512)
+                    .saturating_sub(offset)
+                    .max(1)
+            },
         },
     )
 }

@@ -103,6 +103,16 @@ pub struct Int8Bert {
     max_positions: usize,
 }
 
+/// Checkpoints may put the encoder under `bert.` or `roberta.`.
+fn model_root(vb: VarBuilder) -> VarBuilder {
+    for prefix in ["bert", "roberta"] {
+        if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+            return vb.pp(prefix);
+        }
+    }
+    vb
+}
+
 fn vec1(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
@@ -118,11 +128,7 @@ impl Int8Bert {
         // SAFETY: model directories are written atomically and not modified in place.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu)? };
-        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
-            vb.pp("bert")
-        } else {
-            vb
-        };
+        let vb = model_root(vb);
         let h = cfg.hidden_size;
         let ff = cfg.intermediate_size;
         let eps = cfg.layer_norm_eps as f32;
@@ -158,10 +164,16 @@ impl Int8Bert {
             word_scale[r] = s;
         }
         drop(word);
+        let offset = cfg.position_offset();
+        if offset >= cfg.max_position_embeddings {
+            candle_core::bail!("pad_token_id leaves no positions");
+        }
         let pos = vec1(e.get(
             (cfg.max_position_embeddings, h),
             "position_embeddings.weight",
         )?)?;
+        // Position p of a sequence uses row offset + p (BERT: 0; RoBERTa: after the padding id).
+        let pos = pos[offset * h..].to_vec();
         let type0 = vec1(
             e.get((cfg.type_vocab_size, h), "token_type_embeddings.weight")?
                 .get(0)?,
@@ -215,7 +227,7 @@ impl Int8Bert {
             head_dim,
             intermediate: ff,
             vocab: cfg.vocab_size,
-            max_positions: cfg.max_position_embeddings,
+            max_positions: cfg.max_position_embeddings - offset,
         })
     }
 
