@@ -7,5 +7,6 @@ pub mod config;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod kb;
 pub mod model;
 pub mod serve;

@@ -62,6 +62,9 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Manage the knowledge base in the data directory.
+    #[command(subcommand)]
+    Kb(KbCommand),
     /// Measure accuracy on labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
@@ -116,6 +119,32 @@ enum ModelCommand {
     Info { dir: PathBuf },
     /// Check a model directory's files against the manifest's checksums.
     Verify { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum KbCommand {
+    /// Import FAQ entries (JSONL, CSV or Markdown; by extension unless --format). Every file is
+    /// validated first and every problem reported with its line; then all entries are written
+    /// in one transaction (entries with an existing id are replaced), or none.
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum)]
+        format: Option<kefu::kb::import::Format>,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Write every entry to standard output (or --out) in a format `kb import` reads.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: kefu::kb::import::Format,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -262,6 +291,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Model(cmd) => model_command(cmd),
+        Command::Kb(cmd) => {
+            let data_dir = match &cmd {
+                KbCommand::Import { data_dir, .. } | KbCommand::Export { data_dir, .. } => {
+                    data_dir.clone()
+                }
+            };
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(kb_command(cmd, &cfg))
+        }
         Command::Bench(BenchCommand::Embed {
             iterations,
             threads,
@@ -390,6 +437,90 @@ fn candle_threads() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(num_cpus::get)
+}
+
+async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
+    use kefu::kb::import::{self, Format};
+    match cmd {
+        KbCommand::Import { files, format, .. } => {
+            let mut entries = Vec::new();
+            let mut problems = Vec::new();
+            let mut seen = std::collections::HashMap::new();
+            for file in &files {
+                let fmt = format
+                    .or_else(|| Format::from_path(file))
+                    .with_context(|| {
+                        format!(
+                            "{}: unknown extension; pass --format jsonl|csv|md",
+                            file.display()
+                        )
+                    })?;
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let prefix = file.file_stem().and_then(|s| s.to_str()).unwrap_or("kb");
+                match import::parse(fmt, &text, prefix) {
+                    Ok(parsed) => {
+                        for e in parsed {
+                            if let Some(other) = seen.insert(e.id.clone(), file.clone()) {
+                                problems.push(format!(
+                                    "{}: id {:?} is also in {}",
+                                    file.display(),
+                                    e.id,
+                                    other.display()
+                                ));
+                            }
+                            entries.push(e);
+                        }
+                    }
+                    Err(ps) => {
+                        problems.extend(ps.into_iter().map(|p| format!("{}:{p}", file.display())))
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                anyhow::bail!("{} problem(s); nothing was imported", problems.len());
+            }
+            let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+            let bar = indicatif::ProgressBar::new_spinner()
+                .with_message(format!("importing {} entries", entries.len()));
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            let summary = store.upsert_all(&entries).await?;
+            bar.finish_and_clear();
+            eprintln!(
+                "imported {} entries ({} new, {} replaced) into {}; knowledge base revision {}",
+                entries.len(),
+                summary.created,
+                summary.updated,
+                cfg.server.data_dir.join(kefu::kb::store::KB_FILE).display(),
+                summary.revision
+            );
+        }
+        KbCommand::Export { format, out, .. } => {
+            let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+            let entries: Vec<_> = store.all().await?.into_iter().map(|s| s.entry).collect();
+            let text = import::write(format, &entries);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("exported {} entries to {}", entries.len(), path.display());
+                }
+                None => {
+                    use std::io::Write;
+                    // A closed pipe (`kefu kb export | head`) is not an error.
+                    if let Err(e) = std::io::stdout().lock().write_all(text.as_bytes())
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn model_command(cmd: ModelCommand) -> anyhow::Result<()> {

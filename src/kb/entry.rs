@@ -1,0 +1,202 @@
+//! FAQ entries and their validation.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Channels an answer may have a variant for.
+pub const CHANNELS: &[&str] = &["web", "app", "wechat", "sms"];
+
+pub const MAX_ID_CHARS: usize = 128;
+pub const MAX_TEXT_CHARS: usize = 2_000;
+pub const MAX_ANSWER_CHARS: usize = 20_000;
+pub const MAX_SIMILAR: usize = 200;
+
+/// One knowledge-base entry. The shared `faq` format (`id`, `question`, `answer`) is a valid
+/// subset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaqEntry {
+    /// Stable identifier: letters, digits and `-_.:`, at most 128 characters.
+    pub id: String,
+    /// The standard question.
+    pub question: String,
+    /// Other ways customers ask the same thing.
+    #[serde(default)]
+    pub similar: Vec<String>,
+    /// The default answer.
+    pub answer: String,
+    /// Per-channel answer variants (`web`, `app`, `wechat`, `sms`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub answers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// e.g. `zh-CN`, `en`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// First day the entry applies (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// Last day the entry applies (`YYYY-MM-DD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_to: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One problem with one field of one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
+    matches!((num(0..4), num(5..7), num(8..10)), (Some(_), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d))
+}
+
+impl FaqEntry {
+    /// Every problem with this entry (empty when valid).
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        let mut err = |field: &str, message: String| {
+            errs.push(FieldError {
+                field: field.into(),
+                message,
+            })
+        };
+        if self.id.is_empty() {
+            err("id", "is empty".into());
+        } else if self.id.chars().count() > MAX_ID_CHARS {
+            err("id", format!("is longer than {MAX_ID_CHARS} characters"));
+        } else if !self
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            err(
+                "id",
+                format!("{:?} may only contain letters, digits and -_.:", self.id),
+            );
+        }
+        if self.question.trim().is_empty() {
+            err("question", "is empty".into());
+        } else if self.question.chars().count() > MAX_TEXT_CHARS {
+            err(
+                "question",
+                format!("is longer than {MAX_TEXT_CHARS} characters"),
+            );
+        }
+        if self.similar.len() > MAX_SIMILAR {
+            err("similar", format!("has more than {MAX_SIMILAR} questions"));
+        }
+        for (i, s) in self.similar.iter().enumerate() {
+            if s.trim().is_empty() {
+                err(&format!("similar[{i}]"), "is empty".into());
+            } else if s.chars().count() > MAX_TEXT_CHARS {
+                err(
+                    &format!("similar[{i}]"),
+                    format!("is longer than {MAX_TEXT_CHARS} characters"),
+                );
+            }
+        }
+        if self.answer.trim().is_empty() {
+            err("answer", "is empty".into());
+        } else if self.answer.chars().count() > MAX_ANSWER_CHARS {
+            err(
+                "answer",
+                format!("is longer than {MAX_ANSWER_CHARS} characters"),
+            );
+        }
+        for (channel, a) in &self.answers {
+            if !CHANNELS.contains(&channel.as_str()) {
+                err(
+                    &format!("answers.{channel}"),
+                    format!("unknown channel (one of {})", CHANNELS.join(", ")),
+                );
+            } else if a.trim().is_empty() {
+                err(&format!("answers.{channel}"), "is empty".into());
+            }
+        }
+        for (field, v) in [
+            ("valid_from", &self.valid_from),
+            ("valid_to", &self.valid_to),
+        ] {
+            if let Some(d) = v
+                && !is_date(d)
+            {
+                err(field, format!("{d:?} is not a date (YYYY-MM-DD)"));
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.valid_from, &self.valid_to)
+            && is_date(a)
+            && is_date(b)
+            && a > b
+        {
+            err("valid_to", format!("{b} is before valid_from {a}"));
+        }
+        errs
+    }
+
+    /// The answer for `channel`, falling back to the default.
+    pub fn answer_for(&self, channel: Option<&str>) -> &str {
+        channel
+            .and_then(|c| self.answers.get(c))
+            .map_or(&self.answer, |s| s.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> FaqEntry {
+        serde_json::from_str(
+            r#"{"id": "zh-refunds-001", "question": "退款多久到账", "answer": "1-3个工作日"}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn shared_faq_format_is_a_valid_subset() {
+        let e = entry();
+        assert!(e.enabled);
+        assert!(e.validate().is_empty());
+    }
+
+    #[test]
+    fn validation_names_each_field() {
+        let mut e = entry();
+        e.id = "bad id!".into();
+        e.question = " ".into();
+        e.similar = vec!["ok".into(), "".into()];
+        e.answers.insert("fax".into(), "x".into());
+        e.valid_from = Some("2026-13-01".into());
+        let fields: Vec<String> = e.validate().into_iter().map(|f| f.field).collect();
+        assert_eq!(
+            fields,
+            ["id", "question", "similar[1]", "answers.fax", "valid_from"]
+        );
+    }
+
+    #[test]
+    fn channel_answers_fall_back_to_the_default() {
+        let mut e = entry();
+        e.answers.insert("sms".into(), "短".into());
+        assert_eq!(e.answer_for(Some("sms")), "短");
+        assert_eq!(e.answer_for(Some("web")), "1-3个工作日");
+        assert_eq!(e.answer_for(None), "1-3个工作日");
+    }
+}

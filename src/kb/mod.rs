@@ -1,0 +1,8 @@
+//! The knowledge base: FAQ entries, their storage, import and export.
+
+pub mod entry;
+pub mod import;
+pub mod store;
+
+pub use entry::FaqEntry;
+pub use store::{KbStore, StoredEntry};

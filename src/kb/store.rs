@@ -1,0 +1,203 @@
+//! The knowledge base on disk: SQLite (sqlx) in the data directory. Every write is one
+//! transaction and bumps a revision number that indexes use to know they are stale.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use utoipa::ToSchema;
+
+use super::entry::FaqEntry;
+
+pub const KB_FILE: &str = "kb.sqlite";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("knowledge base storage: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("stored entry {id} is unreadable: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+/// An entry with its bookkeeping.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct StoredEntry {
+    #[serde(flatten)]
+    pub entry: FaqEntry,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct ImportSummary {
+    pub created: usize,
+    pub updated: usize,
+    pub revision: i64,
+}
+
+#[derive(Clone)]
+pub struct KbStore {
+    pool: SqlitePool,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS faqs (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    category TEXT,
+    locale TEXT,
+    enabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faqs_category ON faqs(category);
+CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('revision', 0);
+";
+
+impl KbStore {
+    /// Opens (creating if needed) the knowledge base in `data_dir`.
+    pub async fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(data_dir.join(KB_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Monotonic counter of committed changes.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT value FROM kb_meta WHERE key = 'revision'")
+                .fetch_one(&self.pool)
+                .await?
+                .get(0),
+        )
+    }
+
+    pub async fn count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) FROM faqs")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0))
+    }
+
+    fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
+        let id: String = row.get("id");
+        let body: String = row.get("body");
+        let entry = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            id,
+            message: e.to_string(),
+        })?;
+        Ok(StoredEntry {
+            entry,
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<StoredEntry>, StoreError> {
+        let row = sqlx::query("SELECT * FROM faqs WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::decode).transpose()
+    }
+
+    /// Entries ordered by id, `limit` from `offset`, optionally of one category.
+    pub async fn list(
+        &self,
+        offset: i64,
+        limit: i64,
+        category: Option<&str>,
+    ) -> Result<Vec<StoredEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM faqs WHERE (?1 IS NULL OR category = ?1) ORDER BY id LIMIT ?2 OFFSET ?3",
+        )
+        .bind(category)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::decode).collect()
+    }
+
+    /// Every entry, ordered by id.
+    pub async fn all(&self) -> Result<Vec<StoredEntry>, StoreError> {
+        self.list(0, i64::MAX, None).await
+    }
+
+    /// Inserts or replaces entries in one transaction; valid entries only (callers validate).
+    pub async fn upsert_all(&self, entries: &[FaqEntry]) -> Result<ImportSummary, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut summary = ImportSummary::default();
+        let t = now();
+        for e in entries {
+            let exists = sqlx::query("SELECT 1 FROM faqs WHERE id = ?")
+                .bind(&e.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO faqs (id, body, category, locale, enabled, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT(id) DO UPDATE SET body = ?2, category = ?3, locale = ?4, enabled = ?5, updated_at = ?6",
+            )
+            .bind(&e.id)
+            .bind(serde_json::to_string(e).expect("entry serialises"))
+            .bind(&e.category)
+            .bind(&e.locale)
+            .bind(e.enabled)
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+            if exists.is_some() {
+                summary.updated += 1;
+            } else {
+                summary.created += 1;
+            }
+        }
+        summary.revision = Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(summary)
+    }
+
+    /// Removes `id`; false when there was no such entry.
+    pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM faqs WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            Self::bump(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE kb_meta SET value = value + 1 WHERE key = 'revision' RETURNING value",
+        )
+        .fetch_one(&mut **tx)
+        .await?
+        .get(0))
+    }
+}
