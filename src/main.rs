@@ -149,6 +149,31 @@ enum KbCommand {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// FAQ retrieval: top-1, recall@5 and MRR@10 of the matcher on a KB file and labelled
+    /// queries (`{"query", "gold": [ids]}`), with the dense-only baseline from the same run.
+    /// Builds its own in-memory index; never touches the service's data.
+    Faq {
+        /// KB file (JSONL, CSV or Markdown), e.g. ../shared/datasets/faq/bq_dev/kb.jsonl.
+        #[arg(long)]
+        kb: PathBuf,
+        /// Queries file.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Use only the first N queries.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Weight of the word BM25 signal in the fused score.
+        #[arg(long)]
+        lexical_weight: Option<f32>,
+        /// Weight of the character-bigram signal in the fused score.
+        #[arg(long)]
+        fuzzy_weight: Option<f32>,
+        /// Print one JSON object as the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
     /// How well cosine similarity separates paraphrase pairs (`{"a","b","label"}` JSONL):
     /// ROC AUC and the best accuracy over thresholds.
     Pairs {
@@ -366,6 +391,63 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "batches of 32 real questions: {:.1} sentences/s",
                     r.batch32_real_sentences_per_s
+                );
+            }
+            Ok(())
+        }
+        Command::Eval(EvalCommand::Faq {
+            kb,
+            queries,
+            limit,
+            lexical_weight,
+            fuzzy_weight,
+            json,
+            common,
+        }) => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            let entries = kefu::eval::faq::read_kb(&kb)?;
+            let qs = kefu::eval::faq::read_queries(&queries, limit)?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let mut w = kefu::matcher::FusionWeights::default();
+            if let Some(l) = lexical_weight {
+                w.lexical = l;
+            }
+            if let Some(f) = fuzzy_weight {
+                w.fuzzy = f;
+            }
+            let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, w)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{} ({} entries, {} questions) × {} queries ({} out of scope){}",
+                    r.kb,
+                    r.entries,
+                    r.texts,
+                    r.n,
+                    r.out_of_scope,
+                    if r.interrupted { " [interrupted]" } else { "" }
+                );
+                println!("            top1    recall@5  MRR@10");
+                println!(
+                    "kefu        {:.4}  {:.4}    {:.4}",
+                    r.top1, r.recall_at_5, r.mrr_at_10
+                );
+                let d = &r.dense_baseline;
+                println!(
+                    "dense only  {:.4}  {:.4}    {:.4}",
+                    d.top1, d.recall_at_5, d.mrr_at_10
+                );
+                println!(
+                    "per query p50 {:.2} ms, p99 {:.2} ms; indexing {:.1} s",
+                    r.p50_ms, r.p99_ms, r.index_seconds
                 );
             }
             Ok(())
