@@ -168,6 +168,9 @@ enum EvalCommand {
         /// Weight of the character-bigram signal in the fused score.
         #[arg(long)]
         fuzzy_weight: Option<f32>,
+        /// Also try a grid of fusion weights and report each pair's top-1 and MRR@10.
+        #[arg(long)]
+        sweep: bool,
         /// Print one JSON object as the last line of standard output.
         #[arg(long)]
         json: bool,
@@ -401,6 +404,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             lexical_weight,
             fuzzy_weight,
+            sweep,
             json,
             common,
         }) => {
@@ -422,7 +426,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(f) = fuzzy_weight {
                 w.fuzzy = f;
             }
-            let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, w)?;
+            let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, w, sweep)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -22,8 +22,9 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
+        // Chosen with `kefu eval faq --sweep` on the shared sets (docs/EVALUATION.md).
         Self {
-            lexical: 0.03,
+            lexical: 0.01,
             fuzzy: 0.03,
         }
     }
@@ -112,59 +113,37 @@ impl KbIndex {
         let lex = normalised(&self.words, &q_words);
         let fuz = normalised(&self.grams, &q_grams);
 
-        // Per entry: the best text by each signal.
-        let mut best: HashMap<usize, Candidate> = HashMap::new();
+        // Entries reached by any signal's top texts, then every signal over all their texts.
         let mut pool: Vec<usize> = top_indices(&dense, POOL);
         pool.extend(top_keys(&lex, POOL));
         pool.extend(top_keys(&fuz, POOL));
-        for t in pool {
-            let e = self.texts[t].0;
-            let c = best.entry(e).or_insert(Candidate {
-                entry: e,
-                text: t,
-                dense: f32::MIN,
-                lexical: 0.0,
-                fuzzy: 0.0,
-                score: 0.0,
-            });
-            if dense[t] > c.dense {
-                c.dense = dense[t];
-                c.text = t;
-            }
-        }
-        // Lexical signals are taken over all of an entry's texts, not only the pooled ones.
-        for (&t, &s) in &lex {
-            if let Some(c) = best.get_mut(&self.texts[t as usize].0) {
-                c.lexical = c.lexical.max(s);
-            }
-        }
-        for (&t, &s) in &fuz {
-            if let Some(c) = best.get_mut(&self.texts[t as usize].0) {
-                c.fuzzy = c.fuzzy.max(s);
-            }
-        }
-        let mut out: Vec<Candidate> = best
-            .into_values()
-            .map(|mut c| {
-                // Entries reached only lexically still need their dense score.
-                if c.dense == f32::MIN {
-                    c.dense = 0.0;
+        let mut entries: Vec<usize> = pool.into_iter().map(|t| self.texts[t].0).collect();
+        entries.sort_unstable();
+        entries.dedup();
+        let mut out: Vec<Candidate> = entries
+            .into_iter()
+            .map(|e| {
+                let (lo, hi) = self.text_range(e);
+                let mut c = Candidate {
+                    entry: e,
+                    text: lo,
+                    dense: f32::MIN,
+                    lexical: 0.0,
+                    fuzzy: 0.0,
+                    score: 0.0,
+                };
+                for (t, &d) in dense.iter().enumerate().take(hi).skip(lo) {
+                    if d > c.dense {
+                        c.dense = d;
+                        c.text = t;
+                    }
+                    c.lexical = c.lexical.max(lex.get(&(t as u32)).copied().unwrap_or(0.0));
+                    c.fuzzy = c.fuzzy.max(fuz.get(&(t as u32)).copied().unwrap_or(0.0));
                 }
                 c.score = c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy;
                 c
             })
             .collect();
-        // Entries pooled by a lexical signal alone have dense = their best text's cosine too.
-        for c in &mut out {
-            let (lo, hi) = self.text_range(c.entry);
-            for t in lo..hi {
-                if dense[t] > c.dense {
-                    c.dense = dense[t];
-                    c.text = t;
-                }
-            }
-            c.score = c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy;
-        }
         out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
         out.truncate(top_k);
         out

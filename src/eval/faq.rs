@@ -49,7 +49,21 @@ pub struct FaqReport {
     pub p99_ms: f64,
     pub index_seconds: f64,
     pub interrupted: bool,
+    /// With `--sweep`: top-1 and MRR@10 for every pair of weights tried.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepPoint>,
 }
+
+#[derive(Debug, Serialize)]
+pub struct SweepPoint {
+    pub lexical: f32,
+    pub fuzzy: f32,
+    pub top1: f64,
+    pub mrr_at_10: f64,
+}
+
+/// Weights tried by `--sweep`.
+pub const SWEEP: &[f32] = &[0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2];
 
 pub fn read_queries(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -132,6 +146,7 @@ pub fn run(
     entries: Vec<crate::kb::FaqEntry>,
     queries: Vec<Query>,
     weights: FusionWeights,
+    sweep: bool,
 ) -> anyhow::Result<FaqReport> {
     let stop = super::interrupt_flag();
     let started = Instant::now();
@@ -154,6 +169,7 @@ pub fn run(
     let (mut n, mut oos) = (0, 0);
     let mut times = Vec::new();
     let mut interrupted = false;
+    let mut kept: Vec<(Vec<f32>, &Query)> = Vec::new();
     let dense_only = FusionWeights {
         lexical: 0.0,
         fuzzy: 0.0,
@@ -180,12 +196,45 @@ pub fn run(
                 .collect()
         };
         fused.add(&ids(&ranked), &gold);
+        if sweep {
+            kept.push((v[0].vector.to_vec(), q));
+        }
         dense.add(
             &ids(&index.search(&v[0].vector, &q.query, 10, dense_only)),
             &gold,
         );
     }
     bar.finish_and_clear();
+    let mut points = Vec::new();
+    for &l in SWEEP.iter().filter(|_| sweep) {
+        for &fz in SWEEP {
+            let w = FusionWeights {
+                lexical: l,
+                fuzzy: fz,
+            };
+            let mut acc = Acc::default();
+            for (v, q) in &kept {
+                let gold: HashSet<&str> = q.gold.iter().map(String::as_str).collect();
+                let ranked: Vec<String> = index
+                    .search(v, &q.query, 10, w)
+                    .iter()
+                    .map(|c| index.entries[c.entry].id.clone())
+                    .collect();
+                acc.add(&ranked, &gold);
+            }
+            let r = acc.finish(kept.len());
+            eprintln!(
+                "sweep lexical {l:.2} fuzzy {fz:.2}: top1 {:.4} MRR@10 {:.4}",
+                r.top1, r.mrr_at_10
+            );
+            points.push(SweepPoint {
+                lexical: l,
+                fuzzy: fz,
+                top1: r.top1,
+                mrr_at_10: r.mrr_at_10,
+            });
+        }
+    }
     times.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| {
         times
@@ -211,5 +260,6 @@ pub fn run(
         p99_ms: pct(0.99),
         index_seconds,
         interrupted,
+        sweep: points,
     })
 }
