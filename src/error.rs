@@ -25,6 +25,12 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     MethodNotAllowed(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the knowledge base index is being built; retry shortly")]
+    IndexNotReady,
+    #[error("knowledge base storage failed: {0}")]
+    Storage(String),
     #[error("the embedding model is not loaded yet; retry when /readyz answers 200")]
     NotReady,
     #[error("the request took longer than {0} s")]
@@ -46,6 +52,9 @@ impl ApiError {
             Self::TooLarge(_) => ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
             Self::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Self::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+            Self::Conflict(_) => ("conflict", StatusCode::CONFLICT),
+            Self::IndexNotReady => ("index_not_ready", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Storage(_) => ("storage_failed", StatusCode::INTERNAL_SERVER_ERROR),
             Self::NotReady => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
             Self::Embed(e) => match e {
@@ -74,6 +83,12 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong, for a person.
     pub message: String,
+}
+
+impl From<crate::kb::store::StoreError> for ApiError {
+    fn from(e: crate::kb::store::StoreError) -> Self {
+        Self::Storage(e.to_string())
+    }
 }
 
 impl IntoResponse for ApiError {

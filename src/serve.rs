@@ -49,8 +49,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!("listening on http://{local}");
 
+    let kb = crate::kb::KbStore::open(&cfg.server.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "opening the knowledge base in {}",
+                cfg.server.data_dir.display()
+            )
+        })?;
+    if kb.count().await? == 0 && cfg.kb.load_demo {
+        let s = kb.upsert_all(&crate::kb::demo::entries()).await?;
+        tracing::info!(
+            "knowledge base was empty: loaded the demo KB ({} entries)",
+            s.created
+        );
+    }
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone()));
+    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone(), kb));
+    tokio::spawn(index_builder(state.clone()));
     let app = api::router(state.clone());
 
     // Loading can take a while (and fetches the model on first start): serve meanwhile.
@@ -62,6 +78,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 Ok(e) => {
                     tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
                     state.set_embedder(e);
+                    state.reindex.notify_one();
                 }
                 Err(e) => {
                     let _ = load_err_tx.blocking_send(e);
@@ -97,6 +114,43 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Rebuilds the KB index whenever woken (after start and after every change) and swaps it in.
+/// Wake-ups during a build coalesce into one more build.
+async fn index_builder(state: Arc<AppState>) {
+    loop {
+        state.reindex.notified().await;
+        let Some(embedder) = state.embedder.load_full() else {
+            continue;
+        };
+        let entries = match state.kb.all().await {
+            Ok(all) => all.into_iter().map(|s| s.entry).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the knowledge base for indexing failed");
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let n = entries.len();
+        let built = tokio::task::spawn_blocking(move || {
+            crate::matcher::KbIndex::build(entries, &embedder, |_, _| {})
+        })
+        .await;
+        match built {
+            Ok(Ok(index)) => {
+                tracing::info!(
+                    entries = n,
+                    texts = index.texts.len(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "KB index swapped in"
+                );
+                state.index.store(Some(Arc::new(index)));
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "building the KB index failed"),
+            Err(e) => tracing::error!(error = %e, "the KB index builder panicked"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

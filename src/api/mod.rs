@@ -1,7 +1,9 @@
 //! The HTTP API: axum router, one file per resource, OpenAPI document.
 
 pub mod embed;
+pub mod faqs;
 pub mod json;
+pub mod match_;
 pub mod openapi;
 pub mod ops;
 
@@ -20,6 +22,8 @@ use crate::analytics::metrics::Metrics;
 use crate::config::Config;
 use crate::embed::Embedder;
 use crate::error::ApiError;
+use crate::kb::KbStore;
+use crate::matcher::KbIndex;
 
 /// What every handler can reach.
 pub struct AppState {
@@ -28,14 +32,24 @@ pub struct AppState {
     /// The serving model; empty until it has loaded. Swapped atomically, so a request keeps
     /// the model it started with.
     pub embedder: ArcSwapOption<Embedder>,
+    /// The knowledge base on disk.
+    pub kb: KbStore,
+    /// The searchable index of the KB, rebuilt in the background after every change and
+    /// swapped in whole; empty until the first build.
+    pub index: ArcSwapOption<KbIndex>,
+    /// Wakes the index builder.
+    pub reindex: tokio::sync::Notify,
 }
 
 impl AppState {
-    pub fn new(config: Config, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: Config, metrics: Arc<Metrics>, kb: KbStore) -> Self {
         Self {
             config,
             metrics,
             embedder: ArcSwapOption::empty(),
+            kb,
+            index: ArcSwapOption::empty(),
+            reindex: tokio::sync::Notify::new(),
         }
     }
 
@@ -56,6 +70,12 @@ pub fn router(state: SharedState) -> Router {
     Router::new()
         .route("/v1/embed", post(embed::embed))
         .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/v1/match", post(match_::run))
+        .route("/v1/faqs", get(faqs::list).post(faqs::create))
+        .route(
+            "/v1/faqs/{id}",
+            get(faqs::get_one).put(faqs::replace).delete(faqs::remove),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

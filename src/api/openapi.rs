@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{embed, ops};
+use super::{embed, faqs, match_, ops};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -16,6 +16,12 @@ use crate::error::{ErrorBody, ErrorDetail};
     paths(
         embed::embed,
         embed::openai_embeddings,
+        match_::run,
+        faqs::list,
+        faqs::create,
+        faqs::get_one,
+        faqs::replace,
+        faqs::remove,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -28,6 +34,14 @@ use crate::error::{ErrorBody, ErrorDetail};
         embed::OpenAiRequest,
         embed::OpenAiResponse,
         embed::OpenAiEmbedding,
+        match_::MatchRequest,
+        match_::MatchResponse,
+        match_::Match,
+        match_::Filters,
+        match_::Signals,
+        faqs::FaqList,
+        crate::kb::FaqEntry,
+        crate::kb::StoredEntry,
         embed::OpenAiUsage,
         ops::Health,
         ops::Readiness,

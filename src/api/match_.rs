@@ -1,0 +1,175 @@
+//! `POST /v1/match`: the customer's question against the knowledge base.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::SharedState;
+use super::json::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+use crate::matcher::FusionWeights;
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    pub category: Option<String>,
+    pub locale: Option<String>,
+    /// Entries must carry every one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchRequest {
+    pub query: String,
+    /// 1–20, default 5.
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub filters: Filters,
+    /// Channel for the answer variant: web, app, wechat, sms.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Include the dense, lexical and fuzzy signals of each match.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Signals {
+    pub dense: f32,
+    pub lexical: f32,
+    pub fuzzy: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Match {
+    pub faq_id: String,
+    /// `faq`.
+    pub kind: &'static str,
+    pub question: String,
+    /// The standard or similar question that matched best.
+    pub matched_text: String,
+    pub answer: String,
+    pub category: Option<String>,
+    /// Fused similarity in [0, 1].
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signals: Option<Signals>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MatchResponse {
+    /// `answer` (the first match), `clarify` (offer the matches as options) or `no_answer`.
+    pub decision: &'static str,
+    pub matches: Vec<Match>,
+    pub model: String,
+    pub took_ms: f64,
+}
+
+/// Match a question against the knowledge base.
+#[utoipa::path(post, path = "/v1/match", tag = "matching", request_body = MatchRequest, responses(
+    (status = 200, body = MatchResponse),
+    (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn run(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<MatchRequest>,
+) -> Result<Json<MatchResponse>, ApiError> {
+    let started = Instant::now();
+    let query = req.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::EmptyInput("query is empty".into()));
+    }
+    let chars = query.chars().count();
+    if chars > s.config.limits.max_input_chars {
+        return Err(ApiError::TooLarge(format!(
+            "query has {chars} characters; at most {} are allowed (limits.max_input_chars)",
+            s.config.limits.max_input_chars
+        )));
+    }
+    let top_k = req.top_k.unwrap_or(5);
+    if !(1..=20).contains(&top_k) {
+        return Err(ApiError::Invalid(format!(
+            "top_k must be between 1 and 20, got {top_k}"
+        )));
+    }
+    if let Some(c) = &req.channel
+        && !crate::kb::entry::CHANNELS.contains(&c.as_str())
+    {
+        return Err(ApiError::Invalid(format!(
+            "channel {c:?} is unknown (one of {})",
+            crate::kb::entry::CHANNELS.join(", ")
+        )));
+    }
+    let embedder = s.embedder()?;
+    let index = s.index.load_full().ok_or(ApiError::IndexNotReady)?;
+    let v = embedder.embed(&[query.to_string()]).await?;
+    let m = &s.config.matching;
+    let weights = FusionWeights {
+        lexical: m.lexical_weight,
+        fuzzy: m.fuzzy_weight,
+    };
+    // Over-fetch so that filters and entries deleted since the last rebuild still leave top_k.
+    let candidates = index.search(&v[0].vector, query, (top_k * 4).max(40), weights);
+    let f = &req.filters;
+    let mut matches = Vec::new();
+    for c in candidates {
+        let indexed = &index.entries[c.entry];
+        // The store is the truth: deleted entries are skipped, edited ones shown as they are now.
+        let Some(current) = s.kb.get(&indexed.id).await? else {
+            continue;
+        };
+        let e = current.entry;
+        if !e.enabled
+            || f.category
+                .as_ref()
+                .is_some_and(|x| e.category.as_ref() != Some(x))
+            || f.locale
+                .as_ref()
+                .is_some_and(|x| e.locale.as_ref() != Some(x))
+            || !f.tags.iter().all(|t| e.tags.contains(t))
+        {
+            continue;
+        }
+        matches.push(Match {
+            faq_id: e.id.clone(),
+            kind: "faq",
+            question: e.question.clone(),
+            matched_text: index.texts[c.text].1.clone(),
+            answer: e.answer_for(req.channel.as_deref()).to_string(),
+            category: e.category.clone(),
+            score: c.score.clamp(0.0, 1.0),
+            signals: req.explain.then_some(Signals {
+                dense: c.dense,
+                lexical: c.lexical,
+                fuzzy: c.fuzzy,
+            }),
+        });
+        if matches.len() == top_k {
+            break;
+        }
+    }
+    let decision = match (matches.first(), matches.get(1)) {
+        (Some(a), second)
+            if a.score >= m.answer_threshold
+                && second.is_none_or(|b| a.score - b.score >= m.answer_margin) =>
+        {
+            "answer"
+        }
+        (Some(a), _) if a.score >= m.clarify_threshold => {
+            matches.truncate(3);
+            "clarify"
+        }
+        _ => "no_answer",
+    };
+    Ok(Json(MatchResponse {
+        decision,
+        matches,
+        model: embedder.version().to_string(),
+        took_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }))
+}

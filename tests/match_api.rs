@@ -1,0 +1,219 @@
+//! `/v1/match` and `/v1/faqs` against the real server with the demo knowledge base.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use reqwest::Client;
+use serde_json::{Value, json};
+
+async fn call(
+    c: &Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = c.request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn matching(c: &Client, s: &Server, body: Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (st, v) = call(
+            c,
+            reqwest::Method::POST,
+            s.url("/v1/match"),
+            Some(body.clone()),
+        )
+        .await;
+        if st == 200 {
+            return v;
+        }
+        assert_eq!(st, 503, "{v}");
+        assert!(Instant::now() < deadline, "index never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn top(v: &Value) -> &str {
+    v["matches"][0]["faq_id"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn demo_kb_decisions_crud_and_filters() {
+    let s = Server::start(&common::model_dir(), &[]);
+    s.ready().await;
+    let c = Client::new();
+
+    let v = matching(&c, &s, json!({"query": "退款多久能到账", "explain": true})).await;
+    assert_eq!(v["decision"], "answer", "{v}");
+    assert_eq!(top(&v), "zh-refunds-001");
+    assert!(
+        v["matches"][0]["signals"]["dense"].as_f64().unwrap() > 0.9,
+        "{v}"
+    );
+    assert!(
+        v["matches"][0]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("工作日")
+    );
+    let v = matching(&c, &s, json!({"query": "今天天气怎么样"})).await;
+    assert_eq!(v["decision"], "no_answer", "{v}");
+    let v = matching(
+        &c,
+        &s,
+        json!({"query": "退款多久能到账", "filters": {"category": "shipping"}}),
+    )
+    .await;
+    assert!(
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["category"] == "shipping"),
+        "{v}"
+    );
+
+    // Create: searchable without a restart.
+    let entry = json!({"id": "zh-custom-001", "question": "企鹅玩偶可以免费刻字吗",
+        "similar": ["毛绒企鹅能不能定制名字"], "answer": "可以，下单时备注要刻的字。", "category": "orders"});
+    let (st, body) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/faqs"),
+        Some(entry.clone()),
+    )
+    .await;
+    assert_eq!(st, 201, "{body}");
+    let (st, body) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/faqs"),
+        Some(entry.clone()),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = matching(&c, &s, json!({"query": "企鹅玩偶能刻字吗"})).await;
+        if top(&v) == "zh-custom-001" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "new entry never matched: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, body) = call(
+        &c,
+        reqwest::Method::GET,
+        s.url("/v1/faqs/zh-custom-001"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(body["question"], "企鹅玩偶可以免费刻字吗");
+
+    // Invalid entries name the field; mismatched ids are refused.
+    let (st, body) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/faqs"),
+        Some(json!({"id": "x-1", "question": " ", "answer": "a"})),
+    )
+    .await;
+    assert_eq!(st, 422, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("question"),
+        "{body}"
+    );
+    let (st, _) = call(
+        &c,
+        reqwest::Method::PUT,
+        s.url("/v1/faqs/other-id"),
+        Some(entry.clone()),
+    )
+    .await;
+    assert_eq!(st, 422);
+
+    // Delete: never returned again, at once.
+    let (st, _) = call(
+        &c,
+        reqwest::Method::DELETE,
+        s.url("/v1/faqs/zh-custom-001"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 204);
+    let v = matching(&c, &s, json!({"query": "企鹅玩偶能刻字吗", "top_k": 20})).await;
+    assert!(
+        v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["faq_id"] != "zh-custom-001"),
+        "{v}"
+    );
+    let (st, body) = call(
+        &c,
+        reqwest::Method::GET,
+        s.url("/v1/faqs/zh-custom-001"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (st, _) = call(
+        &c,
+        reqwest::Method::DELETE,
+        s.url("/v1/faqs/zh-custom-001"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404);
+
+    // Listing and bad requests.
+    let (st, body) = call(
+        &c,
+        reqwest::Method::GET,
+        s.url("/v1/faqs?limit=5&category=refunds"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(body["total"], 166);
+    assert_eq!(body["entries"].as_array().unwrap().len(), 5);
+    let (st, body) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/match"),
+        Some(json!({"query": "  "})),
+    )
+    .await;
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (422, Some("empty_input"))
+    );
+    let (st, _) = call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/match"),
+        Some(json!({"query": "a", "top_k": 0})),
+    )
+    .await;
+    assert_eq!(st, 422);
+}
