@@ -27,6 +27,8 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{} problem(s) in the import; nothing was imported", .0.len())]
+    InvalidImport(Vec<crate::kb::import::Problem>),
     #[error("the knowledge base index is being built; retry shortly")]
     IndexNotReady,
     #[error("knowledge base storage failed: {0}")]
@@ -53,6 +55,7 @@ impl ApiError {
             Self::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Self::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Self::Conflict(_) => ("conflict", StatusCode::CONFLICT),
+            Self::InvalidImport(_) => ("invalid_import", StatusCode::UNPROCESSABLE_ENTITY),
             Self::IndexNotReady => ("index_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Storage(_) => ("storage_failed", StatusCode::INTERNAL_SERVER_ERROR),
             Self::NotReady => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
@@ -83,6 +86,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong, for a person.
     pub message: String,
+    /// For imports: every problem, with its line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<crate::kb::import::Problem>>,
 }
 
 impl From<crate::kb::store::StoreError> for ApiError {
@@ -94,10 +100,15 @@ impl From<crate::kb::store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status) = self.code_and_status();
+        let problems = match &self {
+            Self::InvalidImport(p) => Some(p.clone()),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.into(),
                 message: self.to_string(),
+                problems,
             },
         };
         let mut resp = (status, Json(body)).into_response();

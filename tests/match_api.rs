@@ -217,3 +217,73 @@ async fn demo_kb_decisions_crud_and_filters() {
     .await;
     assert_eq!(st, 422);
 }
+
+#[tokio::test]
+async fn import_is_all_or_nothing_and_export_reads_back() {
+    let s = Server::start(&common::model_dir(), &[("KEFU_KB__LOAD_DEMO", "false")]);
+    s.ready().await;
+    let c = Client::new();
+    let good = "{\"id\": \"a-1\", \"question\": \"怎么开发票\", \"answer\": \"在订单页申请。\"}\n{\"id\": \"a-2\", \"question\": \"Where is my parcel?\", \"answer\": \"See tracking.\"}\n";
+    let r = c
+        .post(s.url("/v1/faqs:import"))
+        .header("content-type", "application/x-ndjson")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let summary: Value = r.json().await.unwrap();
+    assert_eq!(
+        (summary["created"].as_u64(), summary["updated"].as_u64()),
+        (Some(2), Some(0))
+    );
+
+    let bad =
+        "id,question,answer\nb-1,好问题,好答案\nb-2,,没有问题\na-1,改了,也不行\na-1,重复,重复\n";
+    let r = c
+        .post(s.url("/v1/faqs:import?format=csv"))
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_import");
+    let lines: Vec<u64> = body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [3, 5], "{body}");
+
+    let r = c
+        .get(s.url("/v1/faqs:export?format=csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("id,question,similar,answer"), "{csv}");
+    assert_eq!(
+        csv.lines().count(),
+        3,
+        "header + the two entries; the failed import wrote nothing:\n{csv}"
+    );
+    assert!(csv.contains("怎么开发票") && !csv.contains("好问题"));
+
+    let r = c
+        .post(s.url("/v1/faqs:import"))
+        .header("content-type", "image/png")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+}

@@ -3,13 +3,16 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
 use super::json::ApiJson;
 use crate::error::{ApiError, ErrorBody};
+use crate::kb::import::{self, Format};
+use crate::kb::store::ImportSummary;
 use crate::kb::{FaqEntry, StoredEntry};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -131,4 +134,69 @@ pub async fn remove(
     // Until the rebuilt index is swapped in, /v1/match filters deleted ids out by revision check.
     s.reindex.notify_one();
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FormatParam {
+    /// `jsonl`, `csv` or `md`; for imports, the Content-Type decides when absent
+    /// (`application/x-ndjson`/`application/jsonl`, `text/csv`, `text/markdown`).
+    #[serde(default)]
+    pub format: Option<Format>,
+}
+
+/// Import entries (JSONL, CSV or Markdown body): all validated first, every problem reported
+/// with its line (422 `invalid_import`), then written in one transaction — all or nothing.
+#[utoipa::path(post, path = "/v1/faqs:import", tag = "knowledge base", params(FormatParam),
+    request_body(content = String, description = "JSONL, CSV or Markdown"),
+    responses((status = 200, body = ImportSummary), (status = 422, body = ErrorBody)))]
+pub async fn import(
+    State(s): State<SharedState>,
+    Query(p): Query<FormatParam>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<ImportSummary>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = match p.format {
+        Some(f) => f,
+        None if ct.starts_with("text/csv") => Format::Csv,
+        None if ct.starts_with("text/markdown") => Format::Md,
+        None if ct.contains("ndjson")
+            || ct.contains("jsonl")
+            || ct.starts_with("application/json") =>
+        {
+            Format::Jsonl
+        }
+        None => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "cannot tell the format from Content-Type {ct:?}: use ?format=jsonl|csv|md"
+            )));
+        }
+    };
+    let entries = import::parse(format, &body, "api").map_err(ApiError::InvalidImport)?;
+    let summary = s.kb.upsert_all(&entries).await?;
+    s.reindex.notify_one();
+    Ok(Json(summary))
+}
+
+/// Every entry, in a format the import reads (default JSONL).
+#[utoipa::path(get, path = "/v1/faqs:export", tag = "knowledge base", params(FormatParam),
+    responses((status = 200, body = String, description = "JSONL, CSV or Markdown")))]
+pub async fn export(
+    State(s): State<SharedState>,
+    Query(p): Query<FormatParam>,
+) -> Result<impl IntoResponse, ApiError> {
+    let format = p.format.unwrap_or(Format::Jsonl);
+    let entries: Vec<FaqEntry> = s.kb.all().await?.into_iter().map(|e| e.entry).collect();
+    let ct = match format {
+        Format::Jsonl => "application/x-ndjson; charset=utf-8",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Md => "text/markdown; charset=utf-8",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, ct)],
+        import::write(format, &entries),
+    ))
 }

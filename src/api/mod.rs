@@ -72,6 +72,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/match", post(match_::run))
         .route("/v1/faqs", get(faqs::list).post(faqs::create))
+        .route("/v1/faqs:import", post(faqs::import))
+        .route("/v1/faqs:export", get(faqs::export))
         .route(
             "/v1/faqs/{id}",
             get(faqs::get_one).put(faqs::replace).delete(faqs::remove),

@@ -22,6 +22,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         faqs::get_one,
         faqs::replace,
         faqs::remove,
+        faqs::import,
+        faqs::export,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -40,6 +42,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         match_::Filters,
         match_::Signals,
         faqs::FaqList,
+        crate::kb::store::ImportSummary,
+        crate::kb::import::Problem,
         crate::kb::FaqEntry,
         crate::kb::StoredEntry,
         embed::OpenAiUsage,

@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 
 use super::entry::FaqEntry;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Jsonl,
