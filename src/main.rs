@@ -62,6 +62,21 @@ enum Command {
     /// Measure speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Match a question against the knowledge base and print the best entries as a table.
+    Match {
+        /// The customer's question.
+        query: String,
+        /// Match against this KB file instead of the data directory's knowledge base.
+        #[arg(long)]
+        kb: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        top_k: usize,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
     /// Manage the knowledge base in the data directory.
     #[command(subcommand)]
     Kb(KbCommand),
@@ -319,6 +334,71 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Model(cmd) => model_command(cmd),
+        Command::Match {
+            query,
+            kb,
+            top_k,
+            data_dir,
+            common,
+        } => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    data_dir,
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            let entries = match &kb {
+                Some(path) => kefu::eval::faq::read_kb(path)?,
+                None => {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    let stored = rt.block_on(async {
+                        let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+                        store.all().await
+                    })?;
+                    if stored.is_empty() && cfg.kb.load_demo {
+                        kefu::kb::demo::entries()
+                    } else {
+                        stored.into_iter().map(|s| s.entry).collect()
+                    }
+                }
+            };
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let index = kefu::matcher::KbIndex::build(entries, &e, |_, _| {})?;
+            let v = e.embed_blocking(std::slice::from_ref(&query))?;
+            let m = &cfg.matching;
+            let w = kefu::matcher::FusionWeights {
+                lexical: m.lexical_weight,
+                fuzzy: m.fuzzy_weight,
+            };
+            println!(
+                "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6}  question / matched text",
+                "#", "faq_id", "score", "dense", "lex", "fuzzy"
+            );
+            for (i, c) in index
+                .search(&v[0].vector, &query, top_k.clamp(1, 50), w)
+                .iter()
+                .enumerate()
+            {
+                let entry = &index.entries[c.entry];
+                println!(
+                    "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
+                    i + 1,
+                    entry.id,
+                    c.score.clamp(0.0, 1.0),
+                    c.dense,
+                    c.lexical,
+                    c.fuzzy,
+                    entry.question,
+                    index.texts[c.text].1
+                );
+            }
+            Ok(())
+        }
         Command::Kb(cmd) => {
             let data_dir = match &cmd {
                 KbCommand::Import { data_dir, .. } | KbCommand::Export { data_dir, .. } => {

@@ -82,3 +82,24 @@ fn eval_faq_reports_json_with_the_dense_baseline() {
     );
     assert!(r["dense_baseline"]["top1"].as_f64().is_some(), "{r}");
 }
+
+#[test]
+fn cli_match_prints_a_table_from_the_demo_kb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = common::kefu()
+        .args(["match", "退宽多久能到账", "--top-k", "3", "--data-dir"])
+        .arg(tmp.path())
+        .arg("--model")
+        .arg(common::model_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 4, "header + 3 rows:\n{stdout}");
+    assert!(rows[1].contains("zh-refunds-001"), "{stdout}");
+}
