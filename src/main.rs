@@ -259,6 +259,16 @@ fn set_threads(threads: usize) {
     }
 }
 
+/// Applies `--engine` / `--weights` flags over the configuration.
+fn choose_engine(cfg: &mut Config, engine: Option<EngineKind>, weights: Option<Weights>) {
+    if let Some(e) = engine {
+        cfg.embed.engine = e;
+    }
+    if let Some(w) = weights {
+        cfg.embed.weights = w;
+    }
+}
+
 fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
     for k in kefu::config::stray_env_vars() {
         tracing::warn!(
@@ -435,12 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(t) = threads {
                 cfg.embed.threads = t;
             }
-            if let Some(en) = engine {
-                cfg.embed.engine = en;
-            }
-            if let Some(w) = weights {
-                cfg.embed.weights = w;
-            }
+            choose_engine(&mut cfg, engine, weights);
             cfg.embed.cache_size = 0;
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
@@ -551,12 +556,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
-            if let Some(en) = engine {
-                cfg.embed.engine = en;
-            }
-            if let Some(w) = weights {
-                cfg.embed.weights = w;
-            }
+            choose_engine(&mut cfg, engine, weights);
             let pairs = kefu::eval::pairs::read_pairs(&data, limit)?;
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
