@@ -215,9 +215,6 @@ mod tests {
     struct Recorder(Arc<Mutex<Vec<Vec<usize>>>>, std::time::Duration);
 
     impl Encoder for Recorder {
-        fn dim(&self) -> usize {
-            1
-        }
         fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
             std::thread::sleep(self.1);
             self.0

@@ -36,7 +36,6 @@ pub struct BertEncoder {
     net: Net,
     pooling: Pooling,
     pad_id: u32,
-    dim: usize,
     device: Device,
 }
 
@@ -98,7 +97,6 @@ impl BertEncoder {
             net,
             pooling: manifest.pooling,
             pad_id,
-            dim: manifest.dimension,
             device,
         })
     }
@@ -146,10 +144,6 @@ impl BertEncoder {
 }
 
 impl Encoder for BertEncoder {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
     fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if batch.is_empty() {
             return Ok(Vec::new());

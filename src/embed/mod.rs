@@ -41,7 +41,6 @@ pub enum EmbedError {
 /// A model that turns token id sequences into L2-normalised vectors. Implementations own the
 /// weights and run on the batching worker's thread; they never see text.
 pub trait Encoder: Send {
-    fn dim(&self) -> usize;
     fn embed(&mut self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError>;
 }
 

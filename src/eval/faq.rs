@@ -2,7 +2,6 @@
 //! shared `faq` format), with the plain dense baseline measured in the same run.
 
 use std::collections::HashSet;
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -66,26 +65,8 @@ pub struct SweepPoint {
 pub const SWEEP: &[f32] = &[0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2];
 
 pub fn read_queries(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let q: Query = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: expected {{\"query\", \"gold\": [ids]}}",
-                path.display(),
-                i + 1
-            )
-        })?;
-        out.push(q);
-        if limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
-    }
-    Ok(out)
+    let rows = super::read_jsonl(path, limit, r#"{"query", "gold": [ids]}"#)?;
+    Ok(rows.into_iter().map(|(_, q)| q).collect())
 }
 
 pub fn read_kb(path: &Path) -> anyhow::Result<Vec<crate::kb::FaqEntry>> {

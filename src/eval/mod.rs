@@ -6,6 +6,32 @@ pub mod pairs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Reads a JSONL file of `T`, skipping blank lines, with each record's 1-based line number;
+/// a line that does not parse is an error naming the file, the line and `expected`.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    limit: Option<usize>,
+    expected: &str,
+) -> anyhow::Result<Vec<(usize, T)>> {
+    use anyhow::Context;
+    use std::io::BufRead;
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: expected {expected}", path.display(), i + 1))?;
+        out.push((i + 1, v));
+        if limit.is_some_and(|l| out.len() >= l) {
+            break;
+        }
+    }
+    Ok(out)
+}
+
 /// Set by Ctrl-C during long evaluations: loops check it between batches and stop cleanly.
 pub fn interrupt_flag() -> Arc<AtomicBool> {
     static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();

@@ -2,11 +2,9 @@
 //! on labelled question pairs (the shared `pairs` format: `{"a", "b", "label": 0|1}`).
 
 use std::collections::HashMap;
-use std::io::BufRead;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{Embedder, cosine};
@@ -38,32 +36,16 @@ pub fn read_pairs(
     path: &Path,
     limit: Option<usize>,
 ) -> anyhow::Result<Vec<(String, String, bool)>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let p: Pair = serde_json::from_str(&line).with_context(|| {
-            format!(
-                "{}:{}: not a pair {{\"a\", \"b\", \"label\"}}",
-                path.display(),
-                i + 1
-            )
-        })?;
+    for (line, p) in super::read_jsonl::<Pair>(path, limit, r#"a pair {"a", "b", "label"}"#)? {
         if p.label > 1 {
             anyhow::bail!(
-                "{}:{}: label must be 0 or 1, got {}",
+                "{}:{line}: label must be 0 or 1, got {}",
                 path.display(),
-                i + 1,
                 p.label
             );
         }
         out.push((p.a, p.b, p.label == 1));
-        if limit.is_some_and(|l| out.len() >= l) {
-            break;
-        }
     }
     if out.is_empty() {
         anyhow::bail!("{} has no pairs", path.display());
