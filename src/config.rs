@@ -23,6 +23,49 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub kb: KbConfig,
     pub matching: MatchingConfig,
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// Below this many indexed questions dense search is exact (faster there); from it on it
+    /// goes through an HNSW graph.
+    pub exact_below: usize,
+    /// HNSW neighbours per node.
+    pub hnsw_m: usize,
+    /// HNSW candidate list while building (higher: better graph, slower build).
+    pub hnsw_ef_construction: usize,
+    /// HNSW candidate list while searching (higher: better recall, slower search).
+    pub hnsw_ef_search: usize,
+    /// Save the index (vectors and graph, with the model version) in `<data_dir>/index` and
+    /// reload it at start instead of embedding the KB again.
+    pub snapshot: bool,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            exact_below: 5000,
+            hnsw_m: 16,
+            hnsw_ef_construction: 200,
+            hnsw_ef_search: 64,
+            snapshot: true,
+        }
+    }
+}
+
+impl IndexConfig {
+    pub fn options(&self) -> crate::matcher::IndexOptions {
+        crate::matcher::IndexOptions {
+            exact_below: self.exact_below,
+            ann: crate::index::hnsw::AnnParams {
+                m: self.hnsw_m,
+                ef_construction: self.hnsw_ef_construction,
+                ef_search: self.hnsw_ef_search,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -270,6 +313,18 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "matching thresholds must lie in [0, 1]".into(),
+            ));
+        }
+        let ix = &self.index;
+        if !(2..=255).contains(&ix.hnsw_m) {
+            return Err(ConfigError::Invalid(format!(
+                "index.hnsw_m must be between 2 and 255, got {}",
+                ix.hnsw_m
+            )));
+        }
+        if ix.hnsw_ef_construction == 0 || ix.hnsw_ef_search == 0 {
+            return Err(ConfigError::Invalid(
+                "index.hnsw_ef_construction and index.hnsw_ef_search must be at least 1".into(),
             ));
         }
         if m.clarify_threshold > m.answer_threshold {

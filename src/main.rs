@@ -378,7 +378,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
-            let index = kefu::matcher::KbIndex::build(entries, &e, |_, _| {})?;
+            let index =
+                kefu::matcher::KbIndex::build(entries, &e, None, &cfg.index.options(), |_, _| {})?;
             let v = e.embed_blocking(std::slice::from_ref(&query))?;
             let m = &cfg.matching;
             let w = kefu::matcher::FusionWeights {

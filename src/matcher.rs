@@ -1,15 +1,19 @@
 //! FAQ matching: one query against the knowledge base through three signals — dense cosine
-//! (the encoder), lexical BM25 over words (jieba for Chinese) and BM25 over character bigrams
-//! (typos, homophone slips of one character) — fused into one score per entry.
+//! (the encoder), lexical BM25 over words (jieba for Chinese) and BM25 over fuzzy keys
+//! (character bigrams for typos, pinyin bigrams for homophone slips) — fused into one score
+//! per entry.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::embed::{EmbedError, Embedder};
 use crate::index::bm25::Bm25;
-use crate::index::dense::DenseIndex;
+use crate::index::dense::{DenseIndex, dot};
+use crate::index::hnsw::{AnnParams, Graph};
+use crate::index::snapshot::Prior;
 use crate::kb::FaqEntry;
 use crate::text;
 
@@ -43,7 +47,47 @@ pub struct Candidate {
     pub lexical: f32,
     /// Character-bigram BM25, normalised the same way (0–1).
     pub fuzzy: f32,
+    /// Fused similarity in [0, 1]: `(dense + w_lex·lexical + w_fuzzy·fuzzy) / (1 + w_lex +
+    /// w_fuzzy)`, so that with no lexical evidence it is the cosine itself.
     pub score: f32,
+}
+
+/// How the index is built (`[index]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IndexOptions {
+    /// Below this many texts, dense search is exact; from it on, an HNSW graph.
+    pub exact_below: usize,
+    pub ann: AnnParams,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        let c = crate::config::IndexConfig::default();
+        c.options()
+    }
+}
+
+/// How an index generation came about.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+pub struct BuildStats {
+    pub entries: usize,
+    pub texts: usize,
+    /// Texts embedded for this generation.
+    pub embedded: usize,
+    /// Texts whose vectors came from the previous generation or a snapshot.
+    pub reused: usize,
+    /// Whether dense search goes through the HNSW graph (else exact).
+    pub hnsw: bool,
+    /// Rows in the graph, dead ones (tombstoned) included.
+    pub graph_rows: usize,
+    pub seconds: f64,
+}
+
+/// The HNSW graph with the rows this generation uses.
+struct Ann {
+    graph: Arc<Graph>,
+    /// Live row → the text slots with that text (duplicates share a row).
+    live: HashMap<u32, Vec<u32>>,
 }
 
 /// Everything needed to match queries against a fixed set of entries.
@@ -52,21 +96,34 @@ pub struct KbIndex {
     /// (entry index, text) for every standard and similar question.
     pub texts: Vec<(usize, String)>,
     dense: DenseIndex,
+    dim: usize,
+    ann: Option<Ann>,
     words: Bm25,
     grams: Bm25,
     pub model_version: String,
+    pub stats: BuildStats,
 }
 
 /// Candidates taken from each signal before fusion.
 const POOL: usize = 64;
 
+/// A fresh graph replaces the old one when more rows than this share are dead, or when more
+/// new texts arrive at once than this (inserting blocks searches on the shared graph).
+const MAX_DEAD_SHARE: f32 = 0.25;
+const MAX_LIVE_INSERTS: usize = 2000;
+
 impl KbIndex {
-    /// Embeds every question of `entries` (enabled ones only) and builds the indexes.
+    /// Embeds every question of `entries` (enabled ones only) and builds the indexes. Vectors
+    /// of texts that `prior` (the previous generation or a snapshot of the same model) already
+    /// has are reused, and so is its graph.
     pub fn build(
         entries: Vec<FaqEntry>,
         embedder: &Embedder,
+        prior: Option<Prior>,
+        opts: &IndexOptions,
         progress: impl Fn(usize, usize),
     ) -> Result<Self, EmbedError> {
+        let started = std::time::Instant::now();
         let entries: Vec<FaqEntry> = entries.into_iter().filter(|e| e.enabled).collect();
         let mut texts = Vec::new();
         for (i, e) in entries.iter().enumerate() {
@@ -75,28 +132,92 @@ impl KbIndex {
                 texts.push((i, s.clone()));
             }
         }
-        let mut dense = DenseIndex::new(embedder.dim());
-        let all: Vec<String> = texts.iter().map(|t| t.1.clone()).collect();
-        for (n, chunk) in all.chunks(64).enumerate() {
-            for v in embedder.embed_blocking(chunk)? {
-                dense.push(&v.vector);
+        let dim = embedder.dim();
+        let prior = prior.filter(|p| p.model_version == embedder.version() && p.dim == dim);
+        let known: HashMap<&str, usize> = prior
+            .as_ref()
+            .map(|p| {
+                p.texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (t.as_str(), i))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut vectors = vec![0f32; texts.len() * dim];
+        let mut missing = Vec::new();
+        for (slot, (_, t)) in texts.iter().enumerate() {
+            match (known.get(t.as_str()), &prior) {
+                (Some(&row), Some(p)) => vectors[slot * dim..(slot + 1) * dim]
+                    .copy_from_slice(&p.vectors[row * dim..(row + 1) * dim]),
+                _ => missing.push(slot),
             }
-            progress((n * 64 + chunk.len()).min(all.len()), all.len());
         }
+        progress(0, missing.len());
+        for (n, chunk) in missing.chunks(64).enumerate() {
+            let batch: Vec<String> = chunk.iter().map(|&s| texts[s].1.clone()).collect();
+            for (v, &slot) in embedder.embed_blocking(&batch)?.iter().zip(chunk) {
+                vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&v.vector);
+            }
+            progress((n * 64 + chunk.len()).min(missing.len()), missing.len());
+        }
+        let mut dense = DenseIndex::new(dim);
+        for v in vectors.chunks_exact(dim.max(1)) {
+            dense.push(v);
+        }
+        let ann = (texts.len() >= opts.exact_below).then(|| {
+            let graph = prior
+                .and_then(|p| p.graph)
+                .filter(|g| g.params() == opts.ann);
+            build_ann(&texts, &dense, graph, opts.ann)
+        });
+        let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
         let words = Bm25::build(&all.iter().map(|t| text::tokens(t)).collect::<Vec<_>>());
-        let grams = Bm25::build(
-            &all.iter()
-                .map(|t| text::char_bigrams(t))
-                .collect::<Vec<_>>(),
-        );
+        let grams = Bm25::build(&all.iter().map(|t| text::fuzzy_keys(t)).collect::<Vec<_>>());
+        let stats = BuildStats {
+            entries: entries.len(),
+            texts: texts.len(),
+            embedded: missing.len(),
+            reused: texts.len() - missing.len(),
+            hnsw: ann.is_some(),
+            graph_rows: ann.as_ref().map_or(0, |a| a.graph.len()),
+            seconds: started.elapsed().as_secs_f64(),
+        };
         Ok(Self {
             entries,
             texts,
             dense,
+            dim,
+            ann,
             words,
             grams,
             model_version: embedder.version().to_string(),
+            stats,
         })
+    }
+
+    /// What a later generation (or a snapshot) can reuse from this one.
+    pub fn prior(&self) -> Prior {
+        Prior {
+            model_version: self.model_version.clone(),
+            dim: self.dim,
+            texts: self.texts.iter().map(|t| t.1.clone()).collect(),
+            vectors: self.dense.data().to_vec(),
+            graph: self.ann.as_ref().map(|a| a.graph.clone()),
+        }
+    }
+
+    /// The `k` texts nearest to `q` by cosine: through the graph when there is one.
+    pub fn nearest_texts(&self, q: &[f32], k: usize) -> Vec<(u32, f32)> {
+        match &self.ann {
+            Some(a) => a
+                .graph
+                .search(q, k, &|r| a.live.contains_key(&r))
+                .into_iter()
+                .flat_map(|(r, d)| a.live[&r].iter().map(move |&t| (t, d)))
+                .collect(),
+            None => self.dense.top(q, k),
+        }
     }
 
     /// The best `top_k` entries for a query (its vector and its text), best first.
@@ -107,19 +228,23 @@ impl KbIndex {
         top_k: usize,
         w: FusionWeights,
     ) -> Vec<Candidate> {
-        let dense = self.dense.all_scores(q_vec);
         let q_words = text::tokens(q_text);
-        let q_grams = text::char_bigrams(q_text);
+        let q_grams = text::fuzzy_keys(q_text);
         let lex = normalised(&self.words, &q_words);
         let fuz = normalised(&self.grams, &q_grams);
 
         // Entries reached by any signal's top texts, then every signal over all their texts.
-        let mut pool: Vec<usize> = top_indices(&dense, POOL);
+        let mut pool: Vec<usize> = self
+            .nearest_texts(q_vec, POOL)
+            .into_iter()
+            .map(|(t, _)| t as usize)
+            .collect();
         pool.extend(top_keys(&lex, POOL));
         pool.extend(top_keys(&fuz, POOL));
         let mut entries: Vec<usize> = pool.into_iter().map(|t| self.texts[t].0).collect();
         entries.sort_unstable();
         entries.dedup();
+        let norm = 1.0 + w.lexical + w.fuzzy;
         let mut out: Vec<Candidate> = entries
             .into_iter()
             .map(|e| {
@@ -132,7 +257,8 @@ impl KbIndex {
                     fuzzy: 0.0,
                     score: 0.0,
                 };
-                for (t, &d) in dense.iter().enumerate().take(hi).skip(lo) {
+                for t in lo..hi {
+                    let d = dot(self.dense.row(t), q_vec);
                     if d > c.dense {
                         c.dense = d;
                         c.text = t;
@@ -140,7 +266,8 @@ impl KbIndex {
                     c.lexical = c.lexical.max(lex.get(&(t as u32)).copied().unwrap_or(0.0));
                     c.fuzzy = c.fuzzy.max(fuz.get(&(t as u32)).copied().unwrap_or(0.0));
                 }
-                c.score = c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy;
+                c.score =
+                    ((c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy) / norm).clamp(0.0, 1.0);
                 c
             })
             .collect();
@@ -157,6 +284,45 @@ impl KbIndex {
     }
 }
 
+/// Rows for every text in `graph` (or a fresh graph), inserting the texts it lacks.
+fn build_ann(
+    texts: &[(usize, String)],
+    dense: &DenseIndex,
+    graph: Option<Arc<Graph>>,
+    params: AnnParams,
+) -> Ann {
+    let fresh = || Arc::new(Graph::new(params, texts.len()));
+    let mut graph = graph.unwrap_or_else(fresh);
+    loop {
+        let mut live: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut new: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (slot, (_, t)) in texts.iter().enumerate() {
+            match graph.row_of(t) {
+                Some(r) => live.entry(r).or_default().push(slot as u32),
+                None => new.entry(t.as_str()).or_default().push(slot as u32),
+            }
+        }
+        let rows = graph.len();
+        let dead = rows - live.len();
+        let reuse = rows == 0
+            || (dead as f32 <= MAX_DEAD_SHARE * rows as f32 && new.len() <= MAX_LIVE_INSERTS);
+        if !reuse {
+            graph = fresh();
+            continue;
+        }
+        let mut items: Vec<(&str, Vec<u32>)> = new.into_iter().collect();
+        items.sort_by_key(|(_, slots)| slots[0]);
+        let insert: Vec<(&str, &[f32])> = items
+            .iter()
+            .map(|(t, slots)| (*t, dense.row(slots[0] as usize)))
+            .collect();
+        for (row, (_, slots)) in graph.insert(&insert).into_iter().zip(items) {
+            live.insert(row, slots);
+        }
+        return Ann { graph, live };
+    }
+}
+
 /// BM25 scores divided by the query's own score, capped at 1.
 fn normalised(idx: &Bm25, q: &[String]) -> HashMap<u32, f32> {
     let top = idx.self_score(q);
@@ -167,17 +333,6 @@ fn normalised(idx: &Bm25, q: &[String]) -> HashMap<u32, f32> {
         .into_iter()
         .map(|(d, s)| (d, (s / top).min(1.0)))
         .collect()
-}
-
-fn top_indices(v: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..v.len()).collect();
-    let k = k.min(idx.len());
-    if k == 0 {
-        return idx;
-    }
-    idx.select_nth_unstable_by(k - 1, |&a, &b| v[b].total_cmp(&v[a]));
-    idx.truncate(k);
-    idx
 }
 
 fn top_keys(m: &HashMap<u32, f32>, k: usize) -> Vec<usize> {

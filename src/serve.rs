@@ -117,8 +117,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// Rebuilds the KB index whenever woken (after start and after every change) and swaps it in.
-/// Wake-ups during a build coalesce into one more build.
+/// Wake-ups during a build coalesce into one more build. The first build starts from the
+/// snapshot on disk when it was made by the serving model; every build after it reuses the
+/// previous generation's vectors and graph, and is saved as the new snapshot.
 async fn index_builder(state: Arc<AppState>) {
+    let opts = state.config.index.options();
+    let snap_dir = crate::index::snapshot::dir(&state.config.server.data_dir);
+    let mut first = true;
     loop {
         state.reindex.notified().await;
         let Some(embedder) = state.embedder.load_full() else {
@@ -131,24 +136,80 @@ async fn index_builder(state: Arc<AppState>) {
                 continue;
             }
         };
-        let started = std::time::Instant::now();
-        let n = entries.len();
+        let previous = state.index.load_full();
+        let snapshot = state.config.index.snapshot;
+        let (dir, load_snapshot) = (snap_dir.clone(), first && snapshot);
         let built = tokio::task::spawn_blocking(move || {
-            crate::matcher::KbIndex::build(entries, &embedder, |_, _| {})
+            let prior = match previous {
+                Some(p) => Some(p.prior()),
+                None if load_snapshot => load_snapshot_for(&dir, embedder.version()),
+                None => None,
+            };
+            let index =
+                crate::matcher::KbIndex::build(entries, &embedder, prior, &opts, |_, _| {})?;
+            Ok::<_, crate::embed::EmbedError>(index)
         })
         .await;
         match built {
             Ok(Ok(index)) => {
+                first = false;
+                let st = &index.stats;
                 tracing::info!(
-                    entries = n,
-                    texts = index.texts.len(),
-                    secs = started.elapsed().as_secs_f64(),
+                    entries = st.entries,
+                    texts = st.texts,
+                    embedded = st.embedded,
+                    reused = st.reused,
+                    hnsw = st.hnsw,
+                    secs = st.seconds,
                     "KB index swapped in"
                 );
-                state.index.store(Some(Arc::new(index)));
+                let index = Arc::new(index);
+                state.index.store(Some(index.clone()));
+                if snapshot {
+                    let dir = snap_dir.clone();
+                    let saved = tokio::task::spawn_blocking(move || {
+                        crate::index::snapshot::save(&dir, &index.prior())
+                    })
+                    .await;
+                    match saved {
+                        Ok(Ok(())) => tracing::debug!("index snapshot saved"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %format!("{e:#}"), "saving the index snapshot failed")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "saving the index snapshot panicked"),
+                    }
+                }
             }
             Ok(Err(e)) => tracing::error!(error = %e, "building the KB index failed"),
             Err(e) => tracing::error!(error = %e, "the KB index builder panicked"),
+        }
+    }
+}
+
+/// The snapshot in `dir` if it was made by `model`; says why not otherwise.
+fn load_snapshot_for(dir: &std::path::Path, model: &str) -> Option<crate::index::snapshot::Prior> {
+    use crate::index::snapshot::{Unusable, load};
+    match load(dir, model) {
+        Ok(p) => {
+            tracing::info!(
+                texts = p.texts.len(),
+                graph = p.graph.is_some(),
+                "index snapshot loaded"
+            );
+            Some(p)
+        }
+        Err(Unusable::Missing) => None,
+        Err(Unusable::OtherModel(m)) => {
+            tracing::info!(
+                snapshot_model = m,
+                model,
+                "index snapshot is from another model: rebuilding"
+            );
+            None
+        }
+        Err(Unusable::Broken(why)) => {
+            tracing::warn!(why, "index snapshot unreadable: rebuilding");
+            None
         }
     }
 }

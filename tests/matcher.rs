@@ -18,7 +18,7 @@ fn demo_index() -> (Embedder, KbIndex) {
     .unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo/faq.jsonl");
     let kb = kefu::eval::faq::read_kb(std::path::Path::new(path)).unwrap();
-    let idx = KbIndex::build(kb, &e, |_, _| {}).unwrap();
+    let idx = KbIndex::build(kb, &e, None, &Default::default(), |_, _| {}).unwrap();
     (e, idx)
 }
 

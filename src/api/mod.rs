@@ -2,6 +2,7 @@
 
 pub mod embed;
 pub mod faqs;
+pub mod index;
 pub mod json;
 pub mod match_;
 pub mod openapi;
@@ -78,6 +79,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/faqs/{id}",
             get(faqs::get_one).put(faqs::replace).delete(faqs::remove),
         )
+        .route("/v1/index", get(index::info))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

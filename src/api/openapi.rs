@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{embed, faqs, match_, ops};
+use super::{embed, faqs, index, match_, ops};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         faqs::remove,
         faqs::import,
         faqs::export,
+        index::info,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -47,6 +48,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::kb::FaqEntry,
         crate::kb::StoredEntry,
         embed::OpenAiUsage,
+        index::IndexInfo,
+        crate::matcher::BuildStats,
         ops::Health,
         ops::Readiness,
         ErrorBody,

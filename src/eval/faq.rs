@@ -138,7 +138,7 @@ pub fn run(
         .expect("template"),
     );
     bar.set_message("indexing KB questions");
-    let index = KbIndex::build(entries, e, |done, total| {
+    let index = KbIndex::build(entries, e, None, &Default::default(), |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;

@@ -2,6 +2,7 @@
 
 pub mod faq;
 pub mod pairs;
+pub mod report;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,6 +1,9 @@
 //! Text processing shared by indexing and matching: normalisation, segmentation (jieba for
 //! Chinese, words for Latin scripts) and character n-grams for typo-tolerant matching.
 
+pub mod pinyin;
+pub mod typo;
+
 use std::sync::OnceLock;
 
 use jieba_rs::Jieba;
@@ -79,6 +82,14 @@ pub fn char_bigrams(text: &str) -> Vec<String> {
     }
 }
 
+/// Keys of the fuzzy signal: character bigrams plus toneless-pinyin syllable bigrams, so that
+/// both wrong characters and homophone slips of an input method (退宽 → 退款) still meet.
+pub fn fuzzy_keys(text: &str) -> Vec<String> {
+    let mut keys = char_bigrams(text);
+    keys.extend(pinyin::pinyin_keys(text));
+    keys
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +104,14 @@ mod tests {
         );
         assert!(!t.contains(&"我".to_string()), "stop words dropped: {t:?}");
         assert!(tokens("How do I reset my password?").contains(&"password".to_string()));
+    }
+
+    #[test]
+    fn fuzzy_keys_meet_across_homophones() {
+        let a = fuzzy_keys("退宽多久到账");
+        let b = fuzzy_keys("退款多久到账");
+        assert!(a.contains(&"tui_kuan".to_string()) && b.contains(&"tui_kuan".to_string()));
+        assert!(!a.contains(&"退款".to_string()));
     }
 
     #[test]

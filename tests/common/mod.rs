@@ -39,14 +39,26 @@ pub fn kefu() -> Command {
 pub struct Server {
     pub child: Child,
     pub base: String,
-    pub data_dir: tempfile::TempDir,
+    pub data_dir: std::sync::Arc<tempfile::TempDir>,
     pub log: mpsc::Receiver<String>,
 }
 
 impl Server {
     /// Starts `kefu serve --port 0` with extra environment and waits for it to listen.
     pub fn start(model: &std::path::Path, env: &[(&str, &str)]) -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
+        Self::start_in(
+            model,
+            std::sync::Arc::new(tempfile::tempdir().unwrap()),
+            env,
+        )
+    }
+
+    /// Like [`Server::start`] on an existing data directory (e.g. a stopped server's).
+    pub fn start_in(
+        model: &std::path::Path,
+        data_dir: std::sync::Arc<tempfile::TempDir>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = kefu();
         cmd.args(["serve", "--port", "0", "--model"])
             .arg(model)

@@ -1,0 +1,130 @@
+//! Index snapshots in the data directory: every indexed text with its vector, and the HNSW
+//! graph when there is one, saved with the model version that computed them. At start a
+//! snapshot from the serving model saves re-embedding the whole KB; one from any other model
+//! is never used.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::hnsw::Graph;
+
+/// Vectors (and a graph) a new index generation may reuse instead of embedding again.
+pub struct Prior {
+    pub model_version: String,
+    pub dim: usize,
+    pub texts: Vec<String>,
+    /// `texts.len() × dim`, row-major.
+    pub vectors: Vec<f32>,
+    pub graph: Option<Arc<Graph>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    format: u32,
+    model_version: String,
+    dim: usize,
+    texts: Vec<String>,
+    graph: bool,
+}
+
+const FORMAT: u32 = 1;
+
+/// Where snapshots live: `<data_dir>/index`.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("index")
+}
+
+/// Writes `prior` as the snapshot in `dir`: into a fresh sibling directory first, then swapped
+/// in by rename, so a crash leaves the old snapshot or the new one, never a mix.
+pub fn save(dir: &Path, prior: &Prior) -> anyhow::Result<()> {
+    let parent = dir.parent().context("snapshot directory has no parent")?;
+    std::fs::create_dir_all(parent)?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".index-")
+        .tempdir_in(parent)
+        .context("creating the snapshot's temporary directory")?;
+    let meta = Meta {
+        format: FORMAT,
+        model_version: prior.model_version.clone(),
+        dim: prior.dim,
+        texts: prior.texts.clone(),
+        graph: prior.graph.is_some(),
+    };
+    let mut bytes = Vec::with_capacity(prior.vectors.len() * 4);
+    for x in &prior.vectors {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(tmp.path().join("vectors.f32"), bytes)?;
+    if let Some(g) = &prior.graph {
+        g.save(tmp.path())?;
+    }
+    // meta.json last: a directory without it is not a snapshot.
+    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec(&meta)?)?;
+    let old = parent.join(".index-old");
+    let _ = std::fs::remove_dir_all(&old);
+    if dir.exists() {
+        std::fs::rename(dir, &old).context("moving the old snapshot aside")?;
+    }
+    std::fs::rename(tmp.keep(), dir).context("moving the new snapshot into place")?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Why a snapshot was not used.
+#[derive(Debug, PartialEq)]
+pub enum Unusable {
+    Missing,
+    OtherModel(String),
+    Broken(String),
+}
+
+/// Loads the snapshot in `dir` if it was made by `model_version`.
+pub fn load(dir: &Path, model_version: &str) -> Result<Prior, Unusable> {
+    let meta = match std::fs::read(dir.join("meta.json")) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Unusable::Missing),
+        Err(e) => return Err(Unusable::Broken(format!("reading meta.json: {e}"))),
+    };
+    let meta: Meta = serde_json::from_slice(&meta)
+        .map_err(|e| Unusable::Broken(format!("parsing meta.json: {e}")))?;
+    if meta.format != FORMAT {
+        return Err(Unusable::Broken(format!(
+            "snapshot format {} (this kefu reads {FORMAT})",
+            meta.format
+        )));
+    }
+    if meta.model_version != model_version {
+        return Err(Unusable::OtherModel(meta.model_version));
+    }
+    let bytes = std::fs::read(dir.join("vectors.f32"))
+        .map_err(|e| Unusable::Broken(format!("reading vectors.f32: {e}")))?;
+    if bytes.len() != meta.texts.len() * meta.dim * 4 {
+        return Err(Unusable::Broken(format!(
+            "vectors.f32 has {} bytes, expected {} texts × {} dims",
+            bytes.len(),
+            meta.texts.len(),
+            meta.dim
+        )));
+    }
+    let vectors = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let graph = if meta.graph {
+        Some(Arc::new(
+            Graph::load(dir).map_err(|e| Unusable::Broken(format!("{e:#}")))?,
+        ))
+    } else {
+        None
+    };
+    Ok(Prior {
+        model_version: meta.model_version,
+        dim: meta.dim,
+        texts: meta.texts,
+        vectors,
+        graph,
+    })
+}
