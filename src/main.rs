@@ -150,6 +150,17 @@ enum KbCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Store a calibration (the JSON `kefu eval faq --calibrate` writes) with the KB; the
+    /// service uses it instead of [matching] from its next start (or at once through
+    /// `PUT /v1/calibration`). Without FILE, show the stored one; with --clear, remove it.
+    Calibrate {
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Write every entry to standard output (or --out) in a format `kb import` reads.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -177,12 +188,47 @@ enum EvalCommand {
         /// Use only the first N queries.
         #[arg(long)]
         limit: Option<usize>,
+        /// Add the rows labelled `oos` of an intent file (`{"text","label"}`, e.g.
+        /// ../shared/datasets/intent/clinc150/test.jsonl) as unanswerable queries.
+        #[arg(long)]
+        oos: Vec<PathBuf>,
+        /// Take at most N rows from each --oos file, spread evenly.
+        #[arg(long)]
+        oos_limit: Option<usize>,
         /// Weight of the word BM25 signal in the fused score.
         #[arg(long)]
         lexical_weight: Option<f32>,
-        /// Weight of the character-bigram signal in the fused score.
+        /// Weight of the fuzzy (character and pinyin bigram) signal in the fused score.
         #[arg(long)]
         fuzzy_weight: Option<f32>,
+        /// Measure with this calibration (JSON written by --calibrate) instead of [matching].
+        #[arg(long, conflicts_with = "calibrate")]
+        calibration: Option<PathBuf>,
+        /// Fit weights and thresholds on these queries (with 2-fold cross-validated decision
+        /// metrics) and write them to --calibration-out.
+        #[arg(long)]
+        calibrate: bool,
+        /// With --calibrate: fit the thresholds only, keeping the weights given (config,
+        /// --calibration or the weight flags).
+        #[arg(long, requires = "calibrate")]
+        fixed_weights: bool,
+        /// Where --calibrate writes the calibration (default: beside the KB file, as
+        /// `<kb>.calibration.json`); store it in a service with `kefu kb calibrate FILE` or
+        /// `PUT /v1/calibration`.
+        #[arg(long)]
+        calibration_out: Option<PathBuf>,
+        /// Precision direct answers must reach when calibrating.
+        #[arg(long, default_value_t = 0.95)]
+        target_precision: f64,
+        /// Re-run the queries with realistic typos (seeded) and report the same metrics, with
+        /// the clean top-1 and the share of it kept.
+        #[arg(long, value_enum)]
+        perturb: Option<kefu::eval::faq::Perturb>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Write per-query results, the threshold curve (CSV and SVG) and a summary to DIR.
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Also try a grid of fusion weights and report each pair's top-1 and MRR@10.
         #[arg(long)]
         sweep: bool,
@@ -359,42 +405,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let entries = match &kb {
-                Some(path) => kefu::eval::faq::read_kb(path)?,
+            let mut documents = Vec::new();
+            let (entries, cal) = match &kb {
+                Some(path) => (kefu::eval::faq::read_kb(path)?, cfg.matching.calibration()),
                 None => {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    let stored = rt.block_on(async {
+                    let (stored, docs, cal) = rt.block_on(async {
                         let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
-                        store.all().await
+                        Ok::<_, kefu::kb::store::StoreError>((
+                            store.all().await?,
+                            store.documents().await?,
+                            store.calibration().await?,
+                        ))
                     })?;
+                    let cal = cal.unwrap_or_else(|| cfg.matching.calibration());
                     if stored.is_empty() && cfg.kb.load_demo {
-                        kefu::kb::demo::entries()
+                        documents = kefu::kb::demo::documents();
+                        (kefu::kb::demo::entries(), cal)
                     } else {
-                        stored.into_iter().map(|s| s.entry).collect()
+                        documents = docs;
+                        (stored.into_iter().map(|s| s.entry).collect(), cal)
                     }
                 }
             };
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
-            let index =
-                kefu::matcher::KbIndex::build(entries, &e, None, &cfg.index.options(), |_, _| {})?;
+            let index = kefu::matcher::KbIndex::build(
+                entries,
+                &documents,
+                &e,
+                None,
+                &cfg.index.options(),
+                |_, _| {},
+            )?;
+            let corrected = index.correct(&query);
+            if let Some(c) = &corrected {
+                println!("corrected: {c}");
+            }
+            let query = corrected.unwrap_or(query);
             let v = e.embed_blocking(std::slice::from_ref(&query))?;
-            let m = &cfg.matching;
-            let w = kefu::matcher::FusionWeights {
-                lexical: m.lexical_weight,
-                fuzzy: m.fuzzy_weight,
-            };
+            let w = cal.weights();
+            let found = index.search(&v[0].vector, &query, top_k.clamp(1, 50), w);
+            let scores: Vec<f32> = found.iter().map(|c| c.score).collect();
+            println!("decision: {}", cal.decide(&scores).as_str());
             println!(
                 "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6}  question / matched text",
                 "#", "faq_id", "score", "dense", "lex", "fuzzy"
             );
-            for (i, c) in index
-                .search(&v[0].vector, &query, top_k.clamp(1, 50), w)
-                .iter()
-                .enumerate()
-            {
+            for (i, c) in found.iter().enumerate() {
                 let entry = &index.entries[c.entry];
                 println!(
                     "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
@@ -412,9 +472,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Kb(cmd) => {
             let data_dir = match &cmd {
-                KbCommand::Import { data_dir, .. } | KbCommand::Export { data_dir, .. } => {
-                    data_dir.clone()
-                }
+                KbCommand::Import { data_dir, .. }
+                | KbCommand::Export { data_dir, .. }
+                | KbCommand::Calibrate { data_dir, .. } => data_dir.clone(),
             };
             let cfg = load_config(
                 cfg_path.as_ref(),
@@ -488,8 +548,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             kb,
             queries,
             limit,
+            oos,
+            oos_limit,
             lexical_weight,
             fuzzy_weight,
+            calibration,
+            calibrate,
+            fixed_weights,
+            calibration_out,
+            target_precision,
+            perturb,
+            seed,
+            report,
             sweep,
             json,
             common,
@@ -502,43 +572,57 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             )?;
             let entries = kefu::eval::faq::read_kb(&kb)?;
-            let qs = kefu::eval::faq::read_queries(&queries, limit)?;
-            set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
-            let mut w = kefu::matcher::FusionWeights::default();
+            let mut qs = kefu::eval::faq::read_queries(&queries, limit)?;
+            for f in &oos {
+                qs.extend(kefu::eval::faq::read_oos(f, oos_limit)?);
+            }
+            let (mut cal, mut source) = (cfg.matching.calibration(), "config".to_string());
+            if let Some(f) = &calibration {
+                cal = read_calibration(f)?;
+                source = "file".into();
+            }
             if let Some(l) = lexical_weight {
-                w.lexical = l;
+                cal.lexical_weight = l;
             }
             if let Some(f) = fuzzy_weight {
-                w.fuzzy = f;
+                cal.fuzzy_weight = f;
             }
-            let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, w, sweep)?;
+            cal.validate()
+                .map_err(|e| anyhow::anyhow!("calibration: {e}"))?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let opts = kefu::eval::faq::FaqOptions {
+                calibration: cal,
+                calibration_source: source,
+                calibrate,
+                fixed_weights,
+                target_precision,
+                perturb,
+                seed,
+                sweep,
+                report: report.clone(),
+                index: cfg.index.options(),
+            };
+            let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, &opts)?;
+            if calibrate && !r.interrupted {
+                let out = calibration_out.unwrap_or_else(|| {
+                    let mut p = kb.clone().into_os_string();
+                    p.push(".calibration.json");
+                    PathBuf::from(p)
+                });
+                kefu::eval::report::write_atomic(
+                    &out,
+                    &serde_json::to_vec_pretty(&r.calibration)?,
+                )?;
+                eprintln!("calibration written to {}", out.display());
+            }
+            if let Some(dir) = &report {
+                eprintln!("report written to {}", dir.display());
+            }
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!(
-                    "{} ({} entries, {} questions) × {} queries ({} out of scope){}",
-                    r.kb,
-                    r.entries,
-                    r.texts,
-                    r.n,
-                    r.out_of_scope,
-                    if r.interrupted { " [interrupted]" } else { "" }
-                );
-                println!("            top1    recall@5  MRR@10");
-                println!(
-                    "kefu        {:.4}  {:.4}    {:.4}",
-                    r.top1, r.recall_at_5, r.mrr_at_10
-                );
-                let d = &r.dense_baseline;
-                println!(
-                    "dense only  {:.4}  {:.4}    {:.4}",
-                    d.top1, d.recall_at_5, d.mrr_at_10
-                );
-                println!(
-                    "per query p50 {:.2} ms, p99 {:.2} ms; indexing {:.1} s",
-                    r.p50_ms, r.p99_ms, r.index_seconds
-                );
+                print_faq_report(&r);
             }
             Ok(())
         }
@@ -609,6 +693,27 @@ fn candle_threads() -> usize {
 async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
     use kefu::kb::import::{self, Format};
     match cmd {
+        KbCommand::Calibrate { file, clear, .. } => {
+            let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+            if clear {
+                store.set_calibration(None).await?;
+                eprintln!("calibration removed: [matching] applies");
+            } else if let Some(f) = file {
+                let c = read_calibration(&f)?;
+                store.set_calibration(Some(&c)).await?;
+                eprintln!(
+                    "calibration stored with the KB in {}",
+                    cfg.server.data_dir.display()
+                );
+            }
+            match store.calibration().await? {
+                Some(c) => println!("{}", serde_json::to_string_pretty(&c)?),
+                None => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cfg.matching.calibration())?
+                ),
+            }
+        }
         KbCommand::Import { files, format, .. } => {
             let mut entries = Vec::new();
             let mut problems = Vec::new();
@@ -730,4 +835,80 @@ fn model_command(cmd: ModelCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn read_calibration(path: &std::path::Path) -> anyhow::Result<kefu::matcher::Calibration> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading calibration {}", path.display()))?;
+    let c: kefu::matcher::Calibration = serde_json::from_str(&text)
+        .with_context(|| format!("parsing calibration {}", path.display()))?;
+    c.validate()
+        .map_err(|e| anyhow::anyhow!("calibration {}: {e}", path.display()))?;
+    Ok(c)
+}
+
+fn print_faq_report(r: &kefu::eval::faq::FaqReport) {
+    println!(
+        "{} ({} entries, {} questions) × {} queries ({} out of scope){}",
+        r.kb,
+        r.entries,
+        r.texts,
+        r.n,
+        r.out_of_scope,
+        if r.interrupted { " [interrupted]" } else { "" }
+    );
+    if let Some(p) = &r.perturb {
+        println!(
+            "queries perturbed ({}, seed {}): {} changed; clean top1 {:.4}, kept {:.1}%",
+            p.kind,
+            p.seed,
+            p.changed,
+            p.clean_top1,
+            100.0 * p.top1_retention
+        );
+    }
+    println!("            top1    recall@5  MRR@10");
+    println!(
+        "kefu        {:.4}  {:.4}    {:.4}",
+        r.top1, r.recall_at_5, r.mrr_at_10
+    );
+    let d = &r.dense_baseline;
+    println!(
+        "dense only  {:.4}  {:.4}    {:.4}",
+        d.top1, d.recall_at_5, d.mrr_at_10
+    );
+    let c = &r.calibration;
+    println!(
+        "calibration ({}): lexical {:.2} fuzzy {:.2}, answer ≥ {:.4} with margin {:.3}, clarify ≥ {:.4}",
+        r.calibration_source,
+        c.lexical_weight,
+        c.fuzzy_weight,
+        c.answer_threshold,
+        c.answer_margin,
+        c.clarify_threshold
+    );
+    let show = |name: &str, d: &kefu::eval::faq::Decisions| {
+        println!(
+            "{name}: answer {:.1}% (precision {:.3}), clarify {:.1}% (options hit {:.3}), no_answer {:.1}% (precision {:.3}, recall {:.3})",
+            100.0 * d.answer_rate,
+            d.answer_precision,
+            100.0 * d.clarify_rate,
+            d.clarify_hit_rate,
+            100.0 * d.no_answer_rate,
+            d.no_answer_precision,
+            d.no_answer_recall
+        );
+    };
+    show("decisions", &r.decisions);
+    if let Some(cv) = &r.calibration_cv {
+        println!(
+            "2-fold cross-validated: top1 {:.4}, recall@5 {:.4}, MRR@10 {:.4}",
+            cv.retrieval.top1, cv.retrieval.recall_at_5, cv.retrieval.mrr_at_10
+        );
+        show("decisions, 2-fold cross-validated", &cv.decisions);
+    }
+    println!(
+        "per query p50 {:.2} ms, p99 {:.2} ms; indexing {:.1} s",
+        r.p50_ms, r.p99_ms, r.index_seconds
+    );
 }

@@ -14,8 +14,9 @@ use crate::index::bm25::Bm25;
 use crate::index::dense::{DenseIndex, dot};
 use crate::index::hnsw::{AnnParams, Graph};
 use crate::index::snapshot::Prior;
-use crate::kb::FaqEntry;
+use crate::kb::{Document, FaqEntry, Passage};
 use crate::text;
+use crate::text::correct::Speller;
 
 /// Weights of the fused score `dense + lexical_weight · lexical + fuzzy_weight · fuzzy`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -26,10 +27,10 @@ pub struct FusionWeights {
 
 impl Default for FusionWeights {
     fn default() -> Self {
-        // Chosen with `kefu eval faq --sweep` on the shared sets (docs/EVALUATION.md).
+        let c = crate::config::MatchingConfig::default();
         Self {
-            lexical: 0.01,
-            fuzzy: 0.03,
+            lexical: c.lexical_weight,
+            fuzzy: c.fuzzy_weight,
         }
     }
 }
@@ -92,7 +93,10 @@ struct Ann {
 
 /// Everything needed to match queries against a fixed set of entries.
 pub struct KbIndex {
+    /// FAQ entries, then one per document passage (question = heading and text).
     pub entries: Vec<FaqEntry>,
+    /// Per entry: the passage it stands for, `None` for FAQ entries.
+    pub passages: Vec<Option<Passage>>,
     /// (entry index, text) for every standard and similar question.
     pub texts: Vec<(usize, String)>,
     dense: DenseIndex,
@@ -100,6 +104,7 @@ pub struct KbIndex {
     ann: Option<Ann>,
     words: Bm25,
     grams: Bm25,
+    speller: Speller,
     pub model_version: String,
     pub stats: BuildStats,
 }
@@ -118,13 +123,19 @@ impl KbIndex {
     /// has are reused, and so is its graph.
     pub fn build(
         entries: Vec<FaqEntry>,
+        documents: &[Document],
         embedder: &Embedder,
         prior: Option<Prior>,
         opts: &IndexOptions,
         progress: impl Fn(usize, usize),
     ) -> Result<Self, EmbedError> {
         let started = std::time::Instant::now();
-        let entries: Vec<FaqEntry> = entries.into_iter().filter(|e| e.enabled).collect();
+        let mut entries: Vec<FaqEntry> = entries.into_iter().filter(|e| e.enabled).collect();
+        let mut passages: Vec<Option<Passage>> = vec![None; entries.len()];
+        for (e, p) in documents.iter().flat_map(Document::passage_entries) {
+            entries.push(e);
+            passages.push(Some(p));
+        }
         let mut texts = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             texts.push((i, e.question.clone()));
@@ -174,6 +185,7 @@ impl KbIndex {
         let all: Vec<&str> = texts.iter().map(|t| t.1.as_str()).collect();
         let words = Bm25::build(&all.iter().map(|t| text::tokens(t)).collect::<Vec<_>>());
         let grams = Bm25::build(&all.iter().map(|t| text::fuzzy_keys(t)).collect::<Vec<_>>());
+        let speller = Speller::new(all.iter().copied());
         let stats = BuildStats {
             entries: entries.len(),
             texts: texts.len(),
@@ -185,15 +197,23 @@ impl KbIndex {
         };
         Ok(Self {
             entries,
+            passages,
             texts,
             dense,
             dim,
             ann,
             words,
             grams,
+            speller,
             model_version: embedder.version().to_string(),
             stats,
         })
+    }
+
+    /// The query with input-method slips the KB's vocabulary can fix corrected (homophones,
+    /// swapped characters), or `None`: the first step of matching, before encoding.
+    pub fn correct(&self, query: &str) -> Option<String> {
+        self.speller.correct(query)
     }
 
     /// What a later generation (or a snapshot) can reuse from this one.
@@ -228,6 +248,12 @@ impl KbIndex {
         top_k: usize,
         w: FusionWeights,
     ) -> Vec<Candidate> {
+        fuse(self.signals(q_vec, q_text), w, top_k)
+    }
+
+    /// Every signal for every entry any signal ranks near the top (unsorted, unfused): the
+    /// expensive part of a search, done once when many weightings are to be tried.
+    pub fn signals(&self, q_vec: &[f32], q_text: &str) -> Vec<Candidate> {
         let q_words = text::tokens(q_text);
         let q_grams = text::fuzzy_keys(q_text);
         let lex = normalised(&self.words, &q_words);
@@ -244,8 +270,7 @@ impl KbIndex {
         let mut entries: Vec<usize> = pool.into_iter().map(|t| self.texts[t].0).collect();
         entries.sort_unstable();
         entries.dedup();
-        let norm = 1.0 + w.lexical + w.fuzzy;
-        let mut out: Vec<Candidate> = entries
+        entries
             .into_iter()
             .map(|e| {
                 let (lo, hi) = self.text_range(e);
@@ -266,14 +291,9 @@ impl KbIndex {
                     c.lexical = c.lexical.max(lex.get(&(t as u32)).copied().unwrap_or(0.0));
                     c.fuzzy = c.fuzzy.max(fuz.get(&(t as u32)).copied().unwrap_or(0.0));
                 }
-                c.score =
-                    ((c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy) / norm).clamp(0.0, 1.0);
                 c
             })
-            .collect();
-        out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
-        out.truncate(top_k);
-        out
+            .collect()
     }
 
     /// Texts of entry `e` are contiguous: [lo, hi).
@@ -281,6 +301,99 @@ impl KbIndex {
         let lo = self.texts.partition_point(|t| t.0 < e);
         let hi = self.texts.partition_point(|t| t.0 <= e);
         (lo, hi)
+    }
+}
+
+/// Scores `signals` with weights `w` and keeps the best `top_k`, best first.
+pub fn fuse(mut signals: Vec<Candidate>, w: FusionWeights, top_k: usize) -> Vec<Candidate> {
+    let norm = 1.0 + w.lexical + w.fuzzy;
+    for c in &mut signals {
+        c.score = ((c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy) / norm).clamp(0.0, 1.0);
+    }
+    signals.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
+    signals.truncate(top_k);
+    signals
+}
+
+/// What to do with a customer's question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The best match is confidently right: answer with it.
+    Answer,
+    /// Several close candidates: show them as options.
+    Clarify,
+    /// Nothing fits well enough: hand the customer on.
+    NoAnswer,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Answer => "answer",
+            Decision::Clarify => "clarify",
+            Decision::NoAnswer => "no_answer",
+        }
+    }
+}
+
+/// Fusion weights and decision thresholds, picked together on labelled queries by
+/// `kefu eval faq --calibrate` and stored with the KB (`[matching]` in the config otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    pub lexical_weight: f32,
+    pub fuzzy_weight: f32,
+    /// Fused score at or above which the best entry is answered directly.
+    pub answer_threshold: f32,
+    /// Lead over the runner-up an answer needs; with less, the customer is asked to choose.
+    pub answer_margin: f32,
+    /// Fused score at or above which options are offered; below it, no answer.
+    pub clarify_threshold: f32,
+}
+
+impl Calibration {
+    pub fn weights(&self) -> FusionWeights {
+        FusionWeights {
+            lexical: self.lexical_weight,
+            fuzzy: self.fuzzy_weight,
+        }
+    }
+
+    /// Checks the values make sense, naming the first that does not.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("lexical_weight", self.lexical_weight),
+            ("fuzzy_weight", self.fuzzy_weight),
+            ("answer_threshold", self.answer_threshold),
+            ("answer_margin", self.answer_margin),
+            ("clarify_threshold", self.clarify_threshold),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} must lie in [0, 1], got {v}"));
+            }
+        }
+        if self.clarify_threshold > self.answer_threshold {
+            return Err(format!(
+                "clarify_threshold ({}) must not exceed answer_threshold ({})",
+                self.clarify_threshold, self.answer_threshold
+            ));
+        }
+        Ok(())
+    }
+
+    /// The decision for matches' fused scores, best first.
+    pub fn decide(&self, scores: &[f32]) -> Decision {
+        match (scores.first(), scores.get(1)) {
+            (Some(&a), second)
+                if a >= self.answer_threshold
+                    && second.is_none_or(|&b| a - b >= self.answer_margin) =>
+            {
+                Decision::Answer
+            }
+            (Some(&a), _) if a >= self.clarify_threshold => Decision::Clarify,
+            _ => Decision::NoAnswer,
+        }
     }
 }
 

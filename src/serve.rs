@@ -57,15 +57,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 cfg.server.data_dir.display()
             )
         })?;
-    if kb.count().await? == 0 && cfg.kb.load_demo {
+    if kb.count().await? == 0 && kb.documents().await?.is_empty() && cfg.kb.load_demo {
         let s = kb.upsert_all(&crate::kb::demo::entries()).await?;
+        let docs = crate::kb::demo::documents();
+        kb.upsert_documents(&docs).await?;
         tracing::info!(
-            "knowledge base was empty: loaded the demo KB ({} entries)",
-            s.created
+            "knowledge base was empty: loaded the demo KB ({} entries, {} documents)",
+            s.created,
+            docs.len()
         );
     }
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone(), kb));
+    let stored = kb
+        .calibration()
+        .await
+        .context("reading the KB's calibration")?;
+    if let Some(c) = &stored {
+        tracing::info!(?c, "using the calibration stored with the KB");
+    }
+    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone(), kb, stored));
     tokio::spawn(index_builder(state.clone()));
     let app = api::router(state.clone());
 
@@ -129,8 +139,12 @@ async fn index_builder(state: Arc<AppState>) {
         let Some(embedder) = state.embedder.load_full() else {
             continue;
         };
-        let entries = match state.kb.all().await {
-            Ok(all) => all.into_iter().map(|s| s.entry).collect::<Vec<_>>(),
+        let read = async {
+            let entries = state.kb.all().await?;
+            Ok::<_, crate::kb::store::StoreError>((entries, state.kb.documents().await?))
+        };
+        let (entries, documents) = match read.await {
+            Ok((all, docs)) => (all.into_iter().map(|s| s.entry).collect::<Vec<_>>(), docs),
             Err(e) => {
                 tracing::error!(error = %e, "reading the knowledge base for indexing failed");
                 continue;
@@ -145,8 +159,14 @@ async fn index_builder(state: Arc<AppState>) {
                 None if load_snapshot => load_snapshot_for(&dir, embedder.version()),
                 None => None,
             };
-            let index =
-                crate::matcher::KbIndex::build(entries, &embedder, prior, &opts, |_, _| {})?;
+            let index = crate::matcher::KbIndex::build(
+                entries,
+                &documents,
+                &embedder,
+                prior,
+                &opts,
+                |_, _| {},
+            )?;
             Ok::<_, crate::embed::EmbedError>(index)
         })
         .await;

@@ -18,7 +18,7 @@ fn demo_index() -> (Embedder, KbIndex) {
     .unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo/faq.jsonl");
     let kb = kefu::eval::faq::read_kb(std::path::Path::new(path)).unwrap();
-    let idx = KbIndex::build(kb, &e, None, &Default::default(), |_, _| {}).unwrap();
+    let idx = KbIndex::build(kb, &[], &e, None, &Default::default(), |_, _| {}).unwrap();
     (e, idx)
 }
 
@@ -100,6 +100,14 @@ fn cli_match_prints_a_table_from_the_demo_kb() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = stdout.lines().collect();
-    assert_eq!(rows.len(), 4, "header + 3 rows:\n{stdout}");
-    assert!(rows[1].contains("zh-refunds-001"), "{stdout}");
+    // A homophone slip of the input method (宽 for 款) is corrected from the KB's vocabulary,
+    // then matched and answered.
+    assert_eq!(
+        rows.len(),
+        6,
+        "correction + decision + header + 3 rows:\n{stdout}"
+    );
+    assert_eq!(rows[0], "corrected: 退款多久能到账", "{stdout}");
+    assert_eq!(rows[1], "decision: answer", "{stdout}");
+    assert!(rows[3].contains("zh-refunds-001"), "{stdout}");
 }

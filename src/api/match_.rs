@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use super::SharedState;
 use super::json::ApiJson;
 use crate::error::{ApiError, ErrorBody};
-use crate::matcher::FusionWeights;
+use crate::matcher::Decision;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -48,8 +48,9 @@ pub struct Signals {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Match {
+    /// The FAQ entry's id, or `<document id>#<n>` for a passage.
     pub faq_id: String,
-    /// `faq`.
+    /// `faq` or `passage` (a piece of a knowledge document).
     pub kind: &'static str,
     pub question: String,
     /// The standard or similar question that matched best.
@@ -58,15 +59,30 @@ pub struct Match {
     pub category: Option<String>,
     /// Fused similarity in [0, 1].
     pub score: f32,
+    /// For passages: the document they come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<PassageSource>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signals: Option<Signals>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub struct PassageSource {
+    pub document_id: String,
+    pub title: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub heading: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MatchResponse {
     /// `answer` (the first match), `clarify` (offer the matches as options) or `no_answer`.
-    pub decision: &'static str,
+    pub decision: Decision,
     pub matches: Vec<Match>,
+    /// The query as matched when spelling correction changed it (e.g. 退宽 → 退款).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrected_query: Option<String>,
     pub model: String,
     pub took_ms: f64,
 }
@@ -107,68 +123,98 @@ pub async fn run(
     }
     let embedder = s.embedder()?;
     let index = s.index.load_full().ok_or(ApiError::IndexNotReady)?;
+    let corrected = index.correct(query);
+    let query = corrected.as_deref().unwrap_or(query);
     let v = embedder.embed(&[query.to_string()]).await?;
-    let m = &s.config.matching;
-    let weights = FusionWeights {
-        lexical: m.lexical_weight,
-        fuzzy: m.fuzzy_weight,
-    };
+    let cal = s.calibration.load().1;
+    let weights = cal.weights();
     // Over-fetch so that filters and entries deleted since the last rebuild still leave top_k.
     let candidates = index.search(&v[0].vector, query, (top_k * 4).max(40), weights);
     let f = &req.filters;
     let mut matches = Vec::new();
+    let today = crate::kb::entry::today();
     for c in candidates {
         let indexed = &index.entries[c.entry];
-        // The store is the truth: deleted entries are skipped, edited ones shown as they are now.
-        let Some(current) = s.kb.get(&indexed.id).await? else {
-            continue;
-        };
-        let e = current.entry;
-        if !e.enabled
-            || f.category
-                .as_ref()
-                .is_some_and(|x| e.category.as_ref() != Some(x))
-            || f.locale
-                .as_ref()
-                .is_some_and(|x| e.locale.as_ref() != Some(x))
-            || !f.tags.iter().all(|t| e.tags.contains(t))
-        {
-            continue;
-        }
-        matches.push(Match {
-            faq_id: e.id.clone(),
-            kind: "faq",
-            question: e.question.clone(),
-            matched_text: index.texts[c.text].1.clone(),
-            answer: e.answer_for(req.channel.as_deref()).to_string(),
-            category: e.category.clone(),
-            score: c.score.clamp(0.0, 1.0),
-            signals: req.explain.then_some(Signals {
-                dense: c.dense,
-                lexical: c.lexical,
-                fuzzy: c.fuzzy,
-            }),
+        let signals = req.explain.then_some(Signals {
+            dense: c.dense,
+            lexical: c.lexical,
+            fuzzy: c.fuzzy,
         });
+        let score = c.score.clamp(0.0, 1.0);
+        if let Some(p) = &index.passages[c.entry] {
+            // The store is the truth: passages of deleted documents are skipped.
+            let Some(doc) = s.kb.document(&p.document_id).await? else {
+                continue;
+            };
+            if f.category
+                .as_ref()
+                .is_some_and(|x| doc.category.as_ref() != Some(x))
+                || f.locale
+                    .as_ref()
+                    .is_some_and(|x| doc.locale.as_ref() != Some(x))
+                || !f.tags.is_empty()
+            {
+                continue;
+            }
+            matches.push(Match {
+                faq_id: p.id.clone(),
+                kind: "passage",
+                question: p.heading.clone(),
+                matched_text: p.text.clone(),
+                answer: p.text.clone(),
+                category: doc.category.clone(),
+                score,
+                source: Some(PassageSource {
+                    document_id: doc.id.clone(),
+                    title: doc.title.clone(),
+                    source: doc.source.clone(),
+                    heading: p.heading.clone(),
+                }),
+                signals,
+            });
+        } else {
+            // Deleted entries are skipped, edited ones shown as they are now.
+            let Some(current) = s.kb.get(&indexed.id).await? else {
+                continue;
+            };
+            let e = current.entry;
+            if !e.enabled
+                || !e.valid_on(&today)
+                || f.category
+                    .as_ref()
+                    .is_some_and(|x| e.category.as_ref() != Some(x))
+                || f.locale
+                    .as_ref()
+                    .is_some_and(|x| e.locale.as_ref() != Some(x))
+                || !f.tags.iter().all(|t| e.tags.contains(t))
+            {
+                continue;
+            }
+            matches.push(Match {
+                faq_id: e.id.clone(),
+                kind: "faq",
+                question: e.question.clone(),
+                matched_text: index.texts[c.text].1.clone(),
+                answer: e.answer_for(req.channel.as_deref()).to_string(),
+                category: e.category.clone(),
+                score,
+                source: None,
+                signals,
+            });
+        }
         if matches.len() == top_k {
             break;
         }
     }
-    let decision = match (matches.first(), matches.get(1)) {
-        (Some(a), second)
-            if a.score >= m.answer_threshold
-                && second.is_none_or(|b| a.score - b.score >= m.answer_margin) =>
-        {
-            "answer"
-        }
-        (Some(a), _) if a.score >= m.clarify_threshold => {
-            matches.truncate(3);
-            "clarify"
-        }
-        _ => "no_answer",
-    };
+    let scores: Vec<f32> = matches.iter().map(|m| m.score).collect();
+    let decision = cal.decide(&scores);
+    if decision == Decision::Clarify {
+        matches.truncate(3);
+    }
     Ok(Json(MatchResponse {
         decision,
         matches,
+        corrected_query: corrected,
         model: embedder.version().to_string(),
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     }))

@@ -1,5 +1,7 @@
 //! The HTTP API: axum router, one file per resource, OpenAPI document.
 
+pub mod calibration;
+pub mod documents;
 pub mod embed;
 pub mod faqs;
 pub mod index;
@@ -11,7 +13,7 @@ pub mod ops;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -24,7 +26,7 @@ use crate::config::Config;
 use crate::embed::Embedder;
 use crate::error::ApiError;
 use crate::kb::KbStore;
-use crate::matcher::KbIndex;
+use crate::matcher::{Calibration, KbIndex};
 
 /// What every handler can reach.
 pub struct AppState {
@@ -40,11 +42,23 @@ pub struct AppState {
     pub index: ArcSwapOption<KbIndex>,
     /// Wakes the index builder.
     pub reindex: tokio::sync::Notify,
+    /// Weights and thresholds for `/v1/match`; `true` when stored with the KB (else config).
+    pub calibration: ArcSwap<(bool, Calibration)>,
 }
 
 impl AppState {
-    pub fn new(config: Config, metrics: Arc<Metrics>, kb: KbStore) -> Self {
+    pub fn new(
+        config: Config,
+        metrics: Arc<Metrics>,
+        kb: KbStore,
+        stored: Option<Calibration>,
+    ) -> Self {
+        let calibration = match stored {
+            Some(c) => (true, c),
+            None => (false, config.matching.calibration()),
+        };
         Self {
+            calibration: ArcSwap::from_pointee(calibration),
             config,
             metrics,
             embedder: ArcSwapOption::empty(),
@@ -79,7 +93,21 @@ pub fn router(state: SharedState) -> Router {
             "/v1/faqs/{id}",
             get(faqs::get_one).put(faqs::replace).delete(faqs::remove),
         )
+        .route(
+            "/v1/documents",
+            get(documents::list).post(documents::upsert),
+        )
+        .route(
+            "/v1/documents/{id}",
+            get(documents::get_one).delete(documents::remove),
+        )
         .route("/v1/index", get(index::info))
+        .route(
+            "/v1/calibration",
+            get(calibration::get)
+                .put(calibration::put)
+                .delete(calibration::delete),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

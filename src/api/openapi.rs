@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{embed, faqs, index, match_, ops};
+use super::{calibration, documents, embed, faqs, index, match_, ops};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -24,7 +24,14 @@ use crate::error::{ErrorBody, ErrorDetail};
         faqs::remove,
         faqs::import,
         faqs::export,
+        documents::upsert,
+        documents::list,
+        documents::get_one,
+        documents::remove,
         index::info,
+        calibration::get,
+        calibration::put,
+        calibration::delete,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -42,6 +49,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         match_::Match,
         match_::Filters,
         match_::Signals,
+        match_::PassageSource,
         faqs::FaqList,
         crate::kb::store::ImportSummary,
         crate::kb::import::Problem,
@@ -49,6 +57,15 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::kb::StoredEntry,
         embed::OpenAiUsage,
         index::IndexInfo,
+        documents::DocumentSummary,
+        documents::DocumentList,
+        documents::DocumentDetail,
+        crate::kb::Document,
+        crate::kb::Passage,
+        crate::kb::document::DocFormat,
+        calibration::ActiveCalibration,
+        crate::matcher::Calibration,
+        crate::matcher::Decision,
         crate::matcher::BuildStats,
         ops::Health,
         ops::Readiness,

@@ -1,30 +1,55 @@
-//! `kefu eval faq`: retrieval quality of the matcher on a KB file and labelled queries (the
-//! shared `faq` format), with the plain dense baseline measured in the same run.
+//! `kefu eval faq`: retrieval quality and decision quality of the matcher on a KB file and
+//! labelled queries (the shared `faq` format; an empty `gold` marks a question the KB cannot
+//! answer), with the plain dense baseline measured in the same run. Builds its own index with
+//! the serving code; optionally calibrates weights and thresholds, re-runs the queries with
+//! typos, and writes a report.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::report;
 use crate::embed::Embedder;
 use crate::kb::import::{self, Format};
-use crate::matcher::{FusionWeights, KbIndex};
+use crate::matcher::{
+    Calibration, Candidate, Decision, FusionWeights, IndexOptions, KbIndex, fuse,
+};
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Query {
     pub query: String,
     #[serde(default)]
     pub gold: Vec<String>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Serialize)]
 pub struct Retrieval {
     pub top1: f64,
     pub recall_at_5: f64,
     pub mrr_at_10: f64,
+}
+
+/// How the decisions (answer / clarify / no_answer) came out.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Decisions {
+    /// Share of all queries answered directly.
+    pub answer_rate: f64,
+    /// Of the direct answers, the share that were right (an answerable query, top-1 in gold).
+    pub answer_precision: f64,
+    pub clarify_rate: f64,
+    /// Of the clarifications, the share whose options held a gold entry.
+    pub clarify_hit_rate: f64,
+    pub no_answer_rate: f64,
+    /// Of the no_answer decisions, the share on unanswerable queries (empty gold).
+    pub no_answer_precision: f64,
+    /// Of the unanswerable queries, the share that got no_answer.
+    pub no_answer_recall: f64,
+    pub answered: usize,
+    pub answered_wrong: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -36,13 +61,28 @@ pub struct FaqReport {
     pub texts: usize,
     /// Queries with at least one gold entry (the retrieval metrics cover these).
     pub n: usize,
+    /// Queries with an empty gold (should get no_answer).
     pub out_of_scope: usize,
     pub top1: f64,
     pub recall_at_5: f64,
     pub mrr_at_10: f64,
+    pub no_answer_precision: f64,
+    pub no_answer_recall: f64,
+    pub decisions: Decisions,
     /// The same queries with dense cosine alone (no lexical or fuzzy signal).
     pub dense_baseline: Retrieval,
-    pub weights: FusionWeights,
+    /// The weights and thresholds these numbers were measured with.
+    pub calibration: Calibration,
+    /// `config`, `file` or `calibrated` (fitted on these queries by `--calibrate`).
+    pub calibration_source: String,
+    /// With `--calibrate`: 2-fold cross-validation (calibrated on one half of the queries,
+    /// measured on the other), the honest estimate for unseen queries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration_cv: Option<CrossValidated>,
+    /// With `--perturb typo`: the metrics above are for the perturbed queries; these are
+    /// the clean ones' and the share of clean top-1 kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perturb: Option<PerturbReport>,
     /// Per query: encode + search, milliseconds.
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -54,6 +94,25 @@ pub struct FaqReport {
 }
 
 #[derive(Debug, Serialize)]
+pub struct CrossValidated {
+    pub retrieval: Retrieval,
+    pub decisions: Decisions,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PerturbReport {
+    pub kind: String,
+    pub seed: u64,
+    pub clean_top1: f64,
+    pub clean_recall_at_5: f64,
+    pub clean_mrr_at_10: f64,
+    /// Perturbed top-1 over clean top-1.
+    pub top1_retention: f64,
+    /// Queries the perturbation changed.
+    pub changed: usize,
+}
+
+#[derive(Debug, Serialize)]
 pub struct SweepPoint {
     pub lexical: f32,
     pub fuzzy: f32,
@@ -61,12 +120,67 @@ pub struct SweepPoint {
     pub mrr_at_10: f64,
 }
 
-/// Weights tried by `--sweep`.
+/// Weights tried by `--sweep` and `--calibrate`.
 pub const SWEEP: &[f32] = &[0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2];
+/// Answer margins tried by `--calibrate`.
+const MARGINS: &[f32] = &[0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05];
+/// Fewest direct answers a calibrated threshold may rest on.
+const MIN_ANSWERED: usize = 5;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Perturb {
+    /// Dropped, swapped and homophone characters (Chinese); keyboard slips (English).
+    Typo,
+}
+
+/// What `run` does beyond plain measuring.
+pub struct FaqOptions {
+    pub calibration: Calibration,
+    pub calibration_source: String,
+    pub calibrate: bool,
+    /// Calibrate thresholds only, keeping the given weights.
+    pub fixed_weights: bool,
+    /// Precision the calibrated answer threshold must reach.
+    pub target_precision: f64,
+    pub perturb: Option<Perturb>,
+    pub seed: u64,
+    pub sweep: bool,
+    pub report: Option<PathBuf>,
+    pub index: IndexOptions,
+}
 
 pub fn read_queries(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
     let rows = super::read_jsonl(path, limit, r#"{"query", "gold": [ids]}"#)?;
     Ok(rows.into_iter().map(|(_, q)| q).collect())
+}
+
+/// Rows labelled `oos` of an intent file (`{"text", "label"}`) as unanswerable queries; with
+/// `limit`, that many spread evenly over the file.
+pub fn read_oos(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
+    #[derive(Deserialize)]
+    struct Row {
+        text: String,
+        label: String,
+    }
+    let rows: Vec<(usize, Row)> = super::read_jsonl(path, None, r#"{"text", "label"}"#)?;
+    let oos: Vec<String> = rows
+        .into_iter()
+        .filter(|(_, r)| r.label == "oos")
+        .map(|(_, r)| r.text)
+        .collect();
+    anyhow::ensure!(
+        !oos.is_empty(),
+        "{} has no rows labelled \"oos\"",
+        path.display()
+    );
+    let keep = limit.unwrap_or(oos.len()).min(oos.len()).max(1);
+    let step = oos.len() as f64 / keep as f64;
+    Ok((0..keep)
+        .map(|i| Query {
+            query: oos[(i as f64 * step) as usize].clone(),
+            gold: vec![],
+        })
+        .collect())
 }
 
 pub fn read_kb(path: &Path) -> anyhow::Result<Vec<crate::kb::FaqEntry>> {
@@ -87,20 +201,36 @@ pub fn read_kb(path: &Path) -> anyhow::Result<Vec<crate::kb::FaqEntry>> {
     })
 }
 
+/// One query's candidates with every signal, and what is right for it.
+struct Scored {
+    /// Entry index → whether it is gold; empty gold = unanswerable.
+    gold: HashSet<usize>,
+    answerable: bool,
+    signals: Vec<Candidate>,
+    /// The query after spelling correction, when it changed.
+    corrected: Option<String>,
+    /// Signals of the uncorrected query (for the plain dense baseline), when corrected.
+    raw: Option<Vec<Candidate>>,
+}
+
+impl Scored {
+    fn ranked(&self, w: FusionWeights, k: usize) -> Vec<Candidate> {
+        fuse(self.signals.clone(), w, k)
+    }
+}
+
 #[derive(Default)]
 struct Acc {
+    n: usize,
     top1: usize,
     r5: usize,
     mrr: f64,
 }
 
 impl Acc {
-    fn add(&mut self, ranked: &[String], gold: &HashSet<&str>) {
-        if let Some(r) = ranked
-            .iter()
-            .take(10)
-            .position(|id| gold.contains(id.as_str()))
-        {
+    fn add(&mut self, ranked: &[Candidate], gold: &HashSet<usize>) {
+        self.n += 1;
+        if let Some(r) = ranked.iter().take(10).position(|c| gold.contains(&c.entry)) {
             if r == 0 {
                 self.top1 += 1;
             }
@@ -110,8 +240,8 @@ impl Acc {
             self.mrr += 1.0 / (r + 1) as f64;
         }
     }
-    fn finish(&self, n: usize) -> Retrieval {
-        let n = n.max(1) as f64;
+    fn finish(&self) -> Retrieval {
+        let n = self.n.max(1) as f64;
         Retrieval {
             top1: self.top1 as f64 / n,
             recall_at_5: self.r5 as f64 / n,
@@ -120,127 +250,515 @@ impl Acc {
     }
 }
 
+/// Exact cosine alone on the query as typed: no lexical signal, no correction, no calibration.
+fn dense_baseline(scored: &[&Scored]) -> Retrieval {
+    let w = FusionWeights {
+        lexical: 0.0,
+        fuzzy: 0.0,
+    };
+    let mut acc = Acc::default();
+    for s in scored.iter().filter(|s| s.answerable) {
+        let signals = s.raw.clone().unwrap_or_else(|| s.signals.clone());
+        acc.add(&fuse(signals, w, 10), &s.gold);
+    }
+    acc.finish()
+}
+
+fn retrieval(scored: &[&Scored], w: FusionWeights) -> Retrieval {
+    let mut acc = Acc::default();
+    for s in scored.iter().filter(|s| s.answerable) {
+        acc.add(&s.ranked(w, 10), &s.gold);
+    }
+    acc.finish()
+}
+
+/// The facts about one query that decisions depend on, under fixed weights.
+struct Outcome {
+    s1: f32,
+    s2: Option<f32>,
+    answerable: bool,
+    top1_right: bool,
+    /// A gold entry among the first three (the options a clarification shows).
+    top3_hit: bool,
+}
+
+fn outcomes(scored: &[&Scored], w: FusionWeights) -> Vec<Outcome> {
+    scored
+        .iter()
+        .map(|s| {
+            let r = s.ranked(w, 3);
+            Outcome {
+                s1: r.first().map_or(0.0, |c| c.score),
+                s2: r.get(1).map(|c| c.score),
+                answerable: s.answerable,
+                top1_right: r.first().is_some_and(|c| s.gold.contains(&c.entry)),
+                top3_hit: r.iter().any(|c| s.gold.contains(&c.entry)),
+            }
+        })
+        .collect()
+}
+
+fn decisions(out: &[Outcome], c: &Calibration) -> Decisions {
+    tally(out.iter().map(|o| (o, c)))
+}
+
+/// Decisions over outcomes, each under its own calibration.
+fn tally<'a>(items: impl Iterator<Item = (&'a Outcome, &'a Calibration)>) -> Decisions {
+    let (mut n, mut oos) = (0, 0);
+    let (mut ans, mut ans_ok, mut cla, mut cla_ok, mut no, mut no_ok) = (0, 0, 0, 0, 0, 0);
+    for (o, c) in items {
+        n += 1;
+        oos += !o.answerable as usize;
+        let scores: Vec<f32> = std::iter::once(o.s1).chain(o.s2).collect();
+        match c.decide(&scores) {
+            Decision::Answer => {
+                ans += 1;
+                ans_ok += o.top1_right as usize;
+            }
+            Decision::Clarify => {
+                cla += 1;
+                cla_ok += o.top3_hit as usize;
+            }
+            Decision::NoAnswer => {
+                no += 1;
+                no_ok += !o.answerable as usize;
+            }
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Decisions {
+        answer_rate: ratio(ans, n),
+        answer_precision: ratio(ans_ok, ans),
+        clarify_rate: ratio(cla, n),
+        clarify_hit_rate: ratio(cla_ok, cla),
+        no_answer_rate: ratio(no, n),
+        no_answer_precision: ratio(no_ok, no),
+        no_answer_recall: ratio(no_ok, oos),
+        answered: ans,
+        answered_wrong: ans - ans_ok,
+    }
+}
+
+/// Fits weights (best top-1, then MRR@10) and thresholds on `scored`: the answer threshold and
+/// margin answering the most queries with precision ≥ `target`; the clarify threshold separating queries with a gold entry among the options
+/// from the rest with the best accuracy.
+fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool) -> Calibration {
+    let mut best = (start.weights(), retrieval(scored, start.weights()));
+    for &l in SWEEP.iter().filter(|_| !fixed_weights) {
+        for &f in SWEEP {
+            let w = FusionWeights {
+                lexical: l,
+                fuzzy: f,
+            };
+            let r = retrieval(scored, w);
+            if (r.top1, r.mrr_at_10) > (best.1.top1, best.1.mrr_at_10) {
+                best = (w, r);
+            }
+        }
+    }
+    let w = best.0;
+    let out = outcomes(scored, w);
+    // (answered, margin, threshold)
+    let mut choice: Option<(usize, f32, f32)> = None;
+    for &m in MARGINS {
+        let mut eligible: Vec<(f32, bool)> = out
+            .iter()
+            .filter(|o| o.s2.is_none_or(|s2| o.s1 - s2 >= m))
+            .map(|o| (o.s1, o.top1_right))
+            .collect();
+        eligible.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // The lowest threshold whose answered set keeps precision ≥ target, with enough
+        // answers behind the estimate.
+        let (mut right, mut t, mut answered) = (0usize, None, 0usize);
+        for (i, &(s, ok)) in eligible.iter().enumerate() {
+            right += ok as usize;
+            let n = i + 1;
+            let tie_next = eligible.get(i + 1).is_some_and(|x| x.0 == s);
+            if !tie_next && n >= MIN_ANSWERED && right as f64 / n as f64 >= target {
+                t = Some(s);
+                answered = n;
+            }
+        }
+        if let Some(t) = t
+            && choice.is_none_or(|c| answered > c.0)
+        {
+            choice = Some((answered, m, t));
+        }
+    }
+    let (answer_margin, answer_threshold) = match choice {
+        Some((_, m, t)) => (m, t),
+        // Nothing reaches the target: never answer directly.
+        None => (start.answer_margin, 1.0),
+    };
+    let s1: Vec<f32> = out.iter().map(|o| o.s1).collect();
+    let hit: Vec<bool> = out.iter().map(|o| o.top3_hit).collect();
+    let clarify = if hit.iter().all(|&h| h) || !hit.iter().any(|&h| h) {
+        start.clarify_threshold
+    } else {
+        super::best_threshold(&s1, &hit).0
+    };
+    Calibration {
+        lexical_weight: w.lexical,
+        fuzzy_weight: w.fuzzy,
+        answer_threshold,
+        answer_margin,
+        clarify_threshold: clarify.min(answer_threshold).clamp(0.0, 1.0),
+    }
+}
+
+/// 2-fold cross-validation: fit on even queries, measure on odd, and back; decisions and
+/// retrieval pooled over both held-out halves.
+fn cross_validate(
+    scored: &[&Scored],
+    start: &Calibration,
+    target: f64,
+    fixed_weights: bool,
+) -> CrossValidated {
+    let even: Vec<&Scored> = scored.iter().step_by(2).copied().collect();
+    let odd: Vec<&Scored> = scored.iter().skip(1).step_by(2).copied().collect();
+    let mut acc = Acc::default();
+    let halves: Vec<(Vec<Outcome>, Calibration)> = [(&even, &odd), (&odd, &even)]
+        .into_iter()
+        .map(|(fit_on, test_on)| {
+            let c = fit(fit_on, start, target, fixed_weights);
+            for s in test_on.iter().filter(|s| s.answerable) {
+                acc.add(&s.ranked(c.weights(), 10), &s.gold);
+            }
+            (outcomes(test_on, c.weights()), c)
+        })
+        .collect();
+    let d = tally(
+        halves
+            .iter()
+            .flat_map(|(out, c)| out.iter().map(move |o| (o, c))),
+    );
+    CrossValidated {
+        retrieval: acc.finish(),
+        decisions: d,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn bar(msg: &'static str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("template"),
+    );
+    b.set_message(msg);
+    b
+}
+
+/// Encodes and scores every query; stops early (returning what it has) on Ctrl-C.
+fn score_all(
+    e: &Embedder,
+    index: &KbIndex,
+    queries: &[Query],
+    texts: &[String],
+    times: &mut Vec<f64>,
+) -> anyhow::Result<(Vec<Scored>, bool)> {
+    let stop = super::interrupt_flag();
+    let ids: std::collections::HashMap<&str, usize> = index
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id.as_str(), i))
+        .collect();
+    let b = bar("matching queries");
+    b.set_length(queries.len() as u64);
+    let mut out = Vec::with_capacity(queries.len());
+    for (q, text) in queries.iter().zip(texts) {
+        if stop.load(Ordering::SeqCst) {
+            b.finish_and_clear();
+            return Ok((out, true));
+        }
+        let t = Instant::now();
+        let corrected = index.correct(text);
+        let used = corrected.as_ref().unwrap_or(text);
+        let v = e.embed_blocking(std::slice::from_ref(used))?;
+        let signals = index.signals(&v[0].vector, used);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        // The plain dense baseline sees the query as typed.
+        let raw = match &corrected {
+            Some(_) => {
+                let v = e.embed_blocking(std::slice::from_ref(text))?;
+                Some(index.signals(&v[0].vector, text))
+            }
+            None => None,
+        };
+        out.push(Scored {
+            gold: q
+                .gold
+                .iter()
+                .filter_map(|g| ids.get(g.as_str()).copied())
+                .collect(),
+            answerable: !q.gold.is_empty(),
+            signals,
+            corrected,
+            raw,
+        });
+        b.inc(1);
+    }
+    b.finish_and_clear();
+    Ok((out, false))
+}
+
 pub fn run(
     e: &Embedder,
     kb_path: &Path,
     queries_path: &Path,
     entries: Vec<crate::kb::FaqEntry>,
     queries: Vec<Query>,
-    weights: FusionWeights,
-    sweep: bool,
+    opts: &FaqOptions,
 ) -> anyhow::Result<FaqReport> {
-    let stop = super::interrupt_flag();
     let started = Instant::now();
-    let bar = indicatif::ProgressBar::new(0).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .expect("template"),
-    );
-    bar.set_message("indexing KB questions");
-    let index = KbIndex::build(entries, e, None, &Default::default(), |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
+    let b = bar("indexing KB questions");
+    let index = KbIndex::build(entries, &[], e, None, &opts.index, |done, total| {
+        b.set_length(total as u64);
+        b.set_position(done as u64);
     })?;
+    b.finish_and_clear();
     let index_seconds = started.elapsed().as_secs_f64();
-    bar.set_message("matching queries");
-    bar.set_length(queries.len() as u64);
-    bar.set_position(0);
-    let (mut fused, mut dense) = (Acc::default(), Acc::default());
-    let (mut n, mut oos) = (0, 0);
-    let mut times = Vec::new();
-    let mut interrupted = false;
-    let mut kept: Vec<(Vec<f32>, &Query)> = Vec::new();
-    let dense_only = FusionWeights {
-        lexical: 0.0,
-        fuzzy: 0.0,
+
+    let clean: Vec<String> = queries.iter().map(|q| q.query.clone()).collect();
+    let asked: Vec<String> = match opts.perturb {
+        Some(Perturb::Typo) => clean
+            .iter()
+            .enumerate()
+            .map(|(i, q)| crate::text::typo::perturb(q, opts.seed.wrapping_add(i as u64)))
+            .collect(),
+        None => clean.clone(),
     };
-    for q in &queries {
-        if stop.load(Ordering::SeqCst) {
-            interrupted = true;
-            break;
-        }
-        let t = Instant::now();
-        let v = e.embed_blocking(std::slice::from_ref(&q.query))?;
-        let ranked = index.search(&v[0].vector, &q.query, 10, weights);
-        times.push(t.elapsed().as_secs_f64() * 1000.0);
-        bar.inc(1);
-        if q.gold.is_empty() {
-            oos += 1;
-            continue;
-        }
-        n += 1;
-        let gold: HashSet<&str> = q.gold.iter().map(String::as_str).collect();
-        let ids = |c: &[crate::matcher::Candidate]| -> Vec<String> {
-            c.iter()
-                .map(|c| index.entries[c.entry].id.clone())
-                .collect()
-        };
-        fused.add(&ids(&ranked), &gold);
-        if sweep {
-            kept.push((v[0].vector.to_vec(), q));
-        }
-        dense.add(
-            &ids(&index.search(&v[0].vector, &q.query, 10, dense_only)),
-            &gold,
+    let mut times = Vec::new();
+    let (scored, mut interrupted) = score_all(e, &index, &queries, &asked, &mut times)?;
+    let all: Vec<&Scored> = scored.iter().collect();
+
+    let (calibration, calibration_source, calibration_cv) = if opts.calibrate && !interrupted {
+        eprintln!(
+            "calibrating weights and thresholds on {} queries",
+            all.len()
         );
-    }
-    bar.finish_and_clear();
-    let mut points = Vec::new();
-    for &l in SWEEP.iter().filter(|_| sweep) {
+        let c = fit(
+            &all,
+            &opts.calibration,
+            opts.target_precision,
+            opts.fixed_weights,
+        );
+        let cv = cross_validate(
+            &all,
+            &opts.calibration,
+            opts.target_precision,
+            opts.fixed_weights,
+        );
+        (c, "calibrated".to_string(), Some(cv))
+    } else {
+        (opts.calibration, opts.calibration_source.clone(), None)
+    };
+    let w = calibration.weights();
+    let r = retrieval(&all, w);
+    let dense = dense_baseline(&all);
+    let out = outcomes(&all, w);
+    let d = decisions(&out, &calibration);
+
+    let perturb = match opts.perturb {
+        Some(kind) if !interrupted => {
+            let (clean_scored, stopped) = score_all(e, &index, &queries, &clean, &mut Vec::new())?;
+            interrupted |= stopped;
+            let cr = retrieval(&clean_scored.iter().collect::<Vec<_>>(), w);
+            Some(PerturbReport {
+                kind: format!("{kind:?}").to_lowercase(),
+                seed: opts.seed,
+                clean_top1: cr.top1,
+                clean_recall_at_5: cr.recall_at_5,
+                clean_mrr_at_10: cr.mrr_at_10,
+                top1_retention: if cr.top1 > 0.0 { r.top1 / cr.top1 } else { 0.0 },
+                changed: clean.iter().zip(&asked).filter(|(a, b)| a != b).count(),
+            })
+        }
+        _ => None,
+    };
+
+    let mut sweep = Vec::new();
+    for &l in SWEEP.iter().filter(|_| opts.sweep) {
         for &fz in SWEEP {
-            let w = FusionWeights {
-                lexical: l,
-                fuzzy: fz,
-            };
-            let mut acc = Acc::default();
-            for (v, q) in &kept {
-                let gold: HashSet<&str> = q.gold.iter().map(String::as_str).collect();
-                let ranked: Vec<String> = index
-                    .search(v, &q.query, 10, w)
-                    .iter()
-                    .map(|c| index.entries[c.entry].id.clone())
-                    .collect();
-                acc.add(&ranked, &gold);
-            }
-            let r = acc.finish(kept.len());
+            let p = retrieval(
+                &all,
+                FusionWeights {
+                    lexical: l,
+                    fuzzy: fz,
+                },
+            );
             eprintln!(
                 "sweep lexical {l:.2} fuzzy {fz:.2}: top1 {:.4} MRR@10 {:.4}",
-                r.top1, r.mrr_at_10
+                p.top1, p.mrr_at_10
             );
-            points.push(SweepPoint {
+            sweep.push(SweepPoint {
                 lexical: l,
                 fuzzy: fz,
-                top1: r.top1,
-                mrr_at_10: r.mrr_at_10,
+                top1: p.top1,
+                mrr_at_10: p.mrr_at_10,
             });
         }
     }
     times.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        times
-            .get(((times.len().max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    let f = fused.finish(n);
-    Ok(FaqReport {
+    let n = scored.iter().filter(|s| s.answerable).count();
+    let rep = FaqReport {
         kb: kb_path.display().to_string(),
         queries: queries_path.display().to_string(),
         model: e.version().to_string(),
         entries: index.entries.len(),
         texts: index.texts.len(),
         n,
-        out_of_scope: oos,
-        top1: f.top1,
-        recall_at_5: f.recall_at_5,
-        mrr_at_10: f.mrr_at_10,
-        dense_baseline: dense.finish(n),
-        weights,
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
+        out_of_scope: scored.len() - n,
+        top1: r.top1,
+        recall_at_5: r.recall_at_5,
+        mrr_at_10: r.mrr_at_10,
+        no_answer_precision: d.no_answer_precision,
+        no_answer_recall: d.no_answer_recall,
+        decisions: d,
+        dense_baseline: dense,
+        calibration,
+        calibration_source,
+        calibration_cv,
+        perturb,
+        p50_ms: percentile(&times, 0.5),
+        p99_ms: percentile(&times, 0.99),
         index_seconds,
         interrupted,
-        sweep: points,
-    })
+        sweep,
+    };
+    if let Some(dir) = &opts.report {
+        write_report(dir, &rep, &index, &queries, &asked, &all, &out)?;
+    }
+    Ok(rep)
+}
+
+#[derive(Serialize)]
+struct QueryRow<'a> {
+    query: &'a str,
+    asked: &'a str,
+    /// The asked text after spelling correction (empty: unchanged).
+    corrected: &'a str,
+    gold: String,
+    decision: &'static str,
+    top1: &'a str,
+    top1_question: &'a str,
+    score: f32,
+    dense: f32,
+    lexical: f32,
+    fuzzy: f32,
+    second_score: Option<f32>,
+    /// 1-based rank of the first gold entry in the top 10 (empty: not found or no gold).
+    gold_rank: Option<usize>,
+    correct: bool,
+}
+
+#[derive(Serialize)]
+struct CurveRow {
+    threshold: f64,
+    answer_rate: f64,
+    answer_precision: f64,
+    no_answer_recall: f64,
+    in_scope_answered: f64,
+}
+
+fn write_report(
+    dir: &Path,
+    rep: &FaqReport,
+    index: &KbIndex,
+    queries: &[Query],
+    asked: &[String],
+    scored: &[&Scored],
+    out: &[Outcome],
+) -> anyhow::Result<()> {
+    report::create_dir(dir)?;
+    let cal = &rep.calibration;
+    let w = cal.weights();
+    let mut rows = Vec::new();
+    for ((q, a), s) in queries.iter().zip(asked).zip(scored) {
+        let r = s.ranked(w, 10);
+        let first = r.first();
+        let scores: Vec<f32> = r.iter().take(2).map(|c| c.score).collect();
+        rows.push(QueryRow {
+            query: &q.query,
+            asked: a,
+            corrected: s.corrected.as_deref().unwrap_or(""),
+            gold: q.gold.join("|"),
+            decision: cal.decide(&scores).as_str(),
+            top1: first.map_or("", |c| index.entries[c.entry].id.as_str()),
+            top1_question: first.map_or("", |c| index.entries[c.entry].question.as_str()),
+            score: first.map_or(0.0, |c| c.score),
+            dense: first.map_or(0.0, |c| c.dense),
+            lexical: first.map_or(0.0, |c| c.lexical),
+            fuzzy: first.map_or(0.0, |c| c.fuzzy),
+            second_score: r.get(1).map(|c| c.score),
+            gold_rank: r
+                .iter()
+                .position(|c| s.gold.contains(&c.entry))
+                .map(|p| p + 1),
+            correct: first.is_some_and(|c| s.gold.contains(&c.entry)),
+        });
+    }
+    report::write_csv(&dir.join("queries.csv"), &rows)?;
+
+    // The answer threshold swept over the observed range, margin and clarify fixed.
+    let lo = out.iter().map(|o| o.s1).fold(1.0f32, f32::min).max(0.5) as f64;
+    let mut curve = Vec::new();
+    let steps = 200;
+    for i in 0..=steps {
+        let t = lo + (1.0 - lo) * i as f64 / steps as f64;
+        let c = Calibration {
+            answer_threshold: t as f32,
+            clarify_threshold: cal.clarify_threshold.min(t as f32),
+            ..*cal
+        };
+        let d = decisions(out, &c);
+        let in_scope = out.iter().filter(|o| o.answerable).count().max(1) as f64;
+        curve.push(CurveRow {
+            threshold: t,
+            answer_rate: d.answer_rate,
+            answer_precision: if d.answered == 0 {
+                f64::NAN
+            } else {
+                d.answer_precision
+            },
+            no_answer_recall: d.no_answer_recall,
+            in_scope_answered: (d.answered - d.answered_wrong) as f64 / in_scope,
+        });
+    }
+    report::write_csv(&dir.join("threshold_curve.csv"), &curve)?;
+    let series = |name: &str, f: fn(&CurveRow) -> f64| report::Series {
+        name: name.to_string(),
+        points: curve.iter().map(|r| (r.threshold, f(r))).collect(),
+    };
+    let mut lines = vec![
+        series("answer precision", |r| r.answer_precision),
+        series("answer rate (all queries)", |r| r.answer_rate),
+        series("answerable queries answered right", |r| r.in_scope_answered),
+    ];
+    if rep.out_of_scope > 0 {
+        lines.push(series("no_answer recall (out of scope)", |r| {
+            r.no_answer_recall
+        }));
+    }
+    let label = format!("answer_threshold {:.3}", cal.answer_threshold);
+    report::line_plot_svg(
+        &dir.join("threshold_curve.svg"),
+        &format!("kefu eval faq: {}", rep.kb),
+        "answer threshold (fused similarity)",
+        "share",
+        &lines,
+        (lo, 1.0),
+        (0.0, 1.0),
+        Some((cal.answer_threshold as f64, &label)),
+    )?;
+    report::write_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(rep)?)?;
+    Ok(())
 }

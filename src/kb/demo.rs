@@ -9,3 +9,36 @@ pub const FAQ_JSONL: &str = include_str!("../../datasets/demo/faq.jsonl");
 pub fn entries() -> Vec<FaqEntry> {
     import::parse(Format::Jsonl, FAQ_JSONL, "demo").expect("the demo KB is valid (tested)")
 }
+
+const RETURN_POLICY: &str = include_str!("../../datasets/demo/docs/return-policy.md");
+const SHIPPING_POLICY: &str = include_str!("../../datasets/demo/docs/shipping-policy.en.md");
+
+/// The demo's two policy documents.
+pub fn documents() -> Vec<super::Document> {
+    use super::document::{DocFormat, Document};
+    let doc = |id: &str, title: &str, source: &str, content: &str, locale: &str| Document {
+        id: id.into(),
+        title: title.into(),
+        source: Some(source.into()),
+        format: DocFormat::Markdown,
+        content: content.into(),
+        category: Some("policies".into()),
+        locale: Some(locale.into()),
+    };
+    vec![
+        doc(
+            "goodbuy-return-policy",
+            "退换货与退款政策",
+            "datasets/demo/docs/return-policy.md",
+            RETURN_POLICY,
+            "zh-CN",
+        ),
+        doc(
+            "goodbuy-shipping-policy",
+            "Shipping & delivery policy",
+            "datasets/demo/docs/shipping-policy.en.md",
+            SHIPPING_POLICY,
+            "en",
+        ),
+    ]
+}

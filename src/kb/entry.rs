@@ -67,6 +67,28 @@ fn is_date(s: &str) -> bool {
     matches!((num(0..4), num(5..7), num(8..10)), (Some(_), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d))
 }
 
+/// Today's date in UTC as `YYYY-MM-DD`.
+pub fn today() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_date((secs / 86_400) as i64)
+}
+
+/// Days since 1970-01-01 → `YYYY-MM-DD` (proleptic Gregorian; H. Hinnant's algorithm).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 impl FaqEntry {
     /// Every problem with this entry (empty when valid).
     pub fn validate(&self) -> Vec<FieldError> {
@@ -150,6 +172,12 @@ impl FaqEntry {
         errs
     }
 
+    /// Whether `day` (`YYYY-MM-DD`) lies within the entry's validity dates (inclusive).
+    pub fn valid_on(&self, day: &str) -> bool {
+        self.valid_from.as_deref().is_none_or(|f| f <= day)
+            && self.valid_to.as_deref().is_none_or(|t| day <= t)
+    }
+
     /// The answer for `channel`, falling back to the default.
     pub fn answer_for(&self, channel: Option<&str>) -> &str {
         channel
@@ -189,6 +217,20 @@ mod tests {
             fields,
             ["id", "question", "similar[1]", "answers.fax", "valid_from"]
         );
+    }
+
+    #[test]
+    fn dates_and_validity_windows() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(20_513), "2026-03-01");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(today().len(), 10);
+        let mut e = entry();
+        assert!(e.valid_on("2026-11-29"));
+        e.valid_from = Some("2026-12-01".into());
+        assert!(!e.valid_on("2026-11-29") && e.valid_on("2026-12-01"));
+        e.valid_to = Some("2026-12-31".into());
+        assert!(e.valid_on("2026-12-31") && !e.valid_on("2027-01-01"));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use utoipa::ToSchema;
 
+use super::document::Document;
 use super::entry::FaqEntry;
+use crate::matcher::Calibration;
 
 pub const KB_FILE: &str = "kb.sqlite";
 
@@ -63,6 +65,13 @@ CREATE TABLE IF NOT EXISTS faqs (
 CREATE INDEX IF NOT EXISTS faqs_category ON faqs(category);
 CREATE TABLE IF NOT EXISTS kb_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO kb_meta (key, value) VALUES ('revision', 0);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kb_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 impl KbStore {
@@ -175,6 +184,109 @@ impl KbStore {
         summary.revision = Self::bump(&mut tx).await?;
         tx.commit().await?;
         Ok(summary)
+    }
+
+    /// Inserts or replaces documents in one transaction; true for each one that was new.
+    pub async fn upsert_documents(&self, docs: &[Document]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        let mut created = Vec::new();
+        for d in docs {
+            let exists = sqlx::query("SELECT 1 FROM documents WHERE id = ?")
+                .bind(&d.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO documents (id, body, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(id) DO UPDATE SET body = ?2, updated_at = ?3",
+            )
+            .bind(&d.id)
+            .bind(serde_json::to_string(d).expect("document serialises"))
+            .bind(t)
+            .execute(&mut *tx)
+            .await?;
+            created.push(exists.is_none());
+        }
+        Self::bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub async fn document(&self, id: &str) -> Result<Option<Document>, StoreError> {
+        let row = sqlx::query("SELECT id, body FROM documents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::decode_document).transpose()
+    }
+
+    /// Every document, ordered by id.
+    pub async fn documents(&self) -> Result<Vec<Document>, StoreError> {
+        let rows = sqlx::query("SELECT id, body FROM documents ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(Self::decode_document).collect()
+    }
+
+    /// Removes document `id`; false when there was none.
+    pub async fn delete_document(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("DELETE FROM documents WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            Self::bump(&mut tx).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    fn decode_document(row: &sqlx::sqlite::SqliteRow) -> Result<Document, StoreError> {
+        let id: String = row.get("id");
+        let body: String = row.get("body");
+        serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            id,
+            message: e.to_string(),
+        })
+    }
+
+    /// The calibration stored with this KB (`kefu eval faq --calibrate`), if any.
+    pub async fn calibration(&self) -> Result<Option<Calibration>, StoreError> {
+        let row = sqlx::query("SELECT value FROM kb_settings WHERE key = 'calibration'")
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let v: String = r.get(0);
+            serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
+                id: "calibration".into(),
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores (or with `None` removes) the KB's calibration.
+    pub async fn set_calibration(&self, c: Option<&Calibration>) -> Result<(), StoreError> {
+        match c {
+            Some(c) => {
+                let v = serde_json::to_string(c).expect("calibration serialises");
+                sqlx::query(
+                    "INSERT INTO kb_settings (key, value) VALUES ('calibration', ?1) \
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(v)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM kb_settings WHERE key = 'calibration'")
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Removes `id`; false when there was no such entry.
