@@ -29,8 +29,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IndexConfig {
-    /// Below this many indexed questions dense search is exact (faster there); from it on it
-    /// goes through an HNSW graph.
+    /// Below this many indexed questions dense search is exact (faster there: about half the
+    /// time of HNSW at 10,000, docs/BENCHMARKS.md); from it on it goes through an HNSW graph.
     pub exact_below: usize,
     /// HNSW neighbours per node.
     pub hnsw_m: usize,
@@ -46,7 +46,7 @@ pub struct IndexConfig {
 impl Default for IndexConfig {
     fn default() -> Self {
         Self {
-            exact_below: 5000,
+            exact_below: 20_000,
             hnsw_m: 16,
             hnsw_ef_construction: 200,
             hnsw_ef_search: 64,

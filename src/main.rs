@@ -263,6 +263,36 @@ enum EvalCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// `/v1/match` end to end over HTTP: a real server on a KB of --entries entries, latency at
+    /// concurrency 1, throughput at higher concurrency, HNSW recall@10 against exact search.
+    Match {
+        /// KB file (JSONL, CSV or Markdown), e.g. ../shared/datasets/faq/lcqmc_test/kb.jsonl.
+        #[arg(long)]
+        kb: PathBuf,
+        /// Queries file (`{"query", ...}` JSONL) whose questions are posted.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Entries taken from the start of the KB.
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+        /// Requests per concurrency level.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Queries for the recall measurement.
+        #[arg(long, default_value_t = 500)]
+        recall_queries: usize,
+        /// Search through HNSW whatever the KB's size (else `index.exact_below` decides).
+        #[arg(long)]
+        hnsw: bool,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
     /// Embedding latency and throughput, in process.
     Embed {
         /// Single-question runs (fixed-shape and batch runs scale from it).
@@ -487,6 +517,91 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(kb_command(cmd, &cfg))
+        }
+        Command::Bench(BenchCommand::Match {
+            kb,
+            queries,
+            entries,
+            requests,
+            concurrency,
+            recall_queries,
+            hnsw,
+            json,
+            common,
+        }) => {
+            let cfg = load_config(
+                cfg_path.as_ref(),
+                Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+            )?;
+            anyhow::ensure!(
+                concurrency.iter().all(|&c| c > 0) && requests > 0 && entries > 0,
+                "--entries, --requests and every --concurrency must be at least 1"
+            );
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let opts = kefu::bench::matching::MatchBenchOptions {
+                kb,
+                queries,
+                entries,
+                requests,
+                concurrency,
+                model: std::fs::canonicalize(&cfg.model.path)
+                    .unwrap_or_else(|_| cfg.model.path.clone()),
+                recall_queries,
+                force_hnsw: hnsw,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(kefu::bench::matching::run(&opts, e))?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} entries, {} questions, model {}, {} ({} cores); index built in {:.1} s",
+                    r.kb,
+                    r.entries,
+                    r.texts,
+                    r.model,
+                    if r.hnsw { "HNSW" } else { "exact search" },
+                    r.cores,
+                    r.index_build_seconds
+                );
+                for run in &r.runs {
+                    println!(
+                        "concurrency {:>3}: {} requests, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, {:.1} req/s, {} errors",
+                        run.concurrency,
+                        run.requests,
+                        run.p50_ms,
+                        run.p90_ms,
+                        run.p99_ms,
+                        run.throughput_rps,
+                        run.errors
+                    );
+                }
+                if let Some(a) = &r.ann {
+                    println!(
+                        "exact search over {} vectors: p50 {:.0} µs",
+                        a.vectors, a.exact_p50_us
+                    );
+                    for p in &a.ef {
+                        println!(
+                            "HNSW ef {:>3}: recall@10 {:.4}, p50 {:.0} µs{}",
+                            p.ef,
+                            p.recall_at_10,
+                            p.p50_us,
+                            if p.ef == a.configured_ef {
+                                "  (configured)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+            Ok(())
         }
         Command::Bench(BenchCommand::Embed {
             iterations,

@@ -70,6 +70,14 @@ impl Graph {
         self.len() == 0
     }
 
+    pub fn row_text(&self, row: u32) -> Option<String> {
+        self.rows
+            .read()
+            .expect("rows lock")
+            .get(row as usize)
+            .cloned()
+    }
+
     pub fn row_of(&self, text: &str) -> Option<u32> {
         self.by_text
             .read()
@@ -106,9 +114,20 @@ impl Graph {
 
     /// The `k` nearest live rows with their cosine, best first.
     pub fn search(&self, q: &[f32], k: usize, alive: &dyn Fn(u32) -> bool) -> Vec<(u32, f32)> {
+        self.search_ef(q, k, self.params.ef_search, alive)
+    }
+
+    /// [`Graph::search`] with another candidate list size than the configured one.
+    pub fn search_ef(
+        &self,
+        q: &[f32],
+        k: usize,
+        ef: usize,
+        alive: &dyn Fn(u32) -> bool,
+    ) -> Vec<(u32, f32)> {
         let q: Vec<f32> = q.iter().map(|x| x * SHRINK).collect();
         let filter = |id: &usize| alive(*id as u32);
-        let ef = self.params.ef_search.max(k);
+        let ef = ef.max(k);
         let _shared = self.gate.read().expect("gate lock");
         self.hnsw
             .search_filter(&q, k, ef, Some(&filter))
