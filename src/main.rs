@@ -569,6 +569,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.cores,
                     r.index_build_seconds
                 );
+                println!(
+                    "one new entry through the API was served {:.0} ms after the POST",
+                    r.update_visible_ms
+                );
                 for run in &r.runs {
                     println!(
                         "concurrency {:>3}: {} requests, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, {:.1} req/s, {} errors",

@@ -69,6 +69,8 @@ pub struct MatchBench {
     pub model: String,
     pub hnsw: bool,
     pub index_build_seconds: f64,
+    /// From `POST /v1/faqs` of one new entry to the rebuilt index serving it.
+    pub update_visible_ms: f64,
     pub cores: usize,
     pub runs: Vec<LoadRun>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -236,11 +238,46 @@ pub async fn run(opts: &MatchBenchOptions, embedder: Embedder) -> anyhow::Result
         eprintln!("bench: {} requests at concurrency {c}…", opts.requests);
         runs.push(load(&client, &url, &qs, c, opts.requests).await);
     }
+    // One change through the API: how long until the rebuilt index serves it.
+    let t = Instant::now();
+    let entry = serde_json::json!({"id": "kefu-bench-update", "question": "这是基准测试新增的问题吗",
+        "similar": ["基准测试新增条目"], "answer": "是的。"});
+    let r = client
+        .post(format!("{}/v1/faqs", server.base))
+        .json(&entry)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success(),
+        "adding an entry failed: {}",
+        r.status()
+    );
+    let update_visible_ms = loop {
+        let v: serde_json::Value = client
+            .get(format!("{}/v1/index", server.base))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if v["entries"].as_u64() == Some(entries.len() as u64 + 1) {
+            break t.elapsed().as_secs_f64() * 1000.0;
+        }
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(600),
+            "the update never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     // Let the snapshot of the build be written, then stop the server.
     let snap = snapshot::dir(tmp.path());
     let model = info["model"].as_str().unwrap_or_default().to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !snap.join("meta.json").exists() && Instant::now() < deadline {
+    let snapshot_texts = |p: &Path| -> Option<usize> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+        Some(v["texts"].as_array()?.len())
+    };
+    let want = info["texts"].as_u64().unwrap_or(0) as usize + 2;
+    while snapshot_texts(&snap.join("meta.json")) != Some(want) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(server);
@@ -260,6 +297,7 @@ pub async fn run(opts: &MatchBenchOptions, embedder: Embedder) -> anyhow::Result
         model,
         hnsw: info["hnsw"] == true,
         index_build_seconds: info["seconds"].as_f64().unwrap_or(0.0),
+        update_visible_ms,
         cores: num_cpus::get(),
         runs,
         ann,

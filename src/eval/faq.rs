@@ -46,7 +46,8 @@ pub struct Decisions {
     pub no_answer_rate: f64,
     /// Of the no_answer decisions, the share on unanswerable queries (empty gold).
     pub no_answer_precision: f64,
-    /// Of the unanswerable queries, the share that got no_answer.
+    /// Of the unanswerable queries, the share that got no_answer. Ratios with nothing to
+    /// divide by (no answers given, no unanswerable queries) are null in JSON.
     pub no_answer_recall: f64,
     pub answered: usize,
     pub answered_wrong: usize,
@@ -325,7 +326,14 @@ fn tally<'a>(items: impl Iterator<Item = (&'a Outcome, &'a Calibration)>) -> Dec
             }
         }
     }
-    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    // Undefined ratios (nothing to divide by) are NaN, written as JSON null.
+    let ratio = |a: usize, b: usize| {
+        if b == 0 {
+            f64::NAN
+        } else {
+            a as f64 / b as f64
+        }
+    };
     Decisions {
         answer_rate: ratio(ans, n),
         answer_precision: ratio(ans_ok, ans),
@@ -724,11 +732,7 @@ fn write_report(
         curve.push(CurveRow {
             threshold: t,
             answer_rate: d.answer_rate,
-            answer_precision: if d.answered == 0 {
-                f64::NAN
-            } else {
-                d.answer_precision
-            },
+            answer_precision: d.answer_precision,
             no_answer_recall: d.no_answer_recall,
             in_scope_answered: (d.answered - d.answered_wrong) as f64 / in_scope,
         });
