@@ -345,6 +345,17 @@ fn choose_engine(cfg: &mut Config, engine: Option<EngineKind>, weights: Option<W
     }
 }
 
+/// The configuration with the common flags (`--model`) applied.
+fn config_with_model(cli_config: Option<&PathBuf>, common: CommonFlags) -> anyhow::Result<Config> {
+    load_config(
+        cli_config,
+        Overrides {
+            model: common.model,
+            ..Default::default()
+        },
+    )
+}
+
 fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
     for k in kefu::config::stray_env_vars() {
         tracing::warn!(
@@ -392,13 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cosine,
             common,
         } => {
-            let cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_model(cfg_path.as_ref(), common)?;
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let out = e.embed_blocking(&texts)?;
@@ -529,13 +534,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             common,
         }) => {
-            let cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_model(cfg_path.as_ref(), common)?;
             anyhow::ensure!(
                 concurrency.iter().all(|&c| c > 0) && requests > 0 && entries > 0,
                 "--entries, --requests and every --concurrency must be at least 1"
@@ -615,13 +614,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             common,
         }) => {
-            let mut cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let mut cfg = config_with_model(cfg_path.as_ref(), common)?;
             if let Some(t) = threads {
                 cfg.embed.threads = t;
             }
@@ -683,13 +676,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             common,
         }) => {
-            let cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_model(cfg_path.as_ref(), common)?;
             let entries = kefu::eval::faq::read_kb(&kb)?;
             let mut qs = kefu::eval::faq::read_queries(&queries, limit)?;
             for f in &oos {
@@ -753,13 +740,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
             common,
         }) => {
-            let mut cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let mut cfg = config_with_model(cfg_path.as_ref(), common)?;
             choose_engine(&mut cfg, engine, weights);
             let pairs = kefu::eval::pairs::read_pairs(&data, limit)?;
             set_threads(cfg.embed.threads);
@@ -785,13 +766,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Config { common } => {
-            let cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    model: common.model,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_model(cfg_path.as_ref(), common)?;
             print!("{}", toml::to_string_pretty(&cfg)?);
             Ok(())
         }

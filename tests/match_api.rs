@@ -4,43 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, call, matching};
 use reqwest::Client;
 use serde_json::{Value, json};
-
-async fn call(
-    c: &Client,
-    method: reqwest::Method,
-    url: String,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = c.request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let st = r.status().as_u16();
-    (st, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn matching(c: &Client, s: &Server, body: Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (st, v) = call(
-            c,
-            reqwest::Method::POST,
-            s.url("/v1/match"),
-            Some(body.clone()),
-        )
-        .await;
-        if st == 200 {
-            return v;
-        }
-        assert_eq!(st, 503, "{v}");
-        assert!(Instant::now() < deadline, "index never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn top(v: &Value) -> &str {
     v["matches"][0]["faq_id"].as_str().unwrap_or("")

@@ -230,8 +230,15 @@ impl KbStore {
 
     /// Removes document `id`; false when there was none.
     pub async fn delete_document(&self, id: &str) -> Result<bool, StoreError> {
+        self.delete_from("DELETE FROM documents WHERE id = ?", id)
+            .await
+    }
+
+    /// Runs one `DELETE … WHERE id = ?` in a transaction that bumps the revision when a row
+    /// went.
+    async fn delete_from(&self, sql: &'static str, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM documents WHERE id = ?")
+        let n = sqlx::query(sql)
             .bind(id)
             .execute(&mut *tx)
             .await?
@@ -291,17 +298,7 @@ impl KbStore {
 
     /// Removes `id`; false when there was no such entry.
     pub async fn delete(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let n = sqlx::query("DELETE FROM faqs WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n > 0 {
-            Self::bump(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(n > 0)
+        self.delete_from("DELETE FROM faqs WHERE id = ?", id).await
     }
 
     async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<i64, StoreError> {

@@ -131,3 +131,43 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Sends one JSON request; returns the status and the JSON body (null when there is none).
+pub async fn call(
+    c: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = c.request(method, url);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let st = r.status().as_u16();
+    (st, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// `POST /v1/match`, waiting (on 503) for the index to be ready.
+pub async fn matching(
+    c: &reqwest::Client,
+    s: &Server,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (st, v) = call(
+            c,
+            reqwest::Method::POST,
+            s.url("/v1/match"),
+            Some(body.clone()),
+        )
+        .await;
+        if st == 200 {
+            return v;
+        }
+        assert_eq!(st, 503, "{v}");
+        assert!(Instant::now() < deadline, "index never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
