@@ -150,6 +150,25 @@ enum KbCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Add (or replace) knowledge documents: Markdown (`.md`) or plain text, split into passages
+    /// under their headings and matched as `kind: "passage"`. The id is the file name without
+    /// extension unless --id is given; the title is the first heading, else the id.
+    AddDocument {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Id (only with one file).
+        #[arg(long)]
+        id: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        locale: Option<String>,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Store a calibration (the JSON `kefu eval faq --calibrate` writes) with the KB; the
     /// service uses it instead of [matching] from its next start (or at once through
     /// `PUT /v1/calibration`). Without FILE, show the stored one; with --clear, remove it.
@@ -456,7 +475,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         ))
                     })?;
                     let cal = cal.unwrap_or_else(|| cfg.matching.calibration());
-                    if stored.is_empty() && cfg.kb.load_demo {
+                    // As `kefu serve`: the demo only when the KB has neither entries nor documents.
+                    if stored.is_empty() && docs.is_empty() && cfg.kb.load_demo {
                         documents = kefu::kb::demo::documents();
                         (kefu::kb::demo::entries(), cal)
                     } else {
@@ -509,7 +529,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data_dir = match &cmd {
                 KbCommand::Import { data_dir, .. }
                 | KbCommand::Export { data_dir, .. }
-                | KbCommand::Calibrate { data_dir, .. } => data_dir.clone(),
+                | KbCommand::Calibrate { data_dir, .. }
+                | KbCommand::AddDocument { data_dir, .. } => data_dir.clone(),
             };
             let cfg = load_config(
                 cfg_path.as_ref(),
@@ -787,6 +808,79 @@ fn candle_threads() -> usize {
 async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
     use kefu::kb::import::{self, Format};
     match cmd {
+        KbCommand::AddDocument {
+            files,
+            id,
+            title,
+            category,
+            locale,
+            ..
+        } => {
+            anyhow::ensure!(
+                id.is_none() || files.len() == 1,
+                "--id names one document: give one file"
+            );
+            let mut docs = Vec::new();
+            let mut problems = Vec::new();
+            for file in &files {
+                let content = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let markdown = file.extension().is_some_and(|e| {
+                    e.eq_ignore_ascii_case("md") || e.eq_ignore_ascii_case("markdown")
+                });
+                let stem = file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("document");
+                let id = id.clone().unwrap_or_else(|| {
+                    stem.chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
+                                c
+                            } else {
+                                '-'
+                            }
+                        })
+                        .collect()
+                });
+                let heading = content
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("# ").map(|t| t.trim().to_string()));
+                let doc = kefu::kb::Document {
+                    title: title.clone().or(heading).unwrap_or_else(|| id.clone()),
+                    id,
+                    source: Some(file.display().to_string()),
+                    format: if markdown {
+                        kefu::kb::document::DocFormat::Markdown
+                    } else {
+                        kefu::kb::document::DocFormat::Text
+                    },
+                    content,
+                    category: category.clone(),
+                    locale: locale.clone(),
+                };
+                for e in doc.validate() {
+                    problems.push(format!("{}: {}: {}", file.display(), e.field, e.message));
+                }
+                docs.push(doc);
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                anyhow::bail!("{} problem(s); nothing was added", problems.len());
+            }
+            let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+            let created = store.upsert_documents(&docs).await?;
+            for (d, new) in docs.iter().zip(created) {
+                eprintln!(
+                    "{} document {} ({} passages)",
+                    if new { "added" } else { "replaced" },
+                    d.id,
+                    d.passages().len()
+                );
+            }
+        }
         KbCommand::Calibrate { file, clear, .. } => {
             let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
             if clear {

@@ -111,3 +111,53 @@ fn cli_match_prints_a_table_from_the_demo_kb() {
     assert_eq!(rows[1], "decision: answer", "{stdout}");
     assert!(rows[3].contains("zh-refunds-001"), "{stdout}");
 }
+
+#[test]
+fn cli_adds_documents_whose_passages_match() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = tmp.path().join("kettle manual.md");
+    std::fs::write(
+        &doc,
+        "# 电热水壶说明书\n\n## 除垢\n\n水壶内壁出现白色水垢时，加入半壶水和两勺柠檬酸，煮沸后静置半小时再冲洗干净。\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let out = common::kefu()
+        .args(["kb", "add-document", "--category", "manuals", "--data-dir"])
+        .arg(&data)
+        .arg(&doc)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("added document kettle-manual (1 passages)"),
+        "{err}"
+    );
+    // An empty file is refused, naming the field, and nothing is added.
+    let empty = tmp.path().join("empty.txt");
+    std::fs::write(&empty, "  \n").unwrap();
+    let out = common::kefu()
+        .args(["kb", "add-document", "--data-dir"])
+        .arg(&data)
+        .arg(&empty)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("content"));
+
+    let out = common::kefu()
+        .args(["match", "水壶有水垢怎么清理", "--top-k", "30", "--data-dir"])
+        .arg(&data)
+        .arg("--model")
+        .arg(common::model_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kettle-manual#1"), "{stdout}");
+}
