@@ -24,19 +24,13 @@ fn eval_pairs_prints_json_last_and_separates_paraphrases() {
         writeln!(f, "{}", serde_json::json!({"a": a, "b": b, "label": label})).unwrap();
     }
     drop(f);
-    let out = common::kefu()
-        .args(["eval", "pairs", "--json", "--data"])
-        .arg(&path)
-        .arg("--model")
-        .arg(common::model_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "pairs", "--json", "--data"])
+            .arg(&path)
+            .arg("--model")
+            .arg(common::model_dir()),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().expect("a JSON line");
     let r: serde_json::Value = serde_json::from_str(last).unwrap();
     assert_eq!(r["n"], 6);

@@ -10,20 +10,14 @@ fn demo(file: &str) -> String {
 }
 
 fn eval_faq(args: &[&str]) -> Value {
-    let out = common::kefu()
-        .args(["eval", "faq", "--json", "--kb"])
-        .arg(demo("faq.jsonl"))
-        .args(args)
-        .arg("--model")
-        .arg(common::model_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "faq", "--json", "--kb"])
+            .arg(demo("faq.jsonl"))
+            .args(args)
+            .arg("--model")
+            .arg(common::model_dir()),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.lines().last().expect("a JSON line")).unwrap()
 }
 

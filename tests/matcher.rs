@@ -54,21 +54,15 @@ fn demo_questions_paraphrases_and_typos_find_their_entry() {
 #[test]
 fn eval_faq_reports_json_with_the_dense_baseline() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo");
-    let out = common::kefu()
-        .args(["eval", "faq", "--json", "--kb"])
-        .arg(format!("{dir}/faq.jsonl"))
-        .arg("--queries")
-        .arg(format!("{dir}/queries.jsonl"))
-        .arg("--model")
-        .arg(common::model_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "faq", "--json", "--kb"])
+            .arg(format!("{dir}/faq.jsonl"))
+            .arg("--queries")
+            .arg(format!("{dir}/queries.jsonl"))
+            .arg("--model")
+            .arg(common::model_dir()),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(r["n"], 65);
     assert_eq!(r["out_of_scope"], 15);
@@ -86,19 +80,13 @@ fn eval_faq_reports_json_with_the_dense_baseline() {
 #[test]
 fn cli_match_prints_a_table_from_the_demo_kb() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = common::kefu()
-        .args(["match", "退宽多久能到账", "--top-k", "3", "--data-dir"])
-        .arg(tmp.path())
-        .arg("--model")
-        .arg(common::model_dir())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["match", "退宽多久能到账", "--top-k", "3", "--data-dir"])
+            .arg(tmp.path())
+            .arg("--model")
+            .arg(common::model_dir()),
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let rows: Vec<&str> = stdout.lines().collect();
     // A homophone slip of the input method (宽 for 款) is corrected from the KB's vocabulary,
     // then matched and answered.
@@ -146,18 +134,12 @@ fn cli_adds_documents_whose_passages_match() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("content"));
 
-    let out = common::kefu()
-        .args(["match", "水壶有水垢怎么清理", "--top-k", "30", "--data-dir"])
-        .arg(&data)
-        .arg("--model")
-        .arg(common::model_dir())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["match", "水壶有水垢怎么清理", "--top-k", "30", "--data-dir"])
+            .arg(&data)
+            .arg("--model")
+            .arg(common::model_dir()),
     );
     assert!(stdout.contains("kettle-manual#1"), "{stdout}");
 }

@@ -122,13 +122,6 @@ fn start_server(data_dir: &Path, model: &Path, force_hnsw: bool) -> anyhow::Resu
     Ok(ServerProc { child, base })
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
-}
-
 async fn load(
     client: &reqwest::Client,
     url: &str,
@@ -174,9 +167,9 @@ async fn load(
         concurrency,
         requests: lat.len(),
         errors,
-        p50_ms: percentile(&lat, 0.5),
-        p90_ms: percentile(&lat, 0.9),
-        p99_ms: percentile(&lat, 0.99),
+        p50_ms: crate::eval::percentile(&lat, 0.5),
+        p90_ms: crate::eval::percentile(&lat, 0.9),
+        p99_ms: crate::eval::percentile(&lat, 0.99),
         mean_ms: lat.iter().sum::<f64>() / lat.len().max(1) as f64,
         throughput_rps: lat.len() as f64 / wall,
     }
@@ -365,12 +358,12 @@ fn ann_report(
         points.push(EfPoint {
             ef,
             recall_at_10: hit as f64 / total.max(1) as f64,
-            p50_us: percentile(&times, 0.5),
+            p50_us: crate::eval::percentile(&times, 0.5),
         });
     }
     Ok(AnnReport {
         vectors: prior.texts.len(),
-        exact_p50_us: percentile(&exact_times, 0.5),
+        exact_p50_us: crate::eval::percentile(&exact_times, 0.5),
         ef: points,
         configured_ef: graph.params().ef_search,
     })

@@ -79,14 +79,9 @@ pub struct EmbedBench {
     pub batch32_real_sentences_per_s: f64,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    percentile(&v, 0.5)
+    crate::eval::percentile(&v, 0.5)
 }
 
 /// A sequence of exactly `len` tokens built from real question tokens: the first question's
@@ -140,9 +135,9 @@ pub fn run(
     times.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let single = Latency {
         n: times.len(),
-        p50_ms: percentile(&times, 0.5),
-        p95_ms: percentile(&times, 0.95),
-        p99_ms: percentile(&times, 0.99),
+        p50_ms: crate::eval::percentile(&times, 0.5),
+        p95_ms: crate::eval::percentile(&times, 0.95),
+        p99_ms: crate::eval::percentile(&times, 0.99),
         mean_ms: times.iter().sum::<f64>() / times.len() as f64,
     };
 

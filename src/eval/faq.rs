@@ -446,13 +446,6 @@ fn cross_validate(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p) as usize)
-        .copied()
-        .unwrap_or(0.0)
-}
-
 fn bar(msg: &'static str) -> indicatif::ProgressBar {
     let b = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(
@@ -636,8 +629,8 @@ pub fn run(
         calibration_source,
         calibration_cv,
         perturb,
-        p50_ms: percentile(&times, 0.5),
-        p99_ms: percentile(&times, 0.99),
+        p50_ms: super::percentile(&times, 0.5),
+        p99_ms: super::percentile(&times, 0.99),
         index_seconds,
         interrupted,
         sweep,

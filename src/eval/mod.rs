@@ -63,6 +63,14 @@ fn ctrlc_hook(on_signal: impl Fn() + Send + 'static) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The `p` quantile (0–1) of ascending `sorted` values by nearest rank; 0 when empty.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// Area under the ROC curve of `scores` for binary `labels` (ties count half).
 pub fn roc_auc(scores: &[f32], labels: &[bool]) -> f64 {
     let mut idx: Vec<usize> = (0..scores.len()).collect();

@@ -36,6 +36,17 @@ pub fn kefu() -> Command {
     c
 }
 
+/// Runs `cmd`, fails the test with its stderr unless it succeeds, and returns its stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("running kefu");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub struct Server {
     pub child: Child,
     pub base: String,
