@@ -24,6 +24,30 @@ pub struct Config {
     pub kb: KbConfig,
     pub matching: MatchingConfig,
     pub index: IndexConfig,
+    pub intent: IntentConfig,
+    pub routing: crate::intent::routing::RoutingConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntentConfig {
+    /// Named intent models to serve: name = model directory (written by `kefu train intent`).
+    pub models: std::collections::BTreeMap<String, PathBuf>,
+    /// For the names `service` and `complaint_severity` when `models` does not set them: train
+    /// the demo models from datasets/demo/intents at first start (kept in `<data_dir>/intent`).
+    pub load_demo: bool,
+    /// The model `/v1/intent` uses when the request names none.
+    pub default_model: String,
+}
+
+impl Default for IntentConfig {
+    fn default() -> Self {
+        Self {
+            models: Default::default(),
+            load_demo: true,
+            default_model: "service".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,6 +364,10 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "index.hnsw_ef_construction and index.hnsw_ef_search must be at least 1".into(),
             ));
+        }
+        self.routing.validate().map_err(ConfigError::Invalid)?;
+        if self.intent.default_model.trim().is_empty() {
+            return Err(ConfigError::Invalid("intent.default_model is empty".into()));
         }
 
         if self.server.host.parse::<std::net::IpAddr>().is_err() && self.server.host != "localhost"

@@ -35,6 +35,10 @@ pub enum ApiError {
     Storage(String),
     #[error("the embedding model is not loaded yet; retry when /readyz answers 200")]
     NotReady,
+    #[error(
+        "the intent models are still loading (the demo models train at first start); retry shortly"
+    )]
+    IntentNotReady,
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     #[error(transparent)]
@@ -59,6 +63,7 @@ impl ApiError {
             Self::IndexNotReady => ("index_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Storage(_) => ("storage_failed", StatusCode::INTERNAL_SERVER_ERROR),
             Self::NotReady => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
+            Self::IntentNotReady => ("intent_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
             Self::Embed(e) => match e {
                 EmbedError::Overloaded(_) => ("overloaded", StatusCode::TOO_MANY_REQUESTS),

@@ -8,6 +8,7 @@ pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod index;
+pub mod intent;
 pub mod kb;
 pub mod matcher;
 pub mod model;

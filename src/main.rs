@@ -83,6 +83,9 @@ enum Command {
     /// Measure accuracy on labelled data.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Train models on labelled data.
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Print the effective configuration (defaults, file, environment and flags merged).
     Config {
         #[command(flatten)]
@@ -194,6 +197,35 @@ enum KbCommand {
 
 #[derive(Subcommand)]
 enum EvalCommand {
+    /// An intent model on a labelled file (`{"text", "label"}` JSONL): accuracy, in-scope
+    /// accuracy, macro F1, out-of-scope precision and recall.
+    Intent {
+        /// Intent model directory written by `kefu train intent`.
+        #[arg(long = "model")]
+        model_dir: PathBuf,
+        /// Test file, e.g. ../shared/datasets/intent/clinc150/test.jsonl.
+        #[arg(long)]
+        test: PathBuf,
+        /// Out-of-scope threshold instead of the model's calibrated one.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// Use only the first N rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Write per-intent scores, the confusion matrix (CSV + SVG heat map), the most
+        /// confused pairs and the misclassified examples to DIR.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Embedding cache (default: <data_dir>/cache/embeddings).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Print one JSON object as the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        /// Encoder directory (default: model.path).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+    },
     /// FAQ retrieval: top-1, recall@5 and MRR@10 of the matcher on a KB file and labelled
     /// queries (`{"query", "gold": [ids]}`), with the dense-only baseline from the same run.
     /// Builds its own in-memory index; never touches the service's data.
@@ -277,6 +309,64 @@ enum EvalCommand {
         json: bool,
         #[command(flatten)]
         common: CommonFlags,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// An intent classifier over the encoder's embeddings (`{"text", "label"}` JSONL; the label
+    /// `oos` marks out-of-scope examples): linear and MLP heads chosen by dev accuracy,
+    /// temperature scaling and an out-of-scope threshold fitted on dev.
+    Intent {
+        /// Training file, e.g. ../shared/datasets/intent/clinc150/train.jsonl.
+        #[arg(long)]
+        train: PathBuf,
+        /// Dev file; without it a stratified share of --train is held out (--dev-fraction).
+        #[arg(long)]
+        dev: Option<PathBuf>,
+        /// Model directory to write (replaced whole if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Train only this head (default: both, keeping the better on dev).
+        #[arg(long, value_enum)]
+        head: Option<kefu::intent::model::Head>,
+        #[arg(long, default_value_t = 40)]
+        epochs: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 2e-3)]
+        learning_rate: f64,
+        /// AdamW decoupled weight decay.
+        #[arg(long, default_value_t = 0.05)]
+        weight_decay: f64,
+        /// Hidden units of the MLP head.
+        #[arg(long, default_value_t = 512)]
+        hidden: usize,
+        #[arg(long, default_value_t = 0.2)]
+        dropout: f32,
+        #[arg(long, default_value_t = 0.1)]
+        dev_fraction: f64,
+        /// Label of out-of-scope examples.
+        #[arg(long, default_value = "oos")]
+        oos_label: String,
+        /// Without out-of-scope dev rows: share of in-scope dev rows the out-of-scope threshold
+        /// may reject (0: no threshold).
+        #[arg(long, default_value_t = 0.01)]
+        oos_reject_rate: f64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Embedding cache (default: <data_dir>/cache/embeddings).
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Use only the first N training rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the training summary as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+        /// Encoder directory (default: model.path).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
     },
 }
 
@@ -783,6 +873,167 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.mean_cosine_negative,
                     r.seconds
                 );
+            }
+            Ok(())
+        }
+        Command::Train(TrainCommand::Intent {
+            train,
+            dev,
+            out,
+            head,
+            epochs,
+            batch_size,
+            learning_rate,
+            weight_decay,
+            hidden,
+            dropout,
+            dev_fraction,
+            oos_label,
+            oos_reject_rate,
+            seed,
+            cache,
+            limit,
+            json,
+            encoder,
+        }) => {
+            use kefu::intent;
+            anyhow::ensure!(
+                (0.0..1.0).contains(&dev_fraction) && (0.0..1.0).contains(&oos_reject_rate),
+                "--dev-fraction and --oos-reject-rate must be in [0, 1)"
+            );
+            let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: encoder })?;
+            let examples = intent::read_examples(&train, limit)?;
+            let dev_examples = dev
+                .as_ref()
+                .map(|d| intent::read_examples(d, None))
+                .transpose()?;
+            let opts = intent::train::TrainOptions {
+                head,
+                epochs,
+                batch_size,
+                learning_rate,
+                weight_decay,
+                hidden,
+                dropout,
+                seed,
+                dev_fraction,
+                oos_label,
+                oos_reject_rate,
+            };
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let cache =
+                cache.unwrap_or_else(|| intent::features::default_cache_dir(&cfg.server.data_dir));
+            let sha = |p: &PathBuf| model::manifest::sha256_file(p).map_err(anyhow::Error::from);
+            let training = serde_json::json!({
+                "train": train.display().to_string(),
+                "train_sha256": sha(&train)?,
+                "dev": dev.as_ref().map(|d| d.display().to_string()),
+                "dev_sha256": dev.as_ref().map(sha).transpose()?,
+                "limit": limit,
+                "options": opts,
+            });
+            let stop = kefu::eval::interrupt_flag();
+            let (m, r) = intent::train::train_examples(
+                &e,
+                &examples,
+                dev_examples.as_deref(),
+                &opts,
+                training,
+                Some(&cache),
+                Some(&stop),
+            )?;
+            m.save(&out)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} labels, {} training / {} dev examples; head {:?} (dev accuracy {}), temperature {:.3}, out-of-scope threshold {:.3} ({}); dev in-scope accuracy {:.4}{}; {:.1} s",
+                    out.display(),
+                    r.labels,
+                    r.train_examples,
+                    r.dev_examples,
+                    r.head,
+                    r.dev_accuracy
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v:.4}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    r.temperature,
+                    r.oos_threshold,
+                    m.card.calibration.threshold_rule,
+                    r.dev_in_scope_accuracy,
+                    r.dev_oos_recall
+                        .map(|x| format!(", out-of-scope recall {x:.4}"))
+                        .unwrap_or_default(),
+                    r.seconds
+                );
+            }
+            Ok(())
+        }
+        Command::Eval(EvalCommand::Intent {
+            model_dir,
+            test,
+            threshold,
+            limit,
+            report,
+            cache,
+            json,
+            encoder,
+        }) => {
+            use kefu::intent;
+            let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: encoder })?;
+            let m = intent::IntentModel::load(&model_dir)?;
+            let rows = intent::read_examples(&test, limit)?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            m.check_encoder(e.manifest()).with_context(|| {
+                format!(
+                    "intent model {} cannot be evaluated with this encoder",
+                    model_dir.display()
+                )
+            })?;
+            let cache =
+                cache.unwrap_or_else(|| intent::features::default_cache_dir(&cfg.server.data_dir));
+            let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
+            let gold: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
+            let x = intent::features::embed_all(&e, &texts, Some(&cache), "test examples")?;
+            let t = threshold.unwrap_or(m.card.calibration.oos_threshold);
+            let (mut r, details) = intent::eval::evaluate(&m, &x, &texts, &gold, t);
+            r.data = test.display().to_string();
+            r.model = model_dir.display().to_string();
+            if let Some(dir) = &report {
+                intent::eval::write_report(dir, &r, &details)?;
+            }
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                let opt = |x: Option<f64>| x.map_or("—".to_string(), |v| format!("{v:.4}"));
+                println!(
+                    "{} on {}: {} rows ({} out of scope)\naccuracy {:.4}   in-scope accuracy {:.4}   macro F1 {:.4}   out-of-scope precision {}   recall {}   (threshold {:.3})",
+                    r.model,
+                    r.data,
+                    r.n,
+                    r.oos_rows,
+                    r.accuracy,
+                    r.in_scope_accuracy,
+                    r.macro_f1,
+                    opt(r.oos_precision),
+                    opt(r.oos_recall),
+                    r.oos_threshold
+                );
+                for c in details.confused.iter().take(5) {
+                    println!("  confused: {} → {} ({}×)", c.gold, c.predicted, c.count);
+                }
+                if !r.unknown_labels.is_empty() {
+                    println!(
+                        "  labels the model does not know: {}",
+                        r.unknown_labels.join(", ")
+                    );
+                }
+                if let Some(dir) = &report {
+                    println!("report written to {}", dir.display());
+                }
             }
             Ok(())
         }

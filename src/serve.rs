@@ -89,6 +89,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
                     state.set_embedder(e);
                     state.reindex.notify_one();
+                    if let Err(e) = load_intents(&state) {
+                        let _ = load_err_tx.blocking_send(e);
+                    }
                 }
                 Err(e) => {
                     let _ = load_err_tx.blocking_send(e);
@@ -123,6 +126,46 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("grace period over; closing remaining connections"),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Loads the configured intent models (refusing any trained on another encoder) and the demo
+/// models for the names left unset, training those at first start.
+fn load_intents(state: &AppState) -> anyhow::Result<()> {
+    let cfg = &state.config;
+    let e = state
+        .embedder
+        .load_full()
+        .context("the encoder is not loaded")?;
+    let mut models = api::IntentModels::new();
+    for (name, dir) in &cfg.intent.models {
+        let m = crate::intent::IntentModel::load(dir)
+            .with_context(|| format!("loading intent model {name} (intent.models.{name})"))?;
+        m.check_encoder(e.manifest()).with_context(|| {
+            format!(
+                "intent model {name} ({}) cannot serve with this encoder",
+                dir.display()
+            )
+        })?;
+        tracing::info!(name, dir = %dir.display(), labels = m.card.labels.len(), "intent model loaded");
+        models.insert(name.clone(), Arc::new(m));
+    }
+    if cfg.intent.load_demo {
+        for (name, _) in crate::intent::demo::sets() {
+            if !models.contains_key(name) {
+                let m = crate::intent::demo::load_or_train(&e, &cfg.server.data_dir, name)?;
+                models.insert(name.to_string(), Arc::new(m));
+            }
+        }
+    }
+    if !models.is_empty() && !models.contains_key(&cfg.intent.default_model) {
+        tracing::warn!(
+            "intent.default_model {:?} is not loaded; requests must name a model",
+            cfg.intent.default_model
+        );
+    }
+    state.intents.store(Some(Arc::new(models)));
+    tracing::info!("intent models ready");
     Ok(())
 }
 

@@ -5,6 +5,7 @@ pub mod documents;
 pub mod embed;
 pub mod faqs;
 pub mod index;
+pub mod intent;
 pub mod json;
 pub mod match_;
 pub mod openapi;
@@ -44,7 +45,11 @@ pub struct AppState {
     pub reindex: tokio::sync::Notify,
     /// Weights and thresholds for `/v1/match`; `true` when stored with the KB (else config).
     pub calibration: ArcSwap<(bool, Calibration)>,
+    /// The intent models by name; empty until loaded (after the encoder).
+    pub intents: ArcSwapOption<IntentModels>,
 }
+
+pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
 
 impl AppState {
     pub fn new(
@@ -65,6 +70,7 @@ impl AppState {
             kb,
             index: ArcSwapOption::empty(),
             reindex: tokio::sync::Notify::new(),
+            intents: ArcSwapOption::empty(),
         }
     }
 
@@ -102,6 +108,8 @@ pub fn router(state: SharedState) -> Router {
             get(documents::get_one).delete(documents::remove),
         )
         .route("/v1/index", get(index::info))
+        .route("/v1/intent", post(intent::classify))
+        .route("/v1/intent/models", get(intent::models))
         .route(
             "/v1/calibration",
             get(calibration::get)

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{calibration, documents, embed, faqs, index, match_, ops};
+use super::{calibration, documents, embed, faqs, index, intent, match_, ops};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -32,6 +32,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         calibration::get,
         calibration::put,
         calibration::delete,
+        intent::classify,
+        intent::models,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -45,6 +47,18 @@ use crate::error::{ErrorBody, ErrorDetail};
         embed::OpenAiResponse,
         embed::OpenAiEmbedding,
         match_::MatchRequest,
+        intent::IntentRequest,
+        intent::IntentResponse,
+        intent::Customer,
+        intent::Severity,
+        intent::IntentModels,
+        intent::IntentModelInfo,
+        crate::intent::Ranked,
+        crate::intent::model::EncoderRef,
+        crate::intent::model::IntentCalibration,
+        crate::intent::routing::Route,
+        crate::intent::routing::Target,
+        crate::intent::routing::Priority,
         match_::MatchResponse,
         match_::Match,
         match_::Filters,

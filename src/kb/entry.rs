@@ -75,6 +75,21 @@ pub fn today() -> String {
     civil_date((secs / 86_400) as i64)
 }
 
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let t = secs % 86_400;
+    format!(
+        "{}T{:02}:{:02}:{:02}Z",
+        civil_date((secs / 86_400) as i64),
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
 /// Days since 1970-01-01 → `YYYY-MM-DD` (proleptic Gregorian; H. Hinnant's algorithm).
 fn civil_date(days: i64) -> String {
     let z = days + 719_468;

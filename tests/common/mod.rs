@@ -76,6 +76,8 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir.path())
             .env("KEFU_LOG", "info")
+            // Training the demo intent models takes a while: only tests that want them do.
+            .env("KEFU_INTENT__LOAD_DEMO", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -1,0 +1,177 @@
+//! `POST /v1/intent`: what the customer wants and where the conversation goes;
+//! `GET /v1/intent/models`: the loaded intent models.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::SharedState;
+use super::json::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+use crate::intent::Ranked;
+use crate::intent::model::{EncoderRef, IntentCalibration};
+use crate::intent::routing::{Route, RouteInput};
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    pub id: Option<String>,
+    /// Membership tier, e.g. `regular`, `silver`, `gold`, `diamond`, `vip`.
+    pub tier: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntentRequest {
+    pub text: String,
+    /// Intent model name (default: `intent.default_model`).
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub customer: Option<Customer>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Severity {
+    /// `general`, `urgent` or `major` with the demo model.
+    pub label: String,
+    pub confidence: f32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntentResponse {
+    pub model: String,
+    /// The best intent, or `oos` when out of scope.
+    pub intent: String,
+    /// Calibrated probability of the best intent.
+    pub confidence: f32,
+    pub out_of_scope: bool,
+    /// The five most likely intents.
+    pub ranking: Vec<Ranked>,
+    /// Complaint severity, graded for complaint intents when the severity model is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// The customer asked for a person.
+    pub human_request: bool,
+    pub route: Route,
+    /// The encoder that embedded the text.
+    pub encoder: String,
+    pub took_ms: f64,
+}
+
+/// Classify a customer's message and route the conversation.
+#[utoipa::path(post, path = "/v1/intent", tag = "intent", request_body = IntentRequest, responses(
+    (status = 200, body = IntentResponse),
+    (status = 404, body = ErrorBody, description = "unknown model"),
+    (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn classify(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<IntentRequest>,
+) -> Result<Json<IntentResponse>, ApiError> {
+    let started = Instant::now();
+    let text = req.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::EmptyInput("text is empty".into()));
+    }
+    let chars = text.chars().count();
+    if chars > s.config.limits.max_input_chars {
+        return Err(ApiError::TooLarge(format!(
+            "text has {chars} characters; at most {} are allowed (limits.max_input_chars)",
+            s.config.limits.max_input_chars
+        )));
+    }
+    let name = req
+        .model
+        .clone()
+        .unwrap_or_else(|| s.config.intent.default_model.clone());
+    let embedder = s.embedder()?;
+    let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+    let model = models.get(&name).cloned().ok_or_else(|| {
+        ApiError::NotFound(if models.is_empty() {
+            format!("intent model {name:?} is not loaded: no intent models are configured")
+        } else {
+            format!(
+                "intent model {name:?} is not loaded (loaded: {})",
+                models.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    })?;
+    let v = embedder.embed(&[text.to_string()]).await?;
+    let p = model.predict(&v[0].vector);
+    let routing = &s.config.routing;
+    let severity = if routing.is_complaint(&p.intent) {
+        models.get(&routing.severity_model).map(|m| {
+            let best = &m.predict(&v[0].vector).ranking[0];
+            Severity {
+                label: best.intent.clone(),
+                confidence: best.confidence,
+            }
+        })
+    } else {
+        None
+    };
+    let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
+    let route = routing.route(&RouteInput {
+        text,
+        intent: &p.intent,
+        confidence: p.confidence,
+        out_of_scope: p.out_of_scope,
+        tier,
+        severity: severity.as_ref().map(|s| s.label.as_str()),
+    });
+    Ok(Json(IntentResponse {
+        model: name,
+        human_request: routing.human_request(text, &p.intent),
+        intent: p.intent,
+        confidence: p.confidence,
+        out_of_scope: p.out_of_scope,
+        ranking: p.ranking.into_iter().take(5).collect(),
+        severity,
+        route,
+        encoder: embedder.version().to_string(),
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntentModelInfo {
+    pub name: String,
+    /// `linear` or `mlp`.
+    pub head: String,
+    pub labels: Vec<String>,
+    pub oos_label: Option<String>,
+    pub calibration: IntentCalibration,
+    pub encoder: EncoderRef,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IntentModels {
+    pub default_model: String,
+    pub models: Vec<IntentModelInfo>,
+}
+
+/// The loaded intent models.
+#[utoipa::path(get, path = "/v1/intent/models", tag = "intent", responses(
+    (status = 200, body = IntentModels), (status = 503, body = ErrorBody)))]
+pub async fn models(State(s): State<SharedState>) -> Result<Json<IntentModels>, ApiError> {
+    let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+    Ok(Json(IntentModels {
+        default_model: s.config.intent.default_model.clone(),
+        models: models
+            .iter()
+            .map(|(name, m)| IntentModelInfo {
+                name: name.clone(),
+                head: format!("{:?}", m.card.head).to_lowercase(),
+                labels: m.card.labels.clone(),
+                oos_label: m.card.oos_label.clone(),
+                calibration: m.card.calibration.clone(),
+                encoder: m.card.encoder.clone(),
+                created_at: m.card.created_at.clone(),
+            })
+            .collect(),
+    }))
+}

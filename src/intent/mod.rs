@@ -1,0 +1,75 @@
+//! Intent classification over the encoder's embeddings: training (`train`), the model
+//! directory and prediction (`model`), the embedding cache for training and evaluation
+//! (`features`), evaluation (`eval`), the demo models (`demo`) and the routing policy
+//! (`routing`).
+
+pub mod demo;
+pub mod eval;
+pub mod features;
+pub mod model;
+pub mod routing;
+pub mod train;
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use model::{IntentModel, Prediction, Ranked};
+
+/// The label the shared `intent` format gives to out-of-scope examples.
+pub const OOS_LABEL: &str = "oos";
+
+/// One labelled utterance of the shared `intent` format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub text: String,
+    pub label: String,
+}
+
+/// Reads an intent file (`{"text", "label"}` per line); every bad line is reported with its
+/// number before anything else happens.
+pub fn read_examples(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Example>> {
+    let rows = crate::eval::read_jsonl::<Example>(path, limit, r#"{"text", "label"}"#)?;
+    let mut problems = Vec::new();
+    let mut out = Vec::with_capacity(rows.len());
+    for (line, ex) in rows {
+        let text = ex.text.trim();
+        let label = ex.label.trim();
+        if text.is_empty() {
+            problems.push(format!("{}:{line}: text is empty", path.display()));
+        } else if label.is_empty() {
+            problems.push(format!("{}:{line}: label is empty", path.display()));
+        } else {
+            out.push(Example {
+                text: text.to_string(),
+                label: label.to_string(),
+            });
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "{} problem(s):\n{}",
+            problems.len(),
+            problems
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    if out.is_empty() {
+        anyhow::bail!("{} has no examples", path.display());
+    }
+    Ok(out)
+}
+
+/// Parses intent examples from JSONL text (the demo data built into the binary).
+pub fn parse_examples(jsonl: &str) -> Vec<Example> {
+    jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("built-in intent data is valid JSONL"))
+        .collect()
+}

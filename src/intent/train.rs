@@ -1,0 +1,670 @@
+//! Training an intent model with candle: standardised frozen embeddings, a linear (multinomial
+//! logistic regression) and an MLP head trained with AdamW and chosen by dev accuracy,
+//! temperature scaling fitted on dev, and an out-of-scope threshold chosen on dev.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use super::features::Matrix;
+use super::model::{
+    EncoderRef, FORMAT, Head, IntentCalibration, IntentModel, Layer, ModelCard, Weights,
+};
+use super::{Example, OOS_LABEL};
+
+/// The fewest optimiser steps of a training run (see `train_head`).
+pub const MIN_STEPS: usize = 2000;
+
+/// What `kefu train intent` can change.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOptions {
+    /// The head to train; `None` trains both and keeps the one with the better dev accuracy.
+    pub head: Option<Head>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Hidden units of the MLP head.
+    pub hidden: usize,
+    /// Dropout on the MLP's hidden layer while training.
+    pub dropout: f32,
+    pub seed: u64,
+    /// Share of each label held out as dev set when no dev file is given.
+    pub dev_fraction: f64,
+    /// Label of out-of-scope examples.
+    pub oos_label: String,
+    /// Without out-of-scope dev examples: the share of in-scope dev rows the threshold may
+    /// reject (0 disables the threshold).
+    pub oos_reject_rate: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            head: None,
+            epochs: 40,
+            batch_size: 64,
+            learning_rate: 2e-3,
+            weight_decay: 0.05,
+            hidden: 512,
+            dropout: 0.2,
+            seed: 42,
+            dev_fraction: 0.1,
+            oos_label: OOS_LABEL.to_string(),
+            oos_reject_rate: 0.01,
+        }
+    }
+}
+
+/// Dev metrics of a training run (also stored in the model card).
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    pub train_examples: usize,
+    pub dev_examples: usize,
+    pub labels: usize,
+    /// Dev accuracy (argmax, all dev rows of known labels) of each head tried, at its best epoch.
+    pub dev_accuracy: BTreeMap<String, f64>,
+    pub best_epoch: BTreeMap<String, usize>,
+    pub head: Head,
+    pub temperature: f32,
+    pub dev_nll_before: f64,
+    pub dev_nll_after: f64,
+    pub oos_threshold: f32,
+    /// Dev in-scope accuracy and out-of-scope recall with the threshold applied.
+    pub dev_in_scope_accuracy: f64,
+    pub dev_oos_recall: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Splits `examples` into train and a stratified dev share (at least one of each label with
+/// two or more examples), seeded.
+pub fn stratified_split(
+    examples: &[Example],
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Example>, Vec<Example>) {
+    let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        by_label.entry(&e.label).or_default().push(i);
+    }
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut dev_idx = BTreeSet::new();
+    for idx in by_label.values_mut() {
+        if idx.len() < 2 {
+            continue;
+        }
+        idx.shuffle(&mut rng);
+        let k = ((idx.len() as f64 * fraction).round() as usize).clamp(1, idx.len() - 1);
+        dev_idx.extend(idx.iter().take(k).copied());
+    }
+    let mut train = Vec::new();
+    let mut dev = Vec::new();
+    for (i, e) in examples.iter().enumerate() {
+        if dev_idx.contains(&i) {
+            dev.push(e.clone());
+        } else {
+            train.push(e.clone());
+        }
+    }
+    (train, dev)
+}
+
+/// Embeds `train` and `dev` (a stratified share of `train` when `None`; through the cache in
+/// `cache` when given) and trains on them.
+pub fn train_examples(
+    e: &crate::embed::Embedder,
+    examples: &[Example],
+    dev: Option<&[Example]>,
+    opts: &TrainOptions,
+    training: serde_json::Value,
+    cache: Option<&std::path::Path>,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<(IntentModel, FitReport)> {
+    let (train, dev) = match dev {
+        Some(d) => (examples.to_vec(), d.to_vec()),
+        None => stratified_split(examples, opts.dev_fraction, opts.seed),
+    };
+    let embed = |xs: &[Example], what: &str| -> anyhow::Result<Matrix> {
+        let texts: Vec<String> = xs.iter().map(|x| x.text.clone()).collect();
+        super::features::embed_all(e, &texts, cache, what)
+    };
+    let tx = embed(&train, "training examples")?;
+    let dx = embed(&dev, "dev examples")?;
+    let ty: Vec<String> = train.iter().map(|x| x.label.clone()).collect();
+    let dy: Vec<String> = dev.iter().map(|x| x.label.clone()).collect();
+    fit(
+        &tx,
+        &ty,
+        &dx,
+        &dy,
+        opts,
+        EncoderRef::of(e.manifest()),
+        training,
+        stop,
+    )
+}
+
+/// Trains on embedded examples. `train_y`/`dev_y` are the labels of the rows of `train_x` and
+/// `dev_x`; dev rows whose label the training data lacks are ignored, except out-of-scope rows,
+/// which choose the threshold. `stop` ends training early with an error (Ctrl-C).
+#[allow(clippy::too_many_arguments)] // data, options, provenance: each a distinct input
+pub fn fit(
+    train_x: &Matrix,
+    train_y: &[String],
+    dev_x: &Matrix,
+    dev_y: &[String],
+    opts: &TrainOptions,
+    encoder: EncoderRef,
+    training: serde_json::Value,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<(IntentModel, FitReport)> {
+    let started = Instant::now();
+    anyhow::ensure!(train_x.rows() == train_y.len() && dev_x.rows() == dev_y.len());
+    let labels: Vec<String> = train_y
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    anyhow::ensure!(
+        labels.len() >= 2,
+        "training needs at least two labels, found {}",
+        labels.len()
+    );
+    anyhow::ensure!(
+        opts.epochs > 0 && opts.batch_size > 0 && opts.hidden > 0,
+        "epochs, batch size and hidden units must be at least 1"
+    );
+    let index: BTreeMap<&str, u32> = labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i as u32))
+        .collect();
+    let oos_label = labels
+        .contains(&opts.oos_label)
+        .then(|| opts.oos_label.clone());
+    let d = train_x.dim;
+    // Standardisation from the training rows.
+    let n = train_x.rows();
+    let mut mean = vec![0f32; d];
+    for i in 0..n {
+        for (m, x) in mean.iter_mut().zip(train_x.row(i)) {
+            *m += x / n as f32;
+        }
+    }
+    let mut var = vec![0f32; d];
+    for i in 0..n {
+        for ((v, x), m) in var.iter_mut().zip(train_x.row(i)).zip(&mean) {
+            *v += (x - m) * (x - m) / n as f32;
+        }
+    }
+    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
+    let standardise = |m: &Matrix| -> Vec<f32> {
+        m.data
+            .chunks(d)
+            .flat_map(|r| {
+                r.iter()
+                    .zip(&mean)
+                    .zip(&inv_std)
+                    .map(|((x, m), s)| (x - m) * s)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let xs = standardise(train_x);
+    let ys: Vec<u32> = train_y.iter().map(|l| index[l.as_str()]).collect();
+    // Dev rows with a known label (for accuracy and temperature).
+    let known: Vec<usize> = (0..dev_y.len())
+        .filter(|&i| index.contains_key(dev_y[i].as_str()))
+        .collect();
+    let dev_std = standardise(dev_x);
+    let dev_known: Vec<f32> = known
+        .iter()
+        .flat_map(|&i| dev_std[i * d..(i + 1) * d].to_vec())
+        .collect();
+    let dev_ys: Vec<u32> = known.iter().map(|&i| index[dev_y[i].as_str()]).collect();
+    anyhow::ensure!(
+        !known.is_empty(),
+        "the dev set has no example of a label the training set has"
+    );
+
+    let heads = match opts.head {
+        Some(h) => vec![h],
+        None => vec![Head::Linear, Head::Mlp],
+    };
+    let mut dev_accuracy = BTreeMap::new();
+    let mut best_epoch = BTreeMap::new();
+    let mut best: Option<(f64, Head, Vec<Layer>)> = None;
+    for head in heads {
+        let (acc, epoch, layers) = train_head(
+            head,
+            &xs,
+            &ys,
+            &dev_known,
+            &dev_ys,
+            d,
+            labels.len(),
+            opts,
+            stop,
+        )?;
+        let name = format!("{head:?}").to_lowercase();
+        tracing::info!("{name} head: dev accuracy {acc:.4} (epoch {epoch})");
+        dev_accuracy.insert(name.clone(), acc);
+        best_epoch.insert(name, epoch);
+        if best.as_ref().is_none_or(|b| acc > b.0) {
+            best = Some((acc, head, layers));
+        }
+    }
+    let (_, head, layers) = best.expect("at least one head");
+    let weights = Weights {
+        mean: mean.clone(),
+        inv_std: inv_std.clone(),
+        layers,
+    };
+
+    // Temperature scaling on the dev rows of known labels.
+    let dev_logits: Vec<Vec<f32>> = (0..dev_y.len())
+        .map(|i| weights.logits(dev_x.row(i)))
+        .collect();
+    let known_logits: Vec<&Vec<f32>> = known.iter().map(|&i| &dev_logits[i]).collect();
+    let nll = |t: f32| -> f64 {
+        known_logits
+            .iter()
+            .zip(&dev_ys)
+            .map(|(l, &y)| -(super::model::softmax(l, t)[y as usize].max(1e-12) as f64).ln())
+            .sum::<f64>()
+            / known_logits.len() as f64
+    };
+    let temperature = fit_temperature(&nll);
+    let dev_nll_before = nll(1.0);
+    let dev_nll_after = nll(temperature);
+
+    let mut model = IntentModel {
+        card: ModelCard {
+            format: FORMAT.to_string(),
+            head,
+            labels: labels.clone(),
+            oos_label: oos_label.clone(),
+            calibration: IntentCalibration {
+                temperature,
+                oos_threshold: 0.0,
+                threshold_rule: String::new(),
+            },
+            encoder,
+            training,
+            metrics: serde_json::Value::Null,
+            created_at: crate::kb::entry::now_rfc3339(),
+        },
+        weights,
+    };
+
+    // The out-of-scope threshold.
+    let is_oos: Vec<bool> = dev_y.iter().map(|l| *l == opts.oos_label).collect();
+    let n_oos = is_oos.iter().filter(|&&o| o).count();
+    let in_scope: Vec<usize> = (0..dev_y.len())
+        .filter(|&i| !is_oos[i] && index.contains_key(dev_y[i].as_str()))
+        .collect();
+    let judge = |model: &IntentModel, t: f32| -> (f64, Option<f64>) {
+        let mut in_ok = 0usize;
+        let mut oos_ok = 0usize;
+        for (i, logits) in dev_logits.iter().enumerate() {
+            let p = model.decide(logits, t);
+            if is_oos[i] {
+                oos_ok += p.out_of_scope as usize;
+            } else if p.intent == dev_y[i] {
+                in_ok += 1;
+            }
+        }
+        (
+            in_ok as f64 / in_scope.len().max(1) as f64,
+            (n_oos > 0).then(|| oos_ok as f64 / n_oos as f64),
+        )
+    };
+    let (threshold, rule) = if n_oos > 0 {
+        let mut candidates: Vec<f32> = dev_logits
+            .iter()
+            .map(|l| model.decide(l, 0.0).confidence)
+            .collect();
+        candidates.push(0.0);
+        candidates.sort_by(f32::total_cmp);
+        candidates.dedup();
+        let mut best = (f64::NEG_INFINITY, 0.0f32);
+        for &c in &candidates {
+            let (a, r) = judge(&model, c);
+            let s = a + r.unwrap_or(0.0);
+            if s > best.0 + 1e-12 {
+                best = (s, c);
+            }
+        }
+        (
+            best.1,
+            format!(
+                "maximises in-scope accuracy + out-of-scope recall on dev ({} in-scope, {n_oos} out-of-scope rows)",
+                in_scope.len()
+            ),
+        )
+    } else if opts.oos_reject_rate > 0.0 {
+        let mut conf: Vec<f64> = in_scope
+            .iter()
+            .map(|&i| model.decide(&dev_logits[i], 0.0).confidence as f64)
+            .collect();
+        conf.sort_by(f64::total_cmp);
+        let t = crate::eval::percentile(&conf, opts.oos_reject_rate) as f32;
+        (
+            t,
+            format!(
+                "rejects {:.1}% of the {} in-scope dev rows (no out-of-scope dev rows)",
+                opts.oos_reject_rate * 100.0,
+                in_scope.len()
+            ),
+        )
+    } else {
+        (0.0, "disabled (--oos-reject-rate 0)".to_string())
+    };
+    model.card.calibration.oos_threshold = threshold;
+    model.card.calibration.threshold_rule = rule;
+    let (dev_in_scope_accuracy, dev_oos_recall) = judge(&model, threshold);
+    let report = FitReport {
+        train_examples: train_y.len(),
+        dev_examples: dev_y.len(),
+        labels: labels.len(),
+        dev_accuracy,
+        best_epoch,
+        head,
+        temperature,
+        dev_nll_before,
+        dev_nll_after,
+        oos_threshold: threshold,
+        dev_in_scope_accuracy,
+        dev_oos_recall,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    model.card.metrics = serde_json::to_value(&report)?;
+    Ok((model, report))
+}
+
+/// The temperature minimising `nll`, searched on a log scale between 0.05 and 20.
+fn fit_temperature(nll: &dyn Fn(f32) -> f64) -> f32 {
+    let (mut lo, mut hi) = (0.05f64.ln(), 20f64.ln());
+    // Coarse grid, then golden-section refinement around the best point.
+    let grid: Vec<f64> = (0..=40).map(|i| lo + (hi - lo) * i as f64 / 40.0).collect();
+    let best = grid
+        .iter()
+        .copied()
+        .min_by(|a, b| nll(a.exp() as f32).total_cmp(&nll(b.exp() as f32)))
+        .expect("grid");
+    let step = (hi - lo) / 40.0;
+    lo = best - step;
+    hi = best + step;
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..30 {
+        let a = hi - g * (hi - lo);
+        let b = lo + g * (hi - lo);
+        if nll(a.exp() as f32) < nll(b.exp() as f32) {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    ((lo + hi) / 2.0).exp() as f32
+}
+
+/// Trains one head; returns its best dev accuracy, that epoch (1-based) and its layers as
+/// `[inputs, outputs]` row-major.
+#[allow(clippy::too_many_arguments)]
+fn train_head(
+    head: Head,
+    xs: &[f32],
+    ys: &[u32],
+    dev_xs: &[f32],
+    dev_ys: &[u32],
+    d: usize,
+    classes: usize,
+    opts: &TrainOptions,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<(f64, usize, Vec<Layer>)> {
+    let dev = Device::Cpu;
+    let n = ys.len();
+    let x = Tensor::from_slice(xs, (n, d), &dev)?;
+    let y = Tensor::from_slice(ys, n, &dev)?;
+    let dx = Tensor::from_slice(dev_xs, (dev_ys.len(), d), &dev)?;
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+    let layers: Vec<candle_nn::Linear> = match head {
+        Head::Linear => vec![candle_nn::linear(d, classes, vb.pp("layer0"))?],
+        Head::Mlp => vec![
+            candle_nn::linear(d, opts.hidden, vb.pp("layer0"))?,
+            candle_nn::linear(opts.hidden, classes, vb.pp("layer1"))?,
+        ],
+    };
+    let forward = |x: &Tensor, train: bool| -> candle_core::Result<Tensor> {
+        let mut h = x.clone();
+        for (i, l) in layers.iter().enumerate() {
+            h = l.forward(&h)?;
+            if i + 1 < layers.len() {
+                h = h.gelu()?;
+                if train && opts.dropout > 0.0 {
+                    h = candle_nn::ops::dropout(&h, opts.dropout)?;
+                }
+            }
+        }
+        Ok(h)
+    };
+    let mut opt = AdamW::new(
+        varmap.all_vars(),
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: opts.weight_decay,
+            ..Default::default()
+        },
+    )?;
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let steps_per_epoch = n.div_ceil(opts.batch_size);
+    // Adam moves each weight by about the learning rate per step: small data sets get more
+    // epochs so that every run takes at least MIN_STEPS steps.
+    let epochs = opts.epochs.max(MIN_STEPS.div_ceil(steps_per_epoch));
+    let total = (steps_per_epoch * epochs) as f64;
+    let name = format!("{head:?}").to_lowercase();
+    let bar = indicatif::ProgressBar::new(epochs as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} epoch {pos}/{len} (eta {eta})")
+            .expect("template"),
+    );
+    bar.set_message(format!("training {name} head"));
+    let mut best: (f64, usize, Vec<Layer>) = (-1.0, 0, Vec::new());
+    let mut step = 0usize;
+    for epoch in 1..=epochs {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            bar.abandon();
+            anyhow::bail!("interrupted while training; nothing was written");
+        }
+        order.shuffle(&mut rng);
+        let mut loss_sum = 0f64;
+        for batch in order.chunks(opts.batch_size) {
+            // Linear warm-down to zero over the whole run.
+            opt.set_learning_rate(opts.learning_rate * (1.0 - step as f64 / total));
+            step += 1;
+            let idx = Tensor::from_slice(batch, batch.len(), &dev)?;
+            let xb = x.index_select(&idx, 0)?;
+            let yb = y.index_select(&idx, 0)?;
+            let logits = forward(&xb, true)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+            opt.backward_step(&loss)?;
+            loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        }
+        let pred = forward(&dx, false)?.argmax(1)?.to_vec1::<u32>()?;
+        let acc =
+            pred.iter().zip(dev_ys).filter(|(a, b)| a == b).count() as f64 / dev_ys.len() as f64;
+        bar.set_message(format!(
+            "training {name} head: loss {:.4}, dev accuracy {acc:.4}",
+            loss_sum / n as f64
+        ));
+        bar.inc(1);
+        if acc > best.0 {
+            let mut out = Vec::new();
+            for l in &layers {
+                let w = l.weight().t()?.contiguous()?; // [in, out]
+                let (inputs, outputs) = w.dims2()?;
+                out.push(Layer {
+                    inputs,
+                    outputs,
+                    w: w.flatten_all()?.to_vec1()?,
+                    b: l.bias().expect("linear has a bias").to_vec1()?,
+                });
+            }
+            best = (acc, epoch, out);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(best)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Points around one centre per label in 8 dimensions, seeded.
+    fn blobs(labels: &[&str], per: usize, seed: u64) -> (Matrix, Vec<String>) {
+        use rand::Rng;
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut data = Vec::new();
+        let mut y = Vec::new();
+        for (k, l) in labels.iter().enumerate() {
+            for _ in 0..per {
+                for j in 0..8 {
+                    let centre = if j == k { 1.0 } else { 0.0 };
+                    data.push(centre + rng.random_range(-0.35..0.35));
+                }
+                y.push(l.to_string());
+            }
+        }
+        (Matrix { dim: 8, data }, y)
+    }
+
+    fn encoder() -> EncoderRef {
+        EncoderRef {
+            name: "toy".into(),
+            version: "toy@0".into(),
+            sha256: "0".into(),
+        }
+    }
+
+    #[test]
+    fn training_converges_and_predicts_held_out_points() {
+        let labels = ["a", "b", "c", "d"];
+        let (tx, ty) = blobs(&labels, 40, 1);
+        let (dx, dy) = blobs(&labels, 10, 2);
+        let (test_x, test_y) = blobs(&labels, 25, 3);
+        let opts = TrainOptions {
+            epochs: 15,
+            ..Default::default()
+        };
+        let (m, r) = fit(
+            &tx,
+            &ty,
+            &dx,
+            &dy,
+            &opts,
+            encoder(),
+            serde_json::json!({}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(r.dev_accuracy.len(), 2, "both heads are tried");
+        assert!(r.temperature > 0.0 && r.dev_nll_after <= r.dev_nll_before + 1e-9);
+        let right = (0..test_y.len())
+            .filter(|&i| m.predict(test_x.row(i)).intent == test_y[i])
+            .count();
+        assert!(
+            right as f64 / test_y.len() as f64 > 0.95,
+            "{right}/{}",
+            test_y.len()
+        );
+        // No out-of-scope rows: the threshold rejects 1% of dev.
+        assert!(m.card.calibration.threshold_rule.contains("1.0% of the 40"));
+    }
+
+    #[test]
+    fn out_of_scope_examples_choose_the_threshold() {
+        let labels = ["a", "b", "c", "oos"];
+        let (tx, ty) = blobs(&labels, 40, 4);
+        let (dx, dy) = blobs(&labels, 10, 5);
+        let opts = TrainOptions {
+            head: Some(Head::Linear),
+            epochs: 15,
+            ..Default::default()
+        };
+        let (m, r) = fit(
+            &tx,
+            &ty,
+            &dx,
+            &dy,
+            &opts,
+            encoder(),
+            serde_json::json!({}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.card.oos_label.as_deref(), Some("oos"));
+        assert!(
+            m.card
+                .calibration
+                .threshold_rule
+                .contains("out-of-scope recall")
+        );
+        assert!(r.dev_oos_recall.unwrap() > 0.9, "{r:?}");
+        let mut oos = vec![0.0; 8];
+        oos[3] = 1.0;
+        assert!(m.predict(&oos).out_of_scope);
+    }
+
+    #[test]
+    fn stratified_split_keeps_every_label_in_training() {
+        let ex: Vec<Example> = (0..45)
+            .map(|i| Example {
+                text: format!("t{i}"),
+                label: if i < 40 {
+                    "big"
+                } else if i < 44 {
+                    "small"
+                } else {
+                    "one"
+                }
+                .into(),
+            })
+            .collect();
+        let (train, dev) = stratified_split(&ex, 0.1, 7);
+        assert_eq!(train.len() + dev.len(), 45);
+        let count = |v: &[Example], l: &str| v.iter().filter(|e| e.label == l).count();
+        assert_eq!(
+            (count(&dev, "big"), count(&dev, "small"), count(&dev, "one")),
+            (4, 1, 0)
+        );
+        assert_eq!(count(&train, "one"), 1);
+        assert_eq!(stratified_split(&ex, 0.1, 7).1, dev, "seeded");
+    }
+
+    #[test]
+    fn needs_two_labels() {
+        let (tx, ty) = blobs(&["a"], 5, 1);
+        let e = fit(
+            &tx,
+            &ty,
+            &tx,
+            &ty,
+            &TrainOptions::default(),
+            encoder(),
+            serde_json::json!({}),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("two labels"), "{e}");
+    }
+}
