@@ -337,7 +337,7 @@ enum TrainCommand {
         #[arg(long, default_value_t = 2e-3)]
         learning_rate: f64,
         /// AdamW decoupled weight decay.
-        #[arg(long, default_value_t = 0.05)]
+        #[arg(long, default_value_t = 0.3)]
         weight_decay: f64,
         /// Hidden units of the MLP head.
         #[arg(long, default_value_t = 512)]
@@ -353,6 +353,13 @@ enum TrainCommand {
         /// may reject (0: no threshold).
         #[arg(long, default_value_t = 0.01)]
         oos_reject_rate: f64,
+        /// With out-of-scope dev rows: the in-scope dev accuracy the threshold may cost.
+        #[arg(long, default_value_t = 0.01)]
+        oos_max_in_scope_drop: f64,
+        /// Keep the head trained on the training rows only (by default it is trained again on
+        /// training and dev rows once everything is chosen on dev).
+        #[arg(long)]
+        no_refit: bool,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Embedding cache (default: <data_dir>/cache/embeddings).
@@ -361,6 +368,20 @@ enum TrainCommand {
         /// Use only the first N training rows.
         #[arg(long)]
         limit: Option<usize>,
+        /// Fine-tune the encoder's top N layers first (0: frozen embeddings). The model then
+        /// carries those layers; the lower ones come from the serving encoder.
+        #[arg(long, default_value_t = 0)]
+        finetune_layers: usize,
+        #[arg(long, default_value_t = 2)]
+        finetune_epochs: usize,
+        #[arg(long, default_value_t = 1e-4)]
+        finetune_lr: f64,
+        #[arg(long, default_value_t = 32)]
+        finetune_batch_size: usize,
+        /// Continue fine-tuning from the checkpoint in `<out>.checkpoint/` (written after every
+        /// epoch and on Ctrl-C).
+        #[arg(long)]
+        resume: bool,
         /// Print the training summary as one JSON object on the last line.
         #[arg(long)]
         json: bool,
@@ -890,9 +911,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dev_fraction,
             oos_label,
             oos_reject_rate,
+            oos_max_in_scope_drop,
+            no_refit,
             seed,
             cache,
             limit,
+            finetune_layers,
+            finetune_epochs,
+            finetune_lr,
+            finetune_batch_size,
+            resume,
             json,
             encoder,
         }) => {
@@ -919,6 +947,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dev_fraction,
                 oos_label,
                 oos_reject_rate,
+                oos_max_in_scope_drop,
+                refit: !no_refit,
             };
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
@@ -934,6 +964,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "options": opts,
             });
             let stop = kefu::eval::interrupt_flag();
+            let ft_opts = intent::finetune::FinetuneOptions {
+                layers: finetune_layers,
+                epochs: finetune_epochs,
+                learning_rate: finetune_lr,
+                batch_size: finetune_batch_size,
+                seed,
+                ..Default::default()
+            };
+            let checkpoint = intent::finetune::checkpoint_dir(&out);
+            let finetune = (finetune_layers > 0).then(|| intent::train::Finetune {
+                options: &ft_opts,
+                encoder_dir: &cfg.model.path,
+                checkpoint: &checkpoint,
+                resume,
+            });
             let (m, r) = intent::train::train_examples(
                 &e,
                 &examples,
@@ -941,9 +986,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &opts,
                 training,
                 Some(&cache),
+                finetune,
                 Some(&stop),
             )?;
             m.save(&out)?;
+            if checkpoint.exists() {
+                std::fs::remove_dir_all(&checkpoint)
+                    .with_context(|| format!("removing {}", checkpoint.display()))?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
@@ -983,7 +1033,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             use kefu::intent;
             let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: encoder })?;
-            let m = intent::IntentModel::load(&model_dir)?;
+            let mut m = intent::IntentModel::load(&model_dir)?;
             let rows = intent::read_examples(&test, limit)?;
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
@@ -997,7 +1047,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cache.unwrap_or_else(|| intent::features::default_cache_dir(&cfg.server.data_dir));
             let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
             let gold: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
-            let x = intent::features::embed_all(&e, &texts, Some(&cache), "test examples")?;
+            m.attach_encoder(&cfg.model.path)?;
+            let x = m.vectors(&e, &texts, Some(&cache), "test examples")?;
             let t = threshold.unwrap_or(m.card.calibration.oos_threshold);
             let (mut r, details) = intent::eval::evaluate(&m, &x, &texts, &gold, t);
             r.data = test.display().to_string();

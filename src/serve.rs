@@ -139,7 +139,7 @@ fn load_intents(state: &AppState) -> anyhow::Result<()> {
         .context("the encoder is not loaded")?;
     let mut models = api::IntentModels::new();
     for (name, dir) in &cfg.intent.models {
-        let m = crate::intent::IntentModel::load(dir)
+        let mut m = crate::intent::IntentModel::load(dir)
             .with_context(|| format!("loading intent model {name} (intent.models.{name})"))?;
         m.check_encoder(e.manifest()).with_context(|| {
             format!(
@@ -147,6 +147,8 @@ fn load_intents(state: &AppState) -> anyhow::Result<()> {
                 dir.display()
             )
         })?;
+        m.attach_encoder(&cfg.model.path)
+            .with_context(|| format!("attaching the fine-tuned layers of intent model {name}"))?;
         tracing::info!(name, dir = %dir.display(), labels = m.card.labels.len(), "intent model loaded");
         models.insert(name.clone(), Arc::new(m));
     }

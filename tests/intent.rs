@@ -379,3 +379,105 @@ async fn intent_api_classifies_and_routes_with_the_demo_models() {
     }
     assert!(!trained_again, "the saved demo models are reused");
 }
+
+#[tokio::test]
+async fn fine_tuned_layers_train_resume_evaluate_and_serve() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("tuned");
+    let train_cmd = |resume: bool| {
+        let mut c = common::kefu();
+        c.args([
+            "train",
+            "intent",
+            "--head",
+            "linear",
+            "--finetune-layers",
+            "1",
+        ])
+        .args(["--finetune-epochs", "3", "--train"])
+        .arg(demo("service/train.jsonl"))
+        .arg("--out")
+        .arg(&model)
+        .arg("--encoder")
+        .arg(common::model_dir())
+        .env("KEFU_LOG", "info");
+        if resume {
+            c.arg("--resume");
+        }
+        c
+    };
+    // Ctrl-C after the first epoch: the checkpoint stays, the model is not written.
+    let mut child = train_cmd(false)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("fine-tuning epoch 1:") {
+            let ok = std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("--resume"), "{log}");
+    let checkpoint = tmp.path().join("tuned.checkpoint");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("state.json")).unwrap())
+            .unwrap();
+    assert!(state["epochs_done"].as_u64().unwrap() >= 1, "{state}");
+    assert!(!model.exists());
+
+    // Resuming finishes the run, writes the model and removes the checkpoint.
+    let out = train_cmd(true).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("resuming from"), "{err}");
+    assert!(!checkpoint.exists());
+    let card: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("intent.json")).unwrap()).unwrap();
+    assert_eq!(card["finetune"]["layers"], 1, "{card}");
+    assert_eq!(card["finetune"]["encoder_layers"], 12, "{card}");
+    assert!(
+        card["training"]["finetune"]["final_loss"].as_f64().unwrap() < 1.0,
+        "{card}"
+    );
+
+    // Evaluation and serving compute vectors through the tuned layer.
+    let e = last_json(&common::run_ok(
+        common::kefu()
+            .args(["eval", "intent", "--json", "--model"])
+            .arg(&model)
+            .arg("--test")
+            .arg(demo("service/test.jsonl"))
+            .arg("--encoder")
+            .arg(common::model_dir()),
+    ));
+    assert!(e["accuracy"].as_f64().unwrap() > 0.8, "{e}");
+    let s = common::Server::start(
+        &common::model_dir(),
+        &[
+            ("KEFU_KB__LOAD_DEMO", "false"),
+            ("KEFU_INTENT__MODELS__SERVICE", model.to_str().unwrap()),
+        ],
+    );
+    s.ready().await;
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let v = loop {
+        let (st, v) = intent(&c, &s, json!({"text": "我想申请退货，衣服尺码不合适"})).await;
+        if st == 200 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(v["intent"], "return_request", "{v}");
+}

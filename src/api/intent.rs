@@ -1,6 +1,7 @@
 //! `POST /v1/intent`: what the customer wants and where the conversation goes;
 //! `GET /v1/intent/models`: the loaded intent models.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -10,10 +11,11 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use super::json::ApiJson;
+use crate::embed::{EmbedError, Embedder};
 use crate::error::{ApiError, ErrorBody};
-use crate::intent::Ranked;
 use crate::intent::model::{EncoderRef, IntentCalibration};
 use crate::intent::routing::{Route, RouteInput};
+use crate::intent::{IntentModel, Ranked};
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -99,19 +101,19 @@ pub async fn classify(
             )
         })
     })?;
-    let v = embedder.embed(&[text.to_string()]).await?;
-    let p = model.predict(&v[0].vector);
+    let base = embedder.embed(&[text.to_string()]).await?[0].vector.clone();
+    let p = model.predict(&vector(&model, &embedder, &base, text).await?);
     let routing = &s.config.routing;
-    let severity = if routing.is_complaint(&p.intent) {
-        models.get(&routing.severity_model).map(|m| {
-            let best = &m.predict(&v[0].vector).ranking[0];
-            Severity {
+    let severity = match models.get(&routing.severity_model) {
+        Some(m) if routing.is_complaint(&p.intent) => {
+            let v = vector(m, &embedder, &base, text).await?;
+            let best = &m.predict(&v).ranking[0];
+            Some(Severity {
                 label: best.intent.clone(),
                 confidence: best.confidence,
-            }
-        })
-    } else {
-        None
+            })
+        }
+        _ => None,
     };
     let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
     let route = routing.route(&RouteInput {
@@ -136,6 +138,25 @@ pub async fn classify(
     }))
 }
 
+/// The vector `model` classifies: the encoder's embedding `base`, or for a model with
+/// fine-tuned layers its own (computed off the async runtime).
+async fn vector(
+    model: &Arc<IntentModel>,
+    embedder: &Arc<Embedder>,
+    base: &Arc<[f32]>,
+    text: &str,
+) -> Result<Arc<[f32]>, ApiError> {
+    if !model.is_tuned() {
+        return Ok(base.clone());
+    }
+    let (m, e, t) = (model.clone(), embedder.clone(), text.to_string());
+    let v = tokio::task::spawn_blocking(move || m.vectors(&e, &[t], None, "the text"))
+        .await
+        .map_err(|e| ApiError::Embed(EmbedError::Inference(e.to_string())))?
+        .map_err(|e| ApiError::Embed(EmbedError::Inference(format!("{e:#}"))))?;
+    Ok(v.data.into())
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntentModelInfo {
     pub name: String,
@@ -145,6 +166,8 @@ pub struct IntentModelInfo {
     pub oos_label: Option<String>,
     pub calibration: IntentCalibration,
     pub encoder: EncoderRef,
+    /// Encoder layers fine-tuned for this model (0: frozen embeddings).
+    pub finetuned_layers: usize,
     pub created_at: String,
 }
 
@@ -170,6 +193,7 @@ pub async fn models(State(s): State<SharedState>) -> Result<Json<IntentModels>, 
                 oos_label: m.card.oos_label.clone(),
                 calibration: m.card.calibration.clone(),
                 encoder: m.card.encoder.clone(),
+                finetuned_layers: m.card.finetune.as_ref().map_or(0, |f| f.layers),
                 created_at: m.card.created_at.clone(),
             })
             .collect(),

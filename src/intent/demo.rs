@@ -46,13 +46,30 @@ pub fn load_or_train(e: &Embedder, data_dir: &Path, name: &str) -> anyhow::Resul
         }
     }
     tracing::info!("training the demo intent model {name} (first start or new encoder)");
-    let opts = TrainOptions::default();
+    let opts = TrainOptions {
+        // Severity grades have no out-of-scope: every complaint gets one.
+        oos_reject_rate: if name == "complaint_severity" {
+            0.0
+        } else {
+            0.01
+        },
+        ..Default::default()
+    };
     let training = serde_json::json!({
         "train": format!("built-in datasets/demo/intents/{name}/train.jsonl"),
         "data_sha256": hash,
         "options": opts,
     });
-    let (model, _) = train_examples(e, &parse_examples(data), None, &opts, training, None, None)?;
+    let (model, _) = train_examples(
+        e,
+        &parse_examples(data),
+        None,
+        &opts,
+        training,
+        None,
+        None,
+        None,
+    )?;
     model.save(&dir)?;
     tracing::info!(
         "demo intent model {name} saved in {} (head {:?})",

@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod eval;
 pub mod features;
+pub mod finetune;
 pub mod model;
 pub mod routing;
 pub mod train;

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
@@ -74,6 +75,10 @@ pub struct ModelCard {
     /// Dev-set metrics of the training run.
     pub metrics: serde_json::Value,
     pub created_at: String,
+    /// Present when the encoder's top layers were fine-tuned: the model then carries them and
+    /// computes its own sentence vectors (lower layers from the serving encoder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finetune: Option<super::finetune::FinetuneCard>,
 }
 
 /// A dense layer: `out = in · w + b`, `w` row-major `[inputs, outputs]`.
@@ -165,11 +170,77 @@ pub struct Prediction {
 pub struct IntentModel {
     pub card: ModelCard,
     pub weights: Weights,
+    /// Tensors of the fine-tuned layers (named `tuned.encoder.layer.N…`), when any.
+    pub tuned_tensors: HashMap<String, Tensor>,
+    /// The encoder with the tuned layers, once attached to the serving encoder's directory.
+    pub tuned: Option<Arc<super::finetune::TunedEncoder>>,
 }
 
 impl IntentModel {
     pub fn dim(&self) -> usize {
         self.weights.mean.len()
+    }
+
+    /// Whether this model computes its own sentence vectors (fine-tuned layers).
+    pub fn is_tuned(&self) -> bool {
+        self.card.finetune.is_some()
+    }
+
+    /// Builds the tuned encoder from the serving encoder's directory (lower layers) and this
+    /// model's tuned layers; nothing to do for a model on frozen embeddings.
+    pub fn attach_encoder(&mut self, encoder_dir: &Path) -> anyhow::Result<()> {
+        if let Some(card) = &self.card.finetune {
+            let enc = super::finetune::TunedEncoder::load(encoder_dir, card, &self.tuned_tensors)?;
+            self.tuned = Some(Arc::new(enc));
+        }
+        Ok(())
+    }
+
+    /// The sentence vectors this model classifies: the encoder's embeddings (through the cache
+    /// in `cache` when given), or the tuned encoder's vectors.
+    pub fn vectors(
+        &self,
+        e: &crate::embed::Embedder,
+        texts: &[String],
+        cache: Option<&Path>,
+        what: &str,
+    ) -> anyhow::Result<super::features::Matrix> {
+        if !self.is_tuned() {
+            return super::features::embed_all(e, texts, cache, what);
+        }
+        let tuned = self
+            .tuned
+            .as_ref()
+            .context("the fine-tuned layers are not attached to an encoder")?;
+        let mut tokens = Vec::with_capacity(texts.len());
+        for t in texts {
+            tokens.push(e.tokenize(&crate::embed::normalize(t))?.ids);
+        }
+        let bar = indicatif::ProgressBar::new(texts.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})",
+            )
+            .expect("template"),
+        );
+        bar.set_message(format!("encoding {what} with the tuned layers"));
+        let mut data = Vec::with_capacity(texts.len() * self.dim());
+        let stop = (texts.len() > 64).then(crate::eval::interrupt_flag);
+        for chunk in tokens.chunks(256) {
+            if stop
+                .as_ref()
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
+            {
+                bar.abandon();
+                anyhow::bail!("interrupted while encoding {what}");
+            }
+            data.extend(tuned.embed(chunk)?.data);
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+        Ok(super::features::Matrix {
+            dim: self.dim(),
+            data,
+        })
     }
 
     pub fn predict(&self, v: &[f32]) -> Prediction {
@@ -252,7 +323,21 @@ impl IntentModel {
             .with_context(|| format!("reading {}", wpath.display()))?;
         let weights = read_weights(&tensors, card.head, card.labels.len())
             .with_context(|| format!("{} does not fit {}", wpath.display(), CARD_FILE))?;
-        Ok(Self { card, weights })
+        let tuned_tensors: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(super::finetune::TUNED_PREFIX))
+            .collect();
+        anyhow::ensure!(
+            card.finetune.is_none() || !tuned_tensors.is_empty(),
+            "{}: the card names fine-tuned layers but the weights hold none",
+            wpath.display()
+        );
+        Ok(Self {
+            card,
+            weights,
+            tuned_tensors,
+            tuned: None,
+        })
     }
 
     /// Writes the model directory: to a temporary directory beside `dir`, then renamed into
@@ -288,6 +373,9 @@ impl IntentModel {
                 format!("layer{i}.bias"),
                 Tensor::new(l.b.as_slice(), &Device::Cpu)?,
             );
+        }
+        for (k, v) in &self.tuned_tensors {
+            tensors.insert(k.clone(), v.clone());
         }
         candle_core::safetensors::save(&tensors, tmp.path().join(INTENT_WEIGHTS_FILE))?;
         std::fs::write(
@@ -428,12 +516,15 @@ mod tests {
                 training: serde_json::json!({}),
                 metrics: serde_json::json!({}),
                 created_at: "2026-01-01T00:00:00Z".into(),
+                finetune: None,
             },
             weights: Weights {
                 mean: vec![0.0, 0.0],
                 inv_std: vec![1.0, 1.0],
                 layers,
             },
+            tuned_tensors: HashMap::new(),
+            tuned: None,
         }
     }
 

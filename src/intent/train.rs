@@ -2,15 +2,15 @@
 //! logistic regression) and an MLP head trained with AdamW and chosen by dev accuracy,
 //! temperature scaling fitted on dev, and an out-of-scope threshold chosen on dev.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::features::Matrix;
@@ -43,6 +43,11 @@ pub struct TrainOptions {
     /// Without out-of-scope dev examples: the share of in-scope dev rows the threshold may
     /// reject (0 disables the threshold).
     pub oos_reject_rate: f64,
+    /// With out-of-scope dev examples: the in-scope dev accuracy the threshold may cost.
+    pub oos_max_in_scope_drop: f64,
+    /// After choosing head, epochs, temperature and threshold on dev, train the head again on
+    /// training and dev rows together (keeping temperature and threshold).
+    pub refit: bool,
 }
 
 impl Default for TrainOptions {
@@ -52,13 +57,15 @@ impl Default for TrainOptions {
             epochs: 40,
             batch_size: 64,
             learning_rate: 2e-3,
-            weight_decay: 0.05,
+            weight_decay: 0.3,
             hidden: 512,
             dropout: 0.2,
             seed: 42,
             dev_fraction: 0.1,
             oos_label: OOS_LABEL.to_string(),
             oos_reject_rate: 0.01,
+            oos_max_in_scope_drop: 0.01,
+            refit: true,
         }
     }
 }
@@ -116,21 +123,84 @@ pub fn stratified_split(
     (train, dev)
 }
 
+/// Fine-tuning for [`train_examples`]: options, the encoder's directory, the checkpoint
+/// directory and whether to resume from it.
+pub struct Finetune<'a> {
+    pub options: &'a super::finetune::FinetuneOptions,
+    pub encoder_dir: &'a std::path::Path,
+    pub checkpoint: &'a std::path::Path,
+    pub resume: bool,
+}
+
 /// Embeds `train` and `dev` (a stratified share of `train` when `None`; through the cache in
-/// `cache` when given) and trains on them.
+/// `cache` when given) and trains on them; with `finetune`, the encoder's top layers are
+/// fine-tuned first and the heads trained on their vectors.
+#[allow(clippy::too_many_arguments)] // data, options, provenance, cache, tuning, Ctrl-C
 pub fn train_examples(
     e: &crate::embed::Embedder,
     examples: &[Example],
     dev: Option<&[Example]>,
     opts: &TrainOptions,
-    training: serde_json::Value,
+    mut training: serde_json::Value,
     cache: Option<&std::path::Path>,
+    finetune: Option<Finetune>,
     stop: Option<&AtomicBool>,
 ) -> anyhow::Result<(IntentModel, FitReport)> {
     let (train, dev) = match dev {
         Some(d) => (examples.to_vec(), d.to_vec()),
         None => stratified_split(examples, opts.dev_fraction, opts.seed),
     };
+    if let Some(ft) = finetune {
+        let tokenize = |xs: &[Example]| -> anyhow::Result<Vec<Vec<u32>>> {
+            xs.iter()
+                .map(|x| Ok(e.tokenize(&crate::embed::normalize(&x.text))?.ids))
+                .collect()
+        };
+        let labels: Vec<String> = train
+            .iter()
+            .map(|x| x.label.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let index: BTreeMap<&str, u32> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_str(), i as u32))
+            .collect();
+        let y: Vec<u32> = train.iter().map(|x| index[x.label.as_str()]).collect();
+        let tuned = super::finetune::finetune(
+            ft.encoder_dir,
+            &tokenize(&train)?,
+            &y,
+            labels.len(),
+            ft.options,
+            ft.checkpoint,
+            ft.resume,
+            stop,
+        )?;
+        let dx = tuned.encoder.embed(&tokenize(&dev)?)?;
+        let ty: Vec<String> = train.iter().map(|x| x.label.clone()).collect();
+        let dy: Vec<String> = dev.iter().map(|x| x.label.clone()).collect();
+        training["finetune"] = serde_json::json!({
+            "options": ft.options,
+            "final_loss": tuned.final_loss,
+            "examples_per_second": tuned.examples_per_second,
+        });
+        let (mut model, report) = fit(
+            &tuned.train_vectors,
+            &ty,
+            &dx,
+            &dy,
+            opts,
+            EncoderRef::of(e.manifest()),
+            training,
+            stop,
+        )?;
+        model.card.finetune = Some(tuned.card);
+        model.tuned_tensors = tuned.tensors;
+        model.tuned = Some(std::sync::Arc::new(tuned.encoder));
+        return Ok((model, report));
+    }
     let embed = |xs: &[Example], what: &str| -> anyhow::Result<Matrix> {
         let texts: Vec<String> = xs.iter().map(|x| x.text.clone()).collect();
         super::features::embed_all(e, &texts, cache, what)
@@ -192,32 +262,8 @@ pub fn fit(
         .then(|| opts.oos_label.clone());
     let d = train_x.dim;
     // Standardisation from the training rows.
-    let n = train_x.rows();
-    let mut mean = vec![0f32; d];
-    for i in 0..n {
-        for (m, x) in mean.iter_mut().zip(train_x.row(i)) {
-            *m += x / n as f32;
-        }
-    }
-    let mut var = vec![0f32; d];
-    for i in 0..n {
-        for ((v, x), m) in var.iter_mut().zip(train_x.row(i)).zip(&mean) {
-            *v += (x - m) * (x - m) / n as f32;
-        }
-    }
-    let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
-    let standardise = |m: &Matrix| -> Vec<f32> {
-        m.data
-            .chunks(d)
-            .flat_map(|r| {
-                r.iter()
-                    .zip(&mean)
-                    .zip(&inv_std)
-                    .map(|((x, m), s)| (x - m) * s)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
+    let (mean, inv_std) = moments(train_x);
+    let standardise = |m: &Matrix| standardise_rows(m, &mean, &inv_std);
     let xs = standardise(train_x);
     let ys: Vec<u32> = train_y.iter().map(|l| index[l.as_str()]).collect();
     // Dev rows with a known label (for accuracy and temperature).
@@ -241,17 +287,17 @@ pub fn fit(
     };
     let mut dev_accuracy = BTreeMap::new();
     let mut best_epoch = BTreeMap::new();
-    let mut best: Option<(f64, Head, Vec<Layer>)> = None;
+    let mut best: Option<(f64, Head, Vec<Layer>, usize)> = None;
     for head in heads {
-        let (acc, epoch, layers) = train_head(
+        let (acc, epoch, layers, schedule) = train_head(
             head,
             &xs,
             &ys,
-            &dev_known,
-            &dev_ys,
+            Some((&dev_known, &dev_ys)),
             d,
             labels.len(),
             opts,
+            None,
             stop,
         )?;
         let name = format!("{head:?}").to_lowercase();
@@ -259,10 +305,10 @@ pub fn fit(
         dev_accuracy.insert(name.clone(), acc);
         best_epoch.insert(name, epoch);
         if best.as_ref().is_none_or(|b| acc > b.0) {
-            best = Some((acc, head, layers));
+            best = Some((acc, head, layers, schedule));
         }
     }
-    let (_, head, layers) = best.expect("at least one head");
+    let (_, head, layers, _) = best.expect("at least one head");
     let weights = Weights {
         mean: mean.clone(),
         inv_std: inv_std.clone(),
@@ -301,8 +347,11 @@ pub fn fit(
             training,
             metrics: serde_json::Value::Null,
             created_at: crate::kb::entry::now_rfc3339(),
+            finetune: None,
         },
         weights,
+        tuned_tensors: HashMap::new(),
+        tuned: None,
     };
 
     // The out-of-scope threshold.
@@ -335,18 +384,22 @@ pub fn fit(
         candidates.push(0.0);
         candidates.sort_by(f32::total_cmp);
         candidates.dedup();
-        let mut best = (f64::NEG_INFINITY, 0.0f32);
+        // In-scope accuracy only falls as the threshold rises: take the highest threshold
+        // that costs at most `oos_max_in_scope_drop` of it.
+        let floor = judge(&model, 0.0).0 - opts.oos_max_in_scope_drop;
+        let mut best = 0.0f32;
         for &c in &candidates {
-            let (a, r) = judge(&model, c);
-            let s = a + r.unwrap_or(0.0);
-            if s > best.0 + 1e-12 {
-                best = (s, c);
+            if judge(&model, c).0 + 1e-12 >= floor {
+                best = c;
+            } else {
+                break;
             }
         }
         (
-            best.1,
+            best,
             format!(
-                "maximises in-scope accuracy + out-of-scope recall on dev ({} in-scope, {n_oos} out-of-scope rows)",
+                "the highest threshold costing at most {:.1} points of dev in-scope accuracy ({} in-scope, {n_oos} out-of-scope dev rows)",
+                opts.oos_max_in_scope_drop * 100.0,
                 in_scope.len()
             ),
         )
@@ -371,6 +424,35 @@ pub fn fit(
     model.card.calibration.oos_threshold = threshold;
     model.card.calibration.threshold_rule = rule;
     let (dev_in_scope_accuracy, dev_oos_recall) = judge(&model, threshold);
+    let epochs_chosen = best_epoch[&format!("{head:?}").to_lowercase()];
+    if opts.refit {
+        // Train and dev rows of known labels together: the chosen head trained as many epochs
+        // as were best on dev (the learning rate decaying over those).
+        let mut all = train_x.clone();
+        let mut all_y = ys.clone();
+        for (&i, &y) in known.iter().zip(&dev_ys) {
+            all.data.extend_from_slice(dev_x.row(i));
+            all_y.push(y);
+        }
+        let (mean, inv_std) = moments(&all);
+        let xs = standardise_rows(&all, &mean, &inv_std);
+        let (_, _, layers, _) = train_head(
+            head,
+            &xs,
+            &all_y,
+            None,
+            d,
+            labels.len(),
+            opts,
+            Some((epochs_chosen, epochs_chosen)),
+            stop,
+        )?;
+        model.weights = Weights {
+            mean,
+            inv_std,
+            layers,
+        };
+    }
     let report = FitReport {
         train_examples: train_y.len(),
         dev_examples: dev_y.len(),
@@ -416,25 +498,89 @@ fn fit_temperature(nll: &dyn Fn(f32) -> f64) -> f32 {
     ((lo + hi) / 2.0).exp() as f32
 }
 
-/// Trains one head; returns its best dev accuracy, that epoch (1-based) and its layers as
+/// Sets every variable of `vm` (weights `[out, in]`, biases) to U(-1/√in, 1/√in), in name
+/// order, from `rng` (candle's own initialisation cannot be seeded on the CPU).
+pub fn seeded_init(vm: &VarMap, rng: &mut StdRng) -> candle_core::Result<()> {
+    let data = vm.data().lock().expect("var map lock");
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        // A bias's fan-in is its weight's: the sibling weight's second dimension.
+        let fan_in = if dims.len() == 2 {
+            dims[1]
+        } else {
+            let w = name.replace(".bias", ".weight");
+            data.get(&w).map_or(dims[0], |w| w.dims()[1])
+        };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let vals: Vec<f32> = (0..var.elem_count())
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        var.set(&Tensor::from_vec(vals, dims, &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
+/// Mean and 1 / standard deviation of every feature.
+fn moments(m: &Matrix) -> (Vec<f32>, Vec<f32>) {
+    let (n, d) = (m.rows(), m.dim);
+    let mut mean = vec![0f64; d];
+    for i in 0..n {
+        for (a, x) in mean.iter_mut().zip(m.row(i)) {
+            *a += *x as f64 / n as f64;
+        }
+    }
+    let mut var = vec![0f64; d];
+    for i in 0..n {
+        for ((v, x), a) in var.iter_mut().zip(m.row(i)).zip(&mean) {
+            *v += (*x as f64 - a).powi(2) / n as f64;
+        }
+    }
+    (
+        mean.iter().map(|&x| x as f32).collect(),
+        var.iter()
+            .map(|v| (1.0 / (v.sqrt() + 1e-6)) as f32)
+            .collect(),
+    )
+}
+
+fn standardise_rows(m: &Matrix, mean: &[f32], inv_std: &[f32]) -> Vec<f32> {
+    m.data
+        .chunks(m.dim)
+        .flat_map(|r| {
+            r.iter()
+                .zip(mean)
+                .zip(inv_std)
+                .map(|((x, m), s)| (x - m) * s)
+        })
+        .collect()
+}
+
+/// Trains one head. With dev rows, returns its best dev accuracy, that epoch (1-based) and
+/// its layers then; without, trains `fixed_epochs.0` epochs of a learning-rate schedule as
+/// long as `fixed_epochs.1` epochs and returns the last; also the schedule's length. Layers are
 /// `[inputs, outputs]` row-major.
 #[allow(clippy::too_many_arguments)]
 fn train_head(
     head: Head,
     xs: &[f32],
     ys: &[u32],
-    dev_xs: &[f32],
-    dev_ys: &[u32],
+    dev_set: Option<(&[f32], &[u32])>,
     d: usize,
     classes: usize,
     opts: &TrainOptions,
+    fixed_epochs: Option<(usize, usize)>,
     stop: Option<&AtomicBool>,
-) -> anyhow::Result<(f64, usize, Vec<Layer>)> {
+) -> anyhow::Result<(f64, usize, Vec<Layer>, usize)> {
     let dev = Device::Cpu;
     let n = ys.len();
     let x = Tensor::from_slice(xs, (n, d), &dev)?;
     let y = Tensor::from_slice(ys, n, &dev)?;
-    let dx = Tensor::from_slice(dev_xs, (dev_ys.len(), d), &dev)?;
+    let dx = dev_set
+        .map(|(dx, dy)| Tensor::from_slice(dx, (dy.len(), d), &dev))
+        .transpose()?;
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
     let layers: Vec<candle_nn::Linear> = match head {
@@ -444,6 +590,10 @@ fn train_head(
             candle_nn::linear(opts.hidden, classes, vb.pp("layer1"))?,
         ],
     };
+    // candle's CPU random numbers cannot be seeded: initialise (and drop out) from our own
+    // seeded generator so that a run is reproducible.
+    let rng = std::cell::RefCell::new(StdRng::seed_from_u64(opts.seed));
+    seeded_init(&varmap, &mut rng.borrow_mut())?;
     let forward = |x: &Tensor, train: bool| -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, l) in layers.iter().enumerate() {
@@ -451,7 +601,19 @@ fn train_head(
             if i + 1 < layers.len() {
                 h = h.gelu()?;
                 if train && opts.dropout > 0.0 {
-                    h = candle_nn::ops::dropout(&h, opts.dropout)?;
+                    let keep = 1.0 - opts.dropout;
+                    let mut r = rng.borrow_mut();
+                    let mask: Vec<f32> = (0..h.elem_count())
+                        .map(|_| {
+                            if r.random::<f32>() < keep {
+                                1.0 / keep
+                            } else {
+                                0.0
+                            }
+                        })
+                        .collect();
+                    let m = Tensor::from_vec(mask, h.shape(), &Device::Cpu)?;
+                    h = (h * m)?;
                 }
             }
         }
@@ -465,13 +627,16 @@ fn train_head(
             ..Default::default()
         },
     )?;
-    let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let steps_per_epoch = n.div_ceil(opts.batch_size);
     // Adam moves each weight by about the learning rate per step: small data sets get more
     // epochs so that every run takes at least MIN_STEPS steps.
-    let epochs = opts.epochs.max(MIN_STEPS.div_ceil(steps_per_epoch));
-    let total = (steps_per_epoch * epochs) as f64;
+    let schedule = match fixed_epochs {
+        Some((_, schedule)) => schedule,
+        None => opts.epochs.max(MIN_STEPS.div_ceil(steps_per_epoch)),
+    };
+    let epochs = fixed_epochs.map_or(schedule, |(stop_at, _)| stop_at.min(schedule));
+    let total = (steps_per_epoch * schedule) as f64;
     let name = format!("{head:?}").to_lowercase();
     let bar = indicatif::ProgressBar::new(epochs as u64).with_style(
         indicatif::ProgressStyle::with_template("{msg} {bar:30} epoch {pos}/{len} (eta {eta})")
@@ -485,7 +650,7 @@ fn train_head(
             bar.abandon();
             anyhow::bail!("interrupted while training; nothing was written");
         }
-        order.shuffle(&mut rng);
+        order.shuffle(&mut *rng.borrow_mut());
         let mut loss_sum = 0f64;
         for batch in order.chunks(opts.batch_size) {
             // Linear warm-down to zero over the whole run.
@@ -499,15 +664,28 @@ fn train_head(
             opt.backward_step(&loss)?;
             loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
         }
-        let pred = forward(&dx, false)?.argmax(1)?.to_vec1::<u32>()?;
-        let acc =
-            pred.iter().zip(dev_ys).filter(|(a, b)| a == b).count() as f64 / dev_ys.len() as f64;
-        bar.set_message(format!(
-            "training {name} head: loss {:.4}, dev accuracy {acc:.4}",
-            loss_sum / n as f64
-        ));
+        let acc = match (&dx, dev_set) {
+            (Some(dx), Some((_, dev_ys))) => {
+                let pred = forward(dx, false)?.argmax(1)?.to_vec1::<u32>()?;
+                pred.iter().zip(dev_ys).filter(|(a, b)| a == b).count() as f64 / dev_ys.len() as f64
+            }
+            // Without dev rows the last epoch is the one kept.
+            _ => epoch as f64,
+        };
+        bar.set_message(if dx.is_some() {
+            format!(
+                "training {name} head: loss {:.4}, dev accuracy {acc:.4}",
+                loss_sum / n as f64
+            )
+        } else {
+            format!(
+                "training {name} head on all rows: loss {:.4}",
+                loss_sum / n as f64
+            )
+        });
         bar.inc(1);
-        if acc > best.0 {
+        // Ties go to the later epoch (further down the learning-rate schedule).
+        if acc >= best.0 {
             let mut out = Vec::new();
             for l in &layers {
                 let w = l.weight().t()?.contiguous()?; // [in, out]
@@ -523,7 +701,7 @@ fn train_head(
         }
     }
     bar.finish_and_clear();
-    Ok(best)
+    Ok((best.0, best.1, best.2, schedule))
 }
 
 #[cfg(test)]
@@ -617,12 +795,34 @@ mod tests {
             m.card
                 .calibration
                 .threshold_rule
-                .contains("out-of-scope recall")
+                .contains("costing at most 1.0 points of dev in-scope accuracy")
         );
         assert!(r.dev_oos_recall.unwrap() > 0.9, "{r:?}");
         let mut oos = vec![0.0; 8];
         oos[3] = 1.0;
         assert!(m.predict(&oos).out_of_scope);
+
+        // The refit head saw the dev rows too: its standardisation differs from train-only.
+        let (train_only, _) = fit(
+            &tx,
+            &ty,
+            &dx,
+            &dy,
+            &TrainOptions {
+                refit: false,
+                ..opts.clone()
+            },
+            encoder(),
+            serde_json::json!({}),
+            None,
+        )
+        .unwrap();
+        assert_eq!(train_only.weights.mean, moments(&tx).0);
+        assert_ne!(m.weights.mean, train_only.weights.mean);
+        assert_eq!(
+            m.card.calibration.oos_threshold, train_only.card.calibration.oos_threshold,
+            "the threshold is chosen before the refit"
+        );
     }
 
     #[test]

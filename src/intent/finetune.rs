@@ -1,0 +1,552 @@
+//! Fine-tuning the encoder's top layers for intent classification, on CPU with candle's
+//! autograd. The lower layers stay frozen: their outputs are computed once per training text
+//! and cached in memory, so each step only runs (forward and backward) the top `layers`
+//! transformer layers, mean pooling and a temporary linear head. Afterwards the tuned layers
+//! produce the sentence vectors the ordinary heads (`train::fit`) are trained on, and the
+//! intent model carries them: at serving time the lower layers come from the serving encoder
+//! (f32, candle-transformers) and the tuned ones from the intent model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use candle_core::{D, DType, Device, Module, Tensor};
+use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use super::features::Matrix;
+use crate::model::manifest::WEIGHTS_FILE;
+
+/// Prefix of the tuned layers' tensors inside an intent model's safetensors.
+pub const TUNED_PREFIX: &str = "tuned.";
+
+/// What `kefu train intent --finetune-layers` can change.
+#[derive(Debug, Clone, Serialize)]
+pub struct FinetuneOptions {
+    /// Top transformer layers to train (the rest stay frozen).
+    pub layers: usize,
+    pub epochs: usize,
+    pub learning_rate: f64,
+    /// Learning rate of the temporary classification head.
+    pub head_learning_rate: f64,
+    pub batch_size: usize,
+    /// Share of the steps with a linearly rising learning rate.
+    pub warmup: f64,
+    pub seed: u64,
+}
+
+impl Default for FinetuneOptions {
+    fn default() -> Self {
+        Self {
+            layers: 0,
+            epochs: 2,
+            learning_rate: 1e-4,
+            head_learning_rate: 2e-3,
+            batch_size: 32,
+            warmup: 0.1,
+            seed: 42,
+        }
+    }
+}
+
+/// The part of the model card about fine-tuned layers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinetuneCard {
+    /// Layers of the encoder (the tuned ones are the top `layers` of them).
+    pub encoder_layers: usize,
+    pub layers: usize,
+}
+
+/// One BERT layer built from differentiable tensor operations (candle's fused layer norm has
+/// no backward pass), with the Hugging Face parameter names.
+pub struct TunedLayer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    attn_out: Linear,
+    ln1: (Tensor, Tensor),
+    inter: Linear,
+    out: Linear,
+    ln2: (Tensor, Tensor),
+    heads: usize,
+    eps: f64,
+}
+
+fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    xc.broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(w)?
+        .broadcast_add(b)
+}
+
+impl TunedLayer {
+    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+        let d = cfg.hidden_size;
+        let ln = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> {
+            Ok((
+                vb.get_with_hints(d, "weight", candle_nn::Init::Const(1.0))?,
+                vb.get_with_hints(d, "bias", candle_nn::Init::Const(0.0))?,
+            ))
+        };
+        Ok(Self {
+            q: candle_nn::linear(d, d, vb.pp("attention.self.query"))?,
+            k: candle_nn::linear(d, d, vb.pp("attention.self.key"))?,
+            v: candle_nn::linear(d, d, vb.pp("attention.self.value"))?,
+            attn_out: candle_nn::linear(d, d, vb.pp("attention.output.dense"))?,
+            ln1: ln(vb.pp("attention.output.LayerNorm"))?,
+            inter: candle_nn::linear(d, cfg.intermediate_size, vb.pp("intermediate.dense"))?,
+            out: candle_nn::linear(cfg.intermediate_size, d, vb.pp("output.dense"))?,
+            ln2: ln(vb.pp("output.LayerNorm"))?,
+            heads: cfg.num_attention_heads,
+            eps: cfg.layer_norm_eps,
+        })
+    }
+
+    /// `h`: (batch, seq, dim); `mask`: additive, (batch, 1, 1, seq).
+    fn forward(&self, h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s, d) = h.dims3()?;
+        let hd = d / self.heads;
+        let split = |x: Tensor| -> candle_core::Result<Tensor> {
+            x.reshape((b, s, self.heads, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = split(self.q.forward(h)?)?;
+        let k = split(self.k.forward(h)?)?;
+        let v = split(self.v.forward(h)?)?;
+        let scores =
+            (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let ctx = p
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, s, d))?;
+        let a = layer_norm(&(self.attn_out.forward(&ctx)? + h)?, &self.ln1, self.eps)?;
+        let i = self.inter.forward(&a)?.gelu_erf()?;
+        layer_norm(&(self.out.forward(&i)? + &a)?, &self.ln2, self.eps)
+    }
+}
+
+/// (batch, seq, dim) mean over the kept tokens, then L2-normalised as the encoder does.
+fn pool(h: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
+    let m = mask01.unsqueeze(2)?;
+    let sum = h.broadcast_mul(&m)?.sum(1)?;
+    let n = m.sum(1)?;
+    let mean = sum.broadcast_div(&n)?;
+    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
+    mean.broadcast_div(&(norm + 1e-12)?)
+}
+
+fn bert_config(encoder_dir: &Path) -> anyhow::Result<BertConfig> {
+    let p = encoder_dir.join("config.json");
+    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a BERT config", p.display()))
+}
+
+/// The frozen lower layers: embeddings and the first `layers` transformer layers, f32.
+pub struct Lower {
+    model: BertModel,
+}
+
+impl Lower {
+    pub fn load(encoder_dir: &Path, layers: usize) -> anyhow::Result<(Self, BertConfig)> {
+        let mut cfg = bert_config(encoder_dir)?;
+        let full = cfg.clone();
+        cfg.num_hidden_layers = layers;
+        let weights = encoder_dir.join(WEIGHTS_FILE);
+        // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)
+                .with_context(|| format!("reading {}", weights.display()))?
+        };
+        let model = BertModel::load(vb, &cfg)
+            .with_context(|| format!("loading the lower layers of {}", encoder_dir.display()))?;
+        Ok((Self { model }, full))
+    }
+
+    /// Hidden states after the lower layers, one `len × dim` row-major block per sequence.
+    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+        let (ids, mask01) = pad_ids(batch)?;
+        let h = self
+            .model
+            .forward(&ids, &ids.zeros_like()?, Some(&mask01))?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (i, t) in batch.iter().enumerate() {
+            out.push(h.get(i)?.narrow(0, 0, t.len())?.flatten_all()?.to_vec1()?);
+        }
+        Ok(out)
+    }
+}
+
+fn pad_ids(batch: &[&[u32]]) -> candle_core::Result<(Tensor, Tensor)> {
+    let s = batch.iter().map(|t| t.len()).max().unwrap_or(1).max(1);
+    let mut ids = vec![0u32; batch.len() * s];
+    let mut mask = vec![0u32; batch.len() * s];
+    for (i, t) in batch.iter().enumerate() {
+        ids[i * s..i * s + t.len()].copy_from_slice(t);
+        mask[i * s..i * s + t.len()].iter_mut().for_each(|m| *m = 1);
+    }
+    Ok((
+        Tensor::from_vec(ids, (batch.len(), s), &Device::Cpu)?,
+        Tensor::from_vec(mask, (batch.len(), s), &Device::Cpu)?,
+    ))
+}
+
+/// Pads cached lower-layer states to (batch, seq, dim) with their masks (0/1 and additive).
+fn pad_states(states: &[&[f32]], dim: usize) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let s = states
+        .iter()
+        .map(|x| x.len() / dim)
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let mut h = vec![0f32; states.len() * s * dim];
+    let mut m = vec![0f32; states.len() * s];
+    for (i, x) in states.iter().enumerate() {
+        h[i * s * dim..i * s * dim + x.len()].copy_from_slice(x);
+        m[i * s..i * s + x.len() / dim]
+            .iter_mut()
+            .for_each(|v| *v = 1.0);
+    }
+    let h = Tensor::from_vec(h, (states.len(), s, dim), &Device::Cpu)?;
+    let m01 = Tensor::from_vec(m, (states.len(), s), &Device::Cpu)?;
+    let additive = ((m01.ones_like()? - &m01)? * -10_000.0)?
+        .unsqueeze(1)?
+        .unsqueeze(1)?;
+    Ok((h, m01, additive))
+}
+
+fn run_layers(layers: &[TunedLayer], h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mut h = h.clone();
+    for l in layers {
+        h = l.forward(&h, mask)?;
+    }
+    Ok(h)
+}
+
+/// Lower layers from the encoder plus tuned top layers: turns token ids into sentence vectors.
+pub struct TunedEncoder {
+    lower: Lower,
+    layers: Vec<TunedLayer>,
+    dim: usize,
+}
+
+impl std::fmt::Debug for TunedEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TunedEncoder({} tuned layers)", self.layers.len())
+    }
+}
+
+fn build_layers(
+    vb: VarBuilder,
+    cfg: &BertConfig,
+    k: usize,
+) -> candle_core::Result<Vec<TunedLayer>> {
+    let l = cfg.num_hidden_layers;
+    (l - k..l)
+        .map(|i| TunedLayer::load(vb.pp(format!("encoder.layer.{i}")), cfg))
+        .collect()
+}
+
+impl TunedEncoder {
+    /// The lower layers from `encoder_dir`, the tuned ones from `tensors` (names prefixed with
+    /// [`TUNED_PREFIX`]).
+    pub fn load(
+        encoder_dir: &Path,
+        card: &FinetuneCard,
+        tensors: &HashMap<String, Tensor>,
+    ) -> anyhow::Result<Self> {
+        let cfg = bert_config(encoder_dir)?;
+        anyhow::ensure!(
+            cfg.num_hidden_layers == card.encoder_layers && card.layers <= card.encoder_layers,
+            "the intent model tunes {} of {} layers but the encoder has {}",
+            card.layers,
+            card.encoder_layers,
+            cfg.num_hidden_layers
+        );
+        let (lower, _) = Lower::load(encoder_dir, card.encoder_layers - card.layers)?;
+        let tuned: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(TUNED_PREFIX)
+                    .map(|n| (n.to_string(), v.clone()))
+            })
+            .collect();
+        let vb = VarBuilder::from_tensors(tuned, DType::F32, &Device::Cpu);
+        let layers = build_layers(vb, &cfg, card.layers).context("reading the tuned layers")?;
+        Ok(Self {
+            lower,
+            layers,
+            dim: cfg.hidden_size,
+        })
+    }
+
+    /// Sentence vectors of token id sequences, 32 at a time.
+    pub fn embed(&self, tokens: &[Vec<u32>]) -> anyhow::Result<Matrix> {
+        let mut data = Vec::with_capacity(tokens.len() * self.dim);
+        for chunk in tokens.chunks(32) {
+            let refs: Vec<&[u32]> = chunk.iter().map(|t| t.as_slice()).collect();
+            let states = self.lower.forward(&refs)?;
+            let views: Vec<&[f32]> = states.iter().map(|s| s.as_slice()).collect();
+            let (h, m01, add) = pad_states(&views, self.dim)?;
+            let v = pool(&run_layers(&self.layers, &h, &add)?, &m01)?;
+            data.extend(v.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(Matrix {
+            dim: self.dim,
+            data,
+        })
+    }
+}
+
+/// The result of fine-tuning: the tuned layers' tensors (prefixed) and the encoder that uses
+/// them, plus the vectors of the training texts.
+pub struct Tuned {
+    pub card: FinetuneCard,
+    pub tensors: HashMap<String, Tensor>,
+    pub encoder: TunedEncoder,
+    pub train_vectors: Matrix,
+    pub final_loss: f64,
+    pub examples_per_second: f64,
+}
+
+/// Where a run keeps its checkpoint: `<out>.checkpoint/`.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".checkpoint");
+    out.with_file_name(name)
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    epochs_done: usize,
+    layers: usize,
+}
+
+/// Fine-tunes the top `opts.layers` layers of the encoder in `encoder_dir` on tokenised texts
+/// with labels `y` (indices below `classes`). After every epoch (and on Ctrl-C) the tuned layers
+/// are saved in `checkpoint`; with `resume`, a run starts from the checkpoint there.
+#[allow(clippy::too_many_arguments)] // data, options, checkpointing: each a distinct input
+pub fn finetune(
+    encoder_dir: &Path,
+    tokens: &[Vec<u32>],
+    y: &[u32],
+    classes: usize,
+    opts: &FinetuneOptions,
+    checkpoint: &Path,
+    resume: bool,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<Tuned> {
+    let cfg = bert_config(encoder_dir)?;
+    let l = cfg.num_hidden_layers;
+    anyhow::ensure!(
+        (1..=l).contains(&opts.layers),
+        "--finetune-layers must be between 1 and {l} (the encoder's layers)"
+    );
+    anyhow::ensure!(
+        opts.batch_size > 0 && opts.epochs > 0,
+        "batch size and epochs must be at least 1"
+    );
+    let dim = cfg.hidden_size;
+    let (lower, _) = Lower::load(encoder_dir, l - opts.layers)?;
+
+    // The frozen layers' outputs, once per text (longest first keeps padding low).
+    let mut order: Vec<usize> = (0..tokens.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].len()));
+    let mut states: Vec<Vec<f32>> = vec![Vec::new(); tokens.len()];
+    let bar = progress(
+        tokens.len(),
+        "{msg} {bar:30} {pos}/{len} texts ({per_sec}, eta {eta})",
+    );
+    bar.set_message(format!("running the {} frozen layers", l - opts.layers));
+    for chunk in order.chunks(64) {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            bar.abandon();
+            anyhow::bail!("interrupted before fine-tuning started; nothing was written");
+        }
+        let refs: Vec<&[u32]> = chunk.iter().map(|&i| tokens[i].as_slice()).collect();
+        for (&i, s) in chunk.iter().zip(lower.forward(&refs)?) {
+            states[i] = s;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+
+    let mut vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let layers = build_layers(vb, &cfg, opts.layers)?;
+    let state_file = checkpoint.join("state.json");
+    let ckpt_weights = checkpoint.join("layers.safetensors");
+    let mut start_epoch = 0;
+    if resume && state_file.exists() {
+        let st: CheckpointState = serde_json::from_str(&std::fs::read_to_string(&state_file)?)
+            .with_context(|| format!("reading {}", state_file.display()))?;
+        anyhow::ensure!(
+            st.layers == opts.layers,
+            "the checkpoint in {} tunes {} layers, not {}",
+            checkpoint.display(),
+            st.layers,
+            opts.layers
+        );
+        vm.load(&ckpt_weights)
+            .with_context(|| format!("reading {}", ckpt_weights.display()))?;
+        start_epoch = st.epochs_done;
+        tracing::info!(
+            "resuming from {} after epoch {start_epoch}",
+            checkpoint.display()
+        );
+    } else {
+        vm.load(encoder_dir.join(WEIGHTS_FILE))
+            .context("initialising the tuned layers from the encoder")?;
+    }
+    let head_vm = VarMap::new();
+    let head = candle_nn::linear(
+        dim,
+        classes,
+        VarBuilder::from_varmap(&head_vm, DType::F32, &Device::Cpu).pp("head"),
+    )?;
+    super::train::seeded_init(&head_vm, &mut StdRng::seed_from_u64(opts.seed))?;
+    let mut opt = AdamW::new(
+        vm.all_vars(),
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    )?;
+    let mut head_opt = AdamW::new(
+        head_vm.all_vars(),
+        ParamsAdamW {
+            lr: opts.head_learning_rate,
+            weight_decay: 0.01,
+            ..Default::default()
+        },
+    )?;
+    let save_checkpoint = |vm: &VarMap, epochs_done: usize| -> anyhow::Result<()> {
+        std::fs::create_dir_all(checkpoint)
+            .with_context(|| format!("creating {}", checkpoint.display()))?;
+        let tmp = checkpoint.join("layers.safetensors.tmp");
+        vm.save(&tmp)?;
+        std::fs::rename(&tmp, &ckpt_weights)?;
+        crate::eval::report::write_atomic(
+            &state_file,
+            serde_json::to_string(&CheckpointState {
+                epochs_done,
+                layers: opts.layers,
+            })?
+            .as_bytes(),
+        )?;
+        Ok(())
+    };
+
+    let n = tokens.len();
+    let steps_per_epoch = n.div_ceil(opts.batch_size);
+    let total = steps_per_epoch * opts.epochs;
+    let warmup = ((total as f64 * opts.warmup) as usize).max(1);
+    let mut rng = StdRng::seed_from_u64(opts.seed);
+    let mut idx: Vec<usize> = (0..n).collect();
+    let bar = progress(total, "{msg} {bar:30} step {pos}/{len} (eta {eta})");
+    bar.set_position((start_epoch * steps_per_epoch) as u64);
+    let started = std::time::Instant::now();
+    let mut seen = 0usize;
+    let mut final_loss = f64::NAN;
+    // Shuffles of the epochs already done, so a resumed run sees the same order.
+    for _ in 0..start_epoch {
+        idx.shuffle(&mut rng);
+    }
+    for epoch in start_epoch..opts.epochs {
+        idx.shuffle(&mut rng);
+        let mut loss_sum = 0f64;
+        let mut count = 0usize;
+        for (b, batch) in idx.chunks(opts.batch_size).enumerate() {
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                bar.abandon();
+                anyhow::bail!(
+                    "interrupted in epoch {}; the tuned layers after epoch {epoch} are in {} (continue with --resume)",
+                    epoch + 1,
+                    checkpoint.display()
+                );
+            }
+            let step = epoch * steps_per_epoch + b;
+            let scale = if step < warmup {
+                (step + 1) as f64 / warmup as f64
+            } else {
+                (total - step) as f64 / (total - warmup).max(1) as f64
+            };
+            opt.set_learning_rate(opts.learning_rate * scale);
+            head_opt.set_learning_rate(opts.head_learning_rate * scale);
+            let views: Vec<&[f32]> = batch.iter().map(|&i| states[i].as_slice()).collect();
+            let (h, m01, add) = pad_states(&views, dim)?;
+            let pooled = pool(&run_layers(&layers, &h, &add)?, &m01)?;
+            // Normalised vectors are small: scale them so the head's logits can grow.
+            let logits = head.forward(&(pooled * 20.0)?)?;
+            let yb: Vec<u32> = batch.iter().map(|&i| y[i]).collect();
+            let yb = Tensor::from_vec(yb, batch.len(), &Device::Cpu)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            head_opt.step(&grads)?;
+            let lv = loss.to_scalar::<f32>()? as f64;
+            loss_sum += lv * batch.len() as f64;
+            count += batch.len();
+            seen += batch.len();
+            bar.set_message(format!(
+                "fine-tuning {} layers, epoch {}/{}: loss {:.4}, {:.0} examples/s",
+                opts.layers,
+                epoch + 1,
+                opts.epochs,
+                loss_sum / count as f64,
+                seen as f64 / started.elapsed().as_secs_f64()
+            ));
+            bar.inc(1);
+        }
+        final_loss = loss_sum / count.max(1) as f64;
+        tracing::info!("fine-tuning epoch {}: loss {final_loss:.4}", epoch + 1);
+        save_checkpoint(&vm, epoch + 1)?;
+    }
+    bar.finish_and_clear();
+    let examples_per_second = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+
+    // Vectors of the training texts from the tuned layers (reusing the cached states).
+    let mut data = Vec::with_capacity(n * dim);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+        let views: Vec<&[f32]> = chunk.iter().map(|&i| states[i].as_slice()).collect();
+        let (h, m01, add) = pad_states(&views, dim)?;
+        data.extend(
+            pool(&run_layers(&layers, &h, &add)?, &m01)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
+    }
+    let tensors: HashMap<String, Tensor> = vm
+        .data()
+        .lock()
+        .expect("var map lock")
+        .iter()
+        .map(|(k, v)| (format!("{TUNED_PREFIX}{k}"), v.as_tensor().clone()))
+        .collect();
+    Ok(Tuned {
+        card: FinetuneCard {
+            encoder_layers: l,
+            layers: opts.layers,
+        },
+        tensors,
+        encoder: TunedEncoder { lower, layers, dim },
+        train_vectors: Matrix { dim, data },
+        final_loss,
+        examples_per_second,
+    })
+}
+
+fn progress(len: usize, template: &str) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(len as u64)
+        .with_style(indicatif::ProgressStyle::with_template(template).expect("template"))
+}
