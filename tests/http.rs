@@ -265,7 +265,8 @@ async fn embedding_routes_and_errors() {
 
 #[tokio::test]
 async fn cache_hits_are_counted() {
-    let s = Server::start(&common::model_dir(), &[]);
+    // No demo KB: its index build would embed (and count misses) meanwhile.
+    let s = Server::start(&common::model_dir(), &[("KEFU_KB__LOAD_DEMO", "false")]);
     s.ready().await;
     let c = Client::new();
     for text in ["怎么申请退款", "  怎么申请退款", "怎么申请退款"] {
