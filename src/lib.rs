@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod api;
+pub mod atomic;
 pub mod bench;
 pub mod config;
 pub mod embed;

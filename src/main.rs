@@ -1048,7 +1048,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
             let gold: Vec<String> = rows.iter().map(|r| r.label.clone()).collect();
             m.attach_encoder(&cfg.model.path)?;
-            let x = m.vectors(&e, &texts, Some(&cache), "test examples")?;
+            let stop = kefu::eval::interrupt_flag();
+            let x = m.vectors(&e, &texts, Some(&cache), "test examples", Some(&stop))?;
             let t = threshold.unwrap_or(m.card.calibration.oos_threshold);
             let (mut r, details) = intent::eval::evaluate(&m, &x, &texts, &gold, t);
             r.data = test.display().to_string();

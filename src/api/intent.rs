@@ -74,17 +74,7 @@ pub async fn classify(
     ApiJson(req): ApiJson<IntentRequest>,
 ) -> Result<Json<IntentResponse>, ApiError> {
     let started = Instant::now();
-    let text = req.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::EmptyInput("text is empty".into()));
-    }
-    let chars = text.chars().count();
-    if chars > s.config.limits.max_input_chars {
-        return Err(ApiError::TooLarge(format!(
-            "text has {chars} characters; at most {} are allowed (limits.max_input_chars)",
-            s.config.limits.max_input_chars
-        )));
-    }
+    let text = super::checked_text("text", &req.text, &s.config.limits)?;
     let name = req
         .model
         .clone()
@@ -101,7 +91,8 @@ pub async fn classify(
             )
         })
     })?;
-    let base = embedder.embed(&[text.to_string()]).await?[0].vector.clone();
+    // The encoder's embedding, computed once and only for models that classify it.
+    let base = tokio::sync::OnceCell::new();
     let p = model.predict(&vector(&model, &embedder, &base, text).await?);
     let routing = &s.config.routing;
     let severity = match models.get(&routing.severity_model) {
@@ -138,19 +129,24 @@ pub async fn classify(
     }))
 }
 
-/// The vector `model` classifies: the encoder's embedding `base`, or for a model with
-/// fine-tuned layers its own (computed off the async runtime).
+/// The vector `model` classifies: the encoder's embedding (kept in `base` for the next model),
+/// or for a model with fine-tuned layers its own (computed off the async runtime).
 async fn vector(
     model: &Arc<IntentModel>,
     embedder: &Arc<Embedder>,
-    base: &Arc<[f32]>,
+    base: &tokio::sync::OnceCell<Arc<[f32]>>,
     text: &str,
 ) -> Result<Arc<[f32]>, ApiError> {
     if !model.is_tuned() {
-        return Ok(base.clone());
+        let v = base
+            .get_or_try_init(|| async {
+                Ok::<_, ApiError>(embedder.embed(&[text.to_string()]).await?[0].vector.clone())
+            })
+            .await?;
+        return Ok(v.clone());
     }
     let (m, e, t) = (model.clone(), embedder.clone(), text.to_string());
-    let v = tokio::task::spawn_blocking(move || m.vectors(&e, &[t], None, "the text"))
+    let v = tokio::task::spawn_blocking(move || m.vectors(&e, &[t], None, "the text", None))
         .await
         .map_err(|e| ApiError::Embed(EmbedError::Inference(e.to_string())))?
         .map_err(|e| ApiError::Embed(EmbedError::Inference(format!("{e:#}"))))?;

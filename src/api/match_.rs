@@ -96,17 +96,7 @@ pub async fn run(
     ApiJson(req): ApiJson<MatchRequest>,
 ) -> Result<Json<MatchResponse>, ApiError> {
     let started = Instant::now();
-    let query = req.query.trim();
-    if query.is_empty() {
-        return Err(ApiError::EmptyInput("query is empty".into()));
-    }
-    let chars = query.chars().count();
-    if chars > s.config.limits.max_input_chars {
-        return Err(ApiError::TooLarge(format!(
-            "query has {chars} characters; at most {} are allowed (limits.max_input_chars)",
-            s.config.limits.max_input_chars
-        )));
-    }
+    let query = super::checked_text("query", &req.query, &s.config.limits)?;
     let top_k = req.top_k.unwrap_or(5);
     if !(1..=20).contains(&top_k) {
         return Err(ApiError::Invalid(format!(

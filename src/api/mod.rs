@@ -86,6 +86,27 @@ impl AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// `text` without surrounding whitespace; 422 when nothing is left, 413 beyond
+/// `limits.max_input_chars`. `field` names it in the message.
+pub fn checked_text<'a>(
+    field: &str,
+    text: &'a str,
+    limits: &crate::config::LimitsConfig,
+) -> Result<&'a str, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ApiError::EmptyInput(format!("{field} is empty")));
+    }
+    let chars = text.chars().count();
+    if chars > limits.max_input_chars {
+        return Err(ApiError::TooLarge(format!(
+            "{field} has {chars} characters; at most {} are allowed (limits.max_input_chars)",
+            limits.max_input_chars
+        )));
+    }
+    Ok(text)
+}
+
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     Router::new()

@@ -63,6 +63,21 @@ fn ctrlc_hook(on_signal: impl Fn() + Send + 'static) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A progress bar over `len` texts (rate and time left), labelled `msg`.
+pub fn texts_bar(
+    len: usize,
+    msg: impl Into<std::borrow::Cow<'static, str>>,
+) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})",
+        )
+        .expect("template"),
+    );
+    bar.set_message(msg);
+    bar
+}
+
 /// The `p` quantile (0–1) of ascending `sorted` values by nearest rank; 0 when empty.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted

@@ -71,13 +71,7 @@ pub fn run(
         }
     }
     let stop = super::interrupt_flag();
-    let bar = indicatif::ProgressBar::new(texts.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})",
-        )
-        .expect("template"),
-    );
-    bar.set_message("embedding");
+    let bar = super::texts_bar(texts.len(), "embedding");
     let mut vectors = Vec::with_capacity(texts.len());
     let mut interrupted = false;
     for chunk in texts.chunks(64) {

@@ -6,7 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::hnsw::Graph;
@@ -40,12 +39,6 @@ pub fn dir(data_dir: &Path) -> PathBuf {
 /// Writes `prior` as the snapshot in `dir`: into a fresh sibling directory first, then swapped
 /// in by rename, so a crash leaves the old snapshot or the new one, never a mix.
 pub fn save(dir: &Path, prior: &Prior) -> anyhow::Result<()> {
-    let parent = dir.parent().context("snapshot directory has no parent")?;
-    std::fs::create_dir_all(parent)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".index-")
-        .tempdir_in(parent)
-        .context("creating the snapshot's temporary directory")?;
     let meta = Meta {
         format: FORMAT,
         model_version: prior.model_version.clone(),
@@ -57,20 +50,15 @@ pub fn save(dir: &Path, prior: &Prior) -> anyhow::Result<()> {
     for x in &prior.vectors {
         bytes.extend_from_slice(&x.to_le_bytes());
     }
-    std::fs::write(tmp.path().join("vectors.f32"), bytes)?;
-    if let Some(g) = &prior.graph {
-        g.save(tmp.path())?;
-    }
-    // meta.json last: a directory without it is not a snapshot.
-    std::fs::write(tmp.path().join("meta.json"), serde_json::to_vec(&meta)?)?;
-    let old = parent.join(".index-old");
-    let _ = std::fs::remove_dir_all(&old);
-    if dir.exists() {
-        std::fs::rename(dir, &old).context("moving the old snapshot aside")?;
-    }
-    std::fs::rename(tmp.keep(), dir).context("moving the new snapshot into place")?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
+    crate::atomic::replace_dir(dir, ".index-", |tmp| {
+        std::fs::write(tmp.join("vectors.f32"), bytes)?;
+        if let Some(g) = &prior.graph {
+            g.save(tmp)?;
+        }
+        // meta.json last: a directory without it is not a snapshot.
+        std::fs::write(tmp.join("meta.json"), serde_json::to_vec(&meta)?)?;
+        Ok(())
+    })
 }
 
 /// Why a snapshot was not used.

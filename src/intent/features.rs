@@ -3,7 +3,7 @@
 //! again (other options, another head) or evaluating again does not re-encode anything.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -55,13 +55,14 @@ fn cache_key(version: &str, texts: &[String]) -> String {
 }
 
 /// Embeds `texts` (64 at a time), reading and writing the cache in `cache` when given.
-/// `what` names the texts in the progress bar. Ctrl-C stops between batches with an error;
-/// the cache is only written complete.
+/// `what` names the texts in the progress bar. `stop` (Ctrl-C) ends the run between batches
+/// with an error; the cache is only written complete.
 pub fn embed_all(
     e: &Embedder,
     texts: &[String],
     cache: Option<&Path>,
     what: &str,
+    stop: Option<&AtomicBool>,
 ) -> anyhow::Result<Matrix> {
     let dim = e.dim();
     let path = cache.map(|d| d.join(format!("{}.f32", cache_key(e.version(), texts))));
@@ -80,17 +81,10 @@ pub fn embed_all(
             .collect();
         return Ok(Matrix { dim, data });
     }
-    let stop = crate::eval::interrupt_flag();
-    let bar = indicatif::ProgressBar::new(texts.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})",
-        )
-        .expect("template"),
-    );
-    bar.set_message(format!("embedding {what}"));
+    let bar = crate::eval::texts_bar(texts.len(), format!("embedding {what}"));
     let mut data = Vec::with_capacity(texts.len() * dim);
     for chunk in texts.chunks(64) {
-        if stop.load(Ordering::SeqCst) {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
             bar.abandon();
             anyhow::bail!("interrupted while embedding {what}; nothing was written");
         }

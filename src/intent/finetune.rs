@@ -362,11 +362,10 @@ pub fn finetune(
     let mut order: Vec<usize> = (0..tokens.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].len()));
     let mut states: Vec<Vec<f32>> = vec![Vec::new(); tokens.len()];
-    let bar = progress(
+    let bar = crate::eval::texts_bar(
         tokens.len(),
-        "{msg} {bar:30} {pos}/{len} texts ({per_sec}, eta {eta})",
+        format!("running the {} frozen layers", l - opts.layers),
     );
-    bar.set_message(format!("running the {} frozen layers", l - opts.layers));
     for chunk in order.chunks(64) {
         if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
             bar.abandon();
@@ -453,7 +452,10 @@ pub fn finetune(
     let warmup = ((total as f64 * opts.warmup) as usize).max(1);
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut idx: Vec<usize> = (0..n).collect();
-    let bar = progress(total, "{msg} {bar:30} step {pos}/{len} (eta {eta})");
+    let bar = indicatif::ProgressBar::new(total as u64).with_style(
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} step {pos}/{len} (eta {eta})")
+            .expect("template"),
+    );
     bar.set_position((start_epoch * steps_per_epoch) as u64);
     let started = std::time::Instant::now();
     let mut seen = 0usize;
@@ -544,9 +546,4 @@ pub fn finetune(
         final_loss,
         examples_per_second,
     })
-}
-
-fn progress(len: usize, template: &str) -> indicatif::ProgressBar {
-    indicatif::ProgressBar::new(len as u64)
-        .with_style(indicatif::ProgressStyle::with_template(template).expect("template"))
 }

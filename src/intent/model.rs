@@ -197,16 +197,18 @@ impl IntentModel {
     }
 
     /// The sentence vectors this model classifies: the encoder's embeddings (through the cache
-    /// in `cache` when given), or the tuned encoder's vectors.
+    /// in `cache` when given), or the tuned encoder's vectors. `stop` (Ctrl-C) ends a long run
+    /// between batches with an error.
     pub fn vectors(
         &self,
         e: &crate::embed::Embedder,
         texts: &[String],
         cache: Option<&Path>,
         what: &str,
+        stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> anyhow::Result<super::features::Matrix> {
         if !self.is_tuned() {
-            return super::features::embed_all(e, texts, cache, what);
+            return super::features::embed_all(e, texts, cache, what, stop);
         }
         let tuned = self
             .tuned
@@ -216,20 +218,13 @@ impl IntentModel {
         for t in texts {
             tokens.push(e.tokenize(&crate::embed::normalize(t))?.ids);
         }
-        let bar = indicatif::ProgressBar::new(texts.len() as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} {bar:40} {pos}/{len} texts ({per_sec}, eta {eta})",
-            )
-            .expect("template"),
+        let bar = crate::eval::texts_bar(
+            texts.len(),
+            format!("encoding {what} with the tuned layers"),
         );
-        bar.set_message(format!("encoding {what} with the tuned layers"));
         let mut data = Vec::with_capacity(texts.len() * self.dim());
-        let stop = (texts.len() > 64).then(crate::eval::interrupt_flag);
         for chunk in tokens.chunks(256) {
-            if stop
-                .as_ref()
-                .is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst))
-            {
+            if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::SeqCst)) {
                 bar.abandon();
                 anyhow::bail!("interrupted while encoding {what}");
             }
@@ -343,18 +338,7 @@ impl IntentModel {
     /// Writes the model directory: to a temporary directory beside `dir`, then renamed into
     /// place, so a reader never sees half a model and an existing one is replaced whole.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".kefu-intent-")
-            .tempdir_in(&parent)
-            .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
         let mut tensors = HashMap::new();
-        let d = self.dim();
         tensors.insert(
             "mean".to_string(),
             Tensor::new(self.weights.mean.as_slice(), &Device::Cpu)?,
@@ -363,7 +347,6 @@ impl IntentModel {
             "inv_std".to_string(),
             Tensor::new(self.weights.inv_std.as_slice(), &Device::Cpu)?,
         );
-        debug_assert_eq!(self.weights.layers[0].inputs, d);
         for (i, l) in self.weights.layers.iter().enumerate() {
             tensors.insert(
                 format!("layer{i}.weight"),
@@ -377,27 +360,14 @@ impl IntentModel {
         for (k, v) in &self.tuned_tensors {
             tensors.insert(k.clone(), v.clone());
         }
-        candle_core::safetensors::save(&tensors, tmp.path().join(INTENT_WEIGHTS_FILE))?;
-        std::fs::write(
-            tmp.path().join(CARD_FILE),
-            serde_json::to_string_pretty(&self.card)? + "\n",
-        )?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
-        }
-        let tmp = tmp.keep();
-        if dir.exists() {
-            let old = parent.join(format!(".kefu-intent-old-{}", std::process::id()));
-            std::fs::rename(dir, &old)
-                .with_context(|| format!("moving the previous {} aside", dir.display()))?;
-            std::fs::rename(&tmp, dir).with_context(|| format!("writing {}", dir.display()))?;
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(&tmp, dir).with_context(|| format!("writing {}", dir.display()))?;
-        }
-        Ok(())
+        crate::atomic::replace_dir(dir, ".kefu-intent-", |tmp| {
+            candle_core::safetensors::save(&tensors, tmp.join(INTENT_WEIGHTS_FILE))?;
+            std::fs::write(
+                tmp.join(CARD_FILE),
+                serde_json::to_string_pretty(&self.card)? + "\n",
+            )?;
+            Ok(())
+        })
     }
 }
 

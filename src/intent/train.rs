@@ -203,7 +203,7 @@ pub fn train_examples(
     }
     let embed = |xs: &[Example], what: &str| -> anyhow::Result<Matrix> {
         let texts: Vec<String> = xs.iter().map(|x| x.text.clone()).collect();
-        super::features::embed_all(e, &texts, cache, what)
+        super::features::embed_all(e, &texts, cache, what, stop)
     };
     let tx = embed(&train, "training examples")?;
     let dx = embed(&dev, "dev examples")?;
