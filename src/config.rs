@@ -26,6 +26,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub intent: IntentConfig,
     pub routing: crate::intent::routing::RoutingConfig,
+    pub dialog: crate::dialog::DialogConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +367,7 @@ impl Config {
             ));
         }
         self.routing.validate().map_err(ConfigError::Invalid)?;
+        self.dialog.validate().map_err(ConfigError::Invalid)?;
         if self.intent.default_model.trim().is_empty() {
             return Err(ConfigError::Invalid("intent.default_model is empty".into()));
         }
@@ -395,6 +397,7 @@ pub fn stray_env_vars() -> Vec<String> {
         "KEFU_PYTHON",
         "KEFU_NO_VNNI",
         "KEFU_TEST_MODEL",
+        "KEFU_TEST_REDIS_URL",
     ];
     std::env::vars()
         .map(|(k, _)| k)

@@ -39,6 +39,10 @@ pub enum ApiError {
         "the intent models are still loading (the demo models train at first start); retry shortly"
     )]
     IntentNotReady,
+    #[error("{0}")]
+    Flow(String),
+    #[error("{0}")]
+    Sessions(String),
     #[error("the request took longer than {0} s")]
     Timeout(u64),
     #[error(transparent)]
@@ -65,6 +69,8 @@ impl ApiError {
             Self::NotReady => ("model_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::IntentNotReady => ("intent_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            Self::Flow(_) => ("flow_template_failed", StatusCode::INTERNAL_SERVER_ERROR),
+            Self::Sessions(_) => ("session_store_unavailable", StatusCode::SERVICE_UNAVAILABLE),
             Self::Embed(e) => match e {
                 EmbedError::Overloaded(_) => ("overloaded", StatusCode::TOO_MANY_REQUESTS),
                 EmbedError::Tokenize(_) => {
@@ -99,6 +105,12 @@ pub struct ErrorDetail {
 impl From<crate::kb::store::StoreError> for ApiError {
     fn from(e: crate::kb::store::StoreError) -> Self {
         Self::Storage(e.to_string())
+    }
+}
+
+impl From<crate::dialog::session::SessionError> for ApiError {
+    fn from(e: crate::dialog::session::SessionError) -> Self {
+        Self::Sessions(e.to_string())
     }
 }
 

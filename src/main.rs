@@ -289,6 +289,22 @@ enum EvalCommand {
         #[command(flatten)]
         common: CommonFlags,
     },
+    /// Context rewriting on the `rewrite` format (`{"context", "utterance", "rewrite"}` JSONL):
+    /// exact match, character F1 and retrieval agreement (same top entry as the gold rewrite in
+    /// a KB of all gold rewrites), for kefu's rewriter and the bare / glued-to-context baselines.
+    Rewrite {
+        /// Rewrite file (e.g. ../shared/datasets/rewrite/zh_su2019/test.jsonl).
+        #[arg(long)]
+        data: PathBuf,
+        /// Use only the first N rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print one JSON object as the last line of standard output.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
     /// How well cosine similarity separates paraphrase pairs (`{"a","b","label"}` JSONL):
     /// ROC AUC and the best accuracy over thresholds.
     Pairs {
@@ -861,6 +877,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 print_faq_report(&r);
+            }
+            Ok(())
+        }
+        Command::Eval(EvalCommand::Rewrite {
+            data,
+            limit,
+            json,
+            common,
+        }) => {
+            let cfg = config_with_model(cfg_path.as_ref(), common)?;
+            let rows = kefu::eval::rewrite::read(&data, limit)?;
+            set_threads(cfg.embed.threads);
+            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let r = kefu::eval::rewrite::run(
+                &e,
+                &data,
+                &rows,
+                &cfg.index.options(),
+                cfg.matching.calibration().weights(),
+            )?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} rows{} (KB of {} gold rewrites), {:.0}% rewritten, {:.1} s",
+                    r.data,
+                    r.n,
+                    if r.interrupted { " [interrupted]" } else { "" },
+                    r.kb_entries,
+                    r.rewritten * 100.0,
+                    r.seconds
+                );
+                println!(
+                    "{:<10} {:>12} {:>8} {:>20}",
+                    "", "exact_match", "char_f1", "retrieval_agreement"
+                );
+                for (name, s) in [
+                    (
+                        "kefu",
+                        kefu::eval::rewrite::Scores {
+                            exact_match: r.exact_match,
+                            char_f1: r.char_f1,
+                            retrieval_agreement: r.retrieval_agreement,
+                        },
+                    ),
+                    ("bare", r.baselines.bare.clone()),
+                    ("concat", r.baselines.concat.clone()),
+                ] {
+                    println!(
+                        "{name:<10} {:>12.4} {:>8.4} {:>20.4}",
+                        s.exact_match, s.char_f1, s.retrieval_agreement
+                    );
+                }
             }
             Ok(())
         }

@@ -75,7 +75,19 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(c) = &stored {
         tracing::info!(?c, "using the calibration stored with the KB");
     }
-    let state = Arc::new(AppState::new(cfg.clone(), metrics.clone(), kb, stored));
+    let sessions = crate::dialog::chat::open_store(&cfg.dialog).await?;
+    tracing::info!(store = sessions.kind(), "sessions");
+    let feedback = crate::analytics::feedback::FeedbackStore::open(kb.pool().clone())
+        .await
+        .context("opening the feedback table")?;
+    let state = Arc::new(AppState::new(
+        cfg.clone(),
+        metrics.clone(),
+        kb,
+        stored,
+        sessions,
+        feedback,
+    ));
     tokio::spawn(index_builder(state.clone()));
     let app = api::router(state.clone());
 

@@ -18,6 +18,11 @@ pub struct Metrics {
     pub cache_misses: IntCounter,
     pub queue_depth: IntGauge,
     pub model_ready: IntGauge,
+    /// Chat turns by the bot's action (`answer`, `clarify`, `handoff`, …).
+    pub chat_actions: IntCounterVec,
+    /// Hand-offs by reason, and webhook deliveries by outcome.
+    pub handoffs: IntCounterVec,
+    pub handoff_deliveries: IntCounterVec,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -62,7 +67,27 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("register");
             g
         };
+        let v = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("counter");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
         Self {
+            chat_actions: v(
+                "chat_turns_total",
+                "Chat turns by the bot's action",
+                "action",
+            ),
+            handoffs: v(
+                "handoffs_total",
+                "Hand-offs to a person by reason",
+                "reason",
+            ),
+            handoff_deliveries: v(
+                "handoff_deliveries_total",
+                "Hand-off webhook deliveries by outcome (delivered, failed)",
+                "outcome",
+            ),
             requests,
             request_seconds,
             queue_seconds: h(

@@ -1,3 +1,4 @@
 //! Events and operational metrics.
 
+pub mod feedback;
 pub mod metrics;

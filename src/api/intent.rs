@@ -73,12 +73,22 @@ pub async fn classify(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<IntentRequest>,
 ) -> Result<Json<IntentResponse>, ApiError> {
-    let started = Instant::now();
     let text = super::checked_text("text", &req.text, &s.config.limits)?;
-    let name = req
-        .model
-        .clone()
-        .unwrap_or_else(|| s.config.intent.default_model.clone());
+    let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
+    Ok(Json(
+        understand(&s, text, req.model.as_deref(), tier).await?,
+    ))
+}
+
+/// Classification, severity and routing of `text` (checked), for `/v1/intent` and the chat.
+pub async fn understand(
+    s: &super::AppState,
+    text: &str,
+    model: Option<&str>,
+    tier: Option<&str>,
+) -> Result<IntentResponse, ApiError> {
+    let started = Instant::now();
+    let name = model.map_or_else(|| s.config.intent.default_model.clone(), str::to_string);
     let embedder = s.embedder()?;
     let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
     let model = models.get(&name).cloned().ok_or_else(|| {
@@ -106,7 +116,6 @@ pub async fn classify(
         }
         _ => None,
     };
-    let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
     let route = routing.route(&RouteInput {
         text,
         intent: &p.intent,
@@ -115,7 +124,7 @@ pub async fn classify(
         tier,
         severity: severity.as_ref().map(|s| s.label.as_str()),
     });
-    Ok(Json(IntentResponse {
+    Ok(IntentResponse {
         model: name,
         human_request: routing.human_request(text, &p.intent),
         intent: p.intent,
@@ -126,7 +135,7 @@ pub async fn classify(
         route,
         encoder: embedder.version().to_string(),
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-    }))
+    })
 }
 
 /// The vector `model` classifies: the encoder's embedding (kept in `base` for the next model),

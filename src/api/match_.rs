@@ -39,14 +39,14 @@ pub struct MatchRequest {
     pub explain: bool,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Signals {
     pub dense: f32,
     pub lexical: f32,
     pub fuzzy: f32,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Match {
     /// The FAQ entry's id, or `<document id>#<n>` for a passage.
     pub faq_id: String,
@@ -66,7 +66,7 @@ pub struct Match {
     pub signals: Option<Signals>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PassageSource {
     pub document_id: String,
     pub title: String,
@@ -111,6 +111,32 @@ pub async fn run(
             crate::kb::entry::CHANNELS.join(", ")
         )));
     }
+    search(
+        &s,
+        query,
+        top_k,
+        &req.filters,
+        req.channel.as_deref(),
+        req.explain,
+    )
+    .await
+    .map(|mut r| {
+        r.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Json(r)
+    })
+}
+
+/// The matching itself, for `/v1/match`, `/v1/chat` and `/v1/assist`: `query` (checked) against
+/// the index, filtered, decided.
+pub async fn search(
+    s: &super::AppState,
+    query: &str,
+    top_k: usize,
+    f: &Filters,
+    channel: Option<&str>,
+    explain: bool,
+) -> Result<MatchResponse, ApiError> {
+    let started = Instant::now();
     let embedder = s.embedder()?;
     let index = s.index.load_full().ok_or(ApiError::IndexNotReady)?;
     let corrected = index.correct(query);
@@ -120,12 +146,11 @@ pub async fn run(
     let weights = cal.weights();
     // Over-fetch so that filters and entries deleted since the last rebuild still leave top_k.
     let candidates = index.search(&v[0].vector, query, (top_k * 4).max(40), weights);
-    let f = &req.filters;
     let mut matches = Vec::new();
     let today = crate::kb::entry::today();
     for c in candidates {
         let indexed = &index.entries[c.entry];
-        let signals = req.explain.then_some(Signals {
+        let signals = explain.then_some(Signals {
             dense: c.dense,
             lexical: c.lexical,
             fuzzy: c.fuzzy,
@@ -185,7 +210,7 @@ pub async fn run(
                 kind: "faq",
                 question: e.question.clone(),
                 matched_text: index.texts[c.text].1.clone(),
-                answer: e.answer_for(req.channel.as_deref()).to_string(),
+                answer: e.answer_for(channel).to_string(),
                 category: e.category.clone(),
                 score,
                 source: None,
@@ -201,11 +226,11 @@ pub async fn run(
     if decision == Decision::Clarify {
         matches.truncate(3);
     }
-    Ok(Json(MatchResponse {
+    Ok(MatchResponse {
         decision,
         matches,
         corrected_query: corrected,
         model: embedder.version().to_string(),
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }))
+    })
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: axum router, one file per resource, OpenAPI document.
 
 pub mod calibration;
+pub mod chat;
 pub mod documents;
 pub mod embed;
 pub mod faqs;
@@ -47,6 +48,14 @@ pub struct AppState {
     pub calibration: ArcSwap<(bool, Calibration)>,
     /// The intent models by name; empty until loaded (after the encoder).
     pub intents: ArcSwapOption<IntentModels>,
+    /// Conversations (`/v1/chat`), in memory or in Redis.
+    pub sessions: Arc<dyn crate::dialog::session::SessionStore>,
+    pub session_locks: crate::dialog::session::SessionLocks,
+    /// The business flows, checked at start.
+    pub flows: Arc<crate::dialog::flows::Flows>,
+    /// For flow calls and hand-off webhooks.
+    pub http: reqwest::Client,
+    pub feedback: crate::analytics::feedback::FeedbackStore,
 }
 
 pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
@@ -57,6 +66,8 @@ impl AppState {
         metrics: Arc<Metrics>,
         kb: KbStore,
         stored: Option<Calibration>,
+        sessions: Arc<dyn crate::dialog::session::SessionStore>,
+        feedback: crate::analytics::feedback::FeedbackStore,
     ) -> Self {
         let calibration = match stored {
             Some(c) => (true, c),
@@ -64,13 +75,18 @@ impl AppState {
         };
         Self {
             calibration: ArcSwap::from_pointee(calibration),
-            config,
             metrics,
             embedder: ArcSwapOption::empty(),
             kb,
             index: ArcSwapOption::empty(),
             reindex: tokio::sync::Notify::new(),
             intents: ArcSwapOption::empty(),
+            sessions,
+            session_locks: Default::default(),
+            flows: crate::dialog::chat::compile_flows(&config.dialog),
+            http: reqwest::Client::new(),
+            feedback,
+            config,
         }
     }
 
@@ -131,6 +147,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/index", get(index::info))
         .route("/v1/intent", post(intent::classify))
         .route("/v1/intent/models", get(intent::models))
+        .route("/v1/chat", post(chat::chat))
+        .route(
+            "/v1/sessions/{id}",
+            get(chat::get_session).delete(chat::delete_session),
+        )
+        .route("/v1/sessions/{id}/release", post(chat::release))
+        .route("/v1/sessions/{id}/handoff", post(chat::hand_off))
+        .route("/v1/assist", post(chat::assist))
+        .route(
+            "/v1/feedback",
+            post(chat::feedback).get(chat::list_feedback),
+        )
         .route(
             "/v1/calibration",
             get(calibration::get)

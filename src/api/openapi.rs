@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{calibration, documents, embed, faqs, index, intent, match_, ops};
+use super::{calibration, chat, documents, embed, faqs, index, intent, match_, ops};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -34,6 +34,14 @@ use crate::error::{ErrorBody, ErrorDetail};
         calibration::delete,
         intent::classify,
         intent::models,
+        chat::chat,
+        chat::get_session,
+        chat::delete_session,
+        chat::release,
+        chat::hand_off,
+        chat::assist,
+        chat::feedback,
+        chat::list_feedback,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -83,6 +91,30 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::matcher::BuildStats,
         ops::Health,
         ops::Readiness,
+        crate::dialog::chat::ChatRequest,
+        crate::dialog::chat::ChatResponse,
+        crate::dialog::chat::Action,
+        crate::dialog::chat::IntentView,
+        crate::dialog::chat::FlowView,
+        crate::dialog::session::Session,
+        crate::dialog::session::Turn,
+        crate::dialog::session::Role,
+        crate::dialog::session::CustomerRef,
+        crate::dialog::session::Topic,
+        crate::dialog::session::Choice,
+        crate::dialog::flows::FlowState,
+        crate::dialog::handoff::HandoffPackage,
+        crate::dialog::handoff::Reason,
+        crate::dialog::handoff::TranscriptLine,
+        crate::dialog::assist::AssistRequest,
+        crate::dialog::assist::AssistResponse,
+        crate::dialog::assist::Line,
+        crate::dialog::assist::Suggestion,
+        crate::dialog::assist::FlowSuggestion,
+        chat::HandoffRequest,
+        chat::FeedbackRequest,
+        chat::FeedbackList,
+        crate::analytics::feedback::Feedback,
         ErrorBody,
         ErrorDetail
     ))

@@ -3,6 +3,7 @@
 pub mod faq;
 pub mod pairs;
 pub mod report;
+pub mod rewrite;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

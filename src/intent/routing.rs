@@ -213,12 +213,12 @@ pub struct RouteInput<'a> {
     pub severity: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Route {
     pub target: Target,
     pub priority: Priority,
     pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_minutes: Option<u32>,
     /// The rule that decided (`default` when none matched).
     pub rule: String,

@@ -90,6 +90,11 @@ impl KbStore {
         Ok(Self { pool })
     }
 
+    /// The database, shared with what is stored beside the KB (feedback).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Monotonic counter of committed changes.
     pub async fn revision(&self) -> Result<i64, StoreError> {
         Ok(

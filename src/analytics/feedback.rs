@@ -1,0 +1,106 @@
+//! Feedback on the bot's replies (`POST /v1/feedback`), stored beside the KB for analytics and
+//! retraining: with the question asked and the entry answered, a correction (`faq_id`) is a
+//! labelled example.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::SqlitePool;
+use utoipa::ToSchema;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    turn_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    helpful INTEGER,
+    rating INTEGER,
+    comment TEXT,
+    faq_id TEXT,
+    question TEXT,
+    answered_faq_id TEXT,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS feedback_session ON feedback(session_id);
+";
+
+/// One piece of feedback as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Feedback {
+    pub id: i64,
+    pub turn_id: String,
+    pub session_id: String,
+    pub helpful: Option<bool>,
+    /// 1–5.
+    pub rating: Option<u8>,
+    pub comment: Option<String>,
+    /// The entry that would have been right, per the customer or agent.
+    pub faq_id: Option<String>,
+    /// The customer's question the reply answered (when the session was still there).
+    pub question: Option<String>,
+    /// The entry the bot answered with.
+    pub answered_faq_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+pub struct FeedbackStore {
+    pool: SqlitePool,
+}
+
+impl FeedbackStore {
+    pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Stores `f` (its `id` is assigned) and returns it.
+    pub async fn add(&self, mut f: Feedback) -> Result<Feedback, sqlx::Error> {
+        let row = sqlx::query(
+            "INSERT INTO feedback (turn_id, session_id, helpful, rating, comment, faq_id, question,
+             answered_faq_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&f.turn_id)
+        .bind(&f.session_id)
+        .bind(f.helpful)
+        .bind(f.rating.map(i64::from))
+        .bind(&f.comment)
+        .bind(&f.faq_id)
+        .bind(&f.question)
+        .bind(&f.answered_faq_id)
+        .bind(f.created_at)
+        .fetch_one(&self.pool)
+        .await?;
+        f.id = row.get(0);
+        Ok(f)
+    }
+
+    /// The newest `limit`, optionally of one session.
+    pub async fn list(
+        &self,
+        session_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Feedback>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM feedback WHERE (?1 IS NULL OR session_id = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(session_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Feedback {
+                id: r.get("id"),
+                turn_id: r.get("turn_id"),
+                session_id: r.get("session_id"),
+                helpful: r.get("helpful"),
+                rating: r.get::<Option<i64>, _>("rating").map(|x| x as u8),
+                comment: r.get("comment"),
+                faq_id: r.get("faq_id"),
+                question: r.get("question"),
+                answered_faq_id: r.get("answered_faq_id"),
+                created_at: r.get("created_at"),
+            })
+            .collect())
+    }
+}

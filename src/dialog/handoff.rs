@@ -1,0 +1,290 @@
+//! Hand-off to a person: the package the agent's desk needs (why, where to, who, what was
+//! said, a short summary, what the bot already collected), and its delivery to the desk's
+//! webhook with retries and an idempotency key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::session::{CustomerRef, Role, Session};
+use crate::intent::routing::Route;
+
+/// Why the conversation went to a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The customer asked for a person.
+    ExplicitRequest,
+    /// The routing policy sends it to a person (VIP, complaint, …).
+    Routing,
+    /// The bot could not answer several turns in a row.
+    NoAnswer,
+    /// A business flow's call to the operator's system failed.
+    FlowFailed,
+    /// The caller asked for it (`POST /v1/sessions/{id}/handoff`).
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TranscriptLine {
+    pub role: Role,
+    pub text: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HandoffPackage {
+    /// `<session id>-h<n>`; also the webhook's idempotency key.
+    pub id: String,
+    pub session_id: String,
+    pub reason: Reason,
+    /// In words, e.g. the routing rule's reason or the failed call.
+    pub detail: String,
+    pub route: Route,
+    pub intent: Option<String>,
+    pub severity: Option<String>,
+    /// Intents, categories and flows of the conversation, the reason, `vip`, the severity.
+    pub tags: Vec<String>,
+    pub customer: CustomerRef,
+    pub channel: Option<String>,
+    pub locale: String,
+    pub transcript: Vec<TranscriptLine>,
+    /// The customer's most telling sentences, in order.
+    pub summary: String,
+    /// Everything the customer gave (order number, phone, …).
+    pub slots: BTreeMap<String, String>,
+    pub created_at: i64,
+}
+
+/// What the caller knows about the turn that caused the hand-off.
+pub struct Cause<'a> {
+    pub reason: Reason,
+    pub detail: String,
+    pub route: Route,
+    pub intent: Option<&'a str>,
+    pub severity: Option<&'a str>,
+    pub vip: bool,
+}
+
+/// Builds the package and marks the session as with a person.
+pub fn hand_off(session: &mut Session, cause: Cause) -> HandoffPackage {
+    session.handoffs += 1;
+    let mut tags: Vec<String> = session.seen.clone();
+    let reason = serde_json::to_value(cause.reason)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    tags.push(reason);
+    if let Some(i) = cause.intent
+        && !tags.iter().any(|t| t == i)
+    {
+        tags.push(i.to_string());
+    }
+    if cause.vip {
+        tags.push("vip".into());
+    }
+    if let Some(s) = cause.severity {
+        tags.push(format!("severity:{s}"));
+    }
+    let mut slots = session.slots.clone();
+    if let Some(f) = &session.flow {
+        slots.extend(f.slots.clone());
+        tags.push(format!("flow:{}", f.name));
+    }
+    let package = HandoffPackage {
+        id: format!("{}-h{}", session.id, session.handoffs),
+        session_id: session.id.clone(),
+        reason: cause.reason,
+        detail: cause.detail,
+        route: cause.route,
+        intent: cause.intent.map(str::to_string),
+        severity: cause.severity.map(str::to_string),
+        tags,
+        customer: session.customer.clone(),
+        channel: session.channel.clone(),
+        locale: session.locale.clone(),
+        transcript: session
+            .turns
+            .iter()
+            .map(|t| TranscriptLine {
+                role: t.role,
+                text: t.text.clone(),
+                at: t.at,
+            })
+            .collect(),
+        summary: summary(session, 3),
+        slots,
+        created_at: super::session::now(),
+    };
+    session.with_human = true;
+    session.flow = None;
+    session.handoff = Some(package.clone());
+    package
+}
+
+/// An extractive summary: the customer's `n` most central turns (those sharing the most
+/// words with the rest of what they said), in the order they were said.
+pub fn summary(session: &Session, n: usize) -> String {
+    let said: Vec<&str> = session
+        .turns
+        .iter()
+        .filter(|t| t.role == Role::Customer)
+        .map(|t| t.text.as_str())
+        .collect();
+    let tokens: Vec<Vec<String>> = said.iter().map(|t| crate::text::tokens(t)).collect();
+    let mut df: HashMap<&str, usize> = HashMap::new();
+    for ts in &tokens {
+        let mut seen: Vec<&str> = ts.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            *df.entry(t).or_default() += 1;
+        }
+    }
+    let mut scored: Vec<(usize, f32)> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, ts)| {
+            // Words repeated across turns carry the topic; a turn's own words show its content.
+            let shared: f32 = ts.iter().map(|t| df[t.as_str()] as f32).sum();
+            (
+                i,
+                (shared + ts.len() as f32) / (ts.len() as f32 + 2.0).sqrt(),
+            )
+        })
+        .filter(|(i, _)| !tokens[*i].is_empty())
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut keep: Vec<usize> = scored.into_iter().take(n).map(|(i, _)| i).collect();
+    keep.sort_unstable();
+    keep.iter()
+        .map(|&i| said[i].trim())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// Where and how hand-offs are posted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HandoffConfig {
+    /// The agent desk's webhook (POST, JSON package); none: returned to the caller only.
+    pub webhook_url: Option<String>,
+    /// Extra headers, e.g. `authorization`.
+    pub webhook_headers: BTreeMap<String, String>,
+    /// Further attempts after a failure (connection error, timeout, 429, 5xx).
+    pub webhook_retries: u32,
+    pub webhook_timeout_ms: u64,
+    /// Consecutive turns without an answer before a person takes over.
+    pub after_no_answers: u32,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            webhook_headers: BTreeMap::new(),
+            webhook_retries: 3,
+            webhook_timeout_ms: 3000,
+            after_no_answers: 2,
+        }
+    }
+}
+
+/// Posts the package to the webhook, retrying with back-off; the package id is the
+/// `Idempotency-Key`, so the desk can drop a retry it already took. Returns how many attempts
+/// it took, or the last error.
+pub async fn deliver(
+    client: &reqwest::Client,
+    cfg: &HandoffConfig,
+    package: &HandoffPackage,
+) -> Result<u32, String> {
+    let Some(url) = &cfg.webhook_url else {
+        return Ok(0);
+    };
+    let mut last = String::new();
+    for attempt in 0..=cfg.webhook_retries {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(250 << (attempt - 1).min(5))).await;
+        }
+        let mut req = client
+            .post(url)
+            .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
+            .header("idempotency-key", &package.id)
+            .json(package);
+        for (k, v) in &cfg.webhook_headers {
+            req = req.header(k, v);
+        }
+        match req.send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt + 1),
+            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                last = format!("the webhook answered {}", r.status())
+            }
+            Ok(r) => return Err(format!("the webhook refused the package: {}", r.status())),
+            Err(e) => last = format!("posting to the webhook failed: {e}"),
+        }
+    }
+    Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intent::routing::{Priority, Target};
+
+    fn route() -> Route {
+        Route {
+            target: Target::Agent,
+            priority: Priority::Normal,
+            reason: "asked".into(),
+            sla_minutes: None,
+            rule: "human_request".into(),
+        }
+    }
+
+    #[test]
+    fn package_carries_transcript_tags_slots_and_marks_the_session() {
+        let mut s = Session::new(
+            "s1".into(),
+            CustomerRef {
+                id: Some("c9".into()),
+                tier: Some("gold".into()),
+            },
+            Some("app".into()),
+        );
+        s.push(Role::Customer, "我的订单 KF2026112001 一直没到");
+        s.push(Role::Bot, "订单已发货");
+        s.push(Role::Customer, "快递一直没到，订单到底到哪了");
+        s.push(Role::Customer, "转人工");
+        s.note("order_status");
+        s.slots.insert("order_id".into(), "KF2026112001".into());
+        let p = hand_off(
+            &mut s,
+            Cause {
+                reason: Reason::ExplicitRequest,
+                detail: "asked".into(),
+                route: route(),
+                intent: Some("transfer_to_human"),
+                severity: None,
+                vip: true,
+            },
+        );
+        assert_eq!(p.id, "s1-h1");
+        assert_eq!(p.transcript.len(), 4);
+        assert_eq!(p.transcript[1].role, Role::Bot);
+        assert_eq!(
+            p.tags,
+            [
+                "order_status",
+                "explicit_request",
+                "transfer_to_human",
+                "vip"
+            ]
+        );
+        assert_eq!(p.slots["order_id"], "KF2026112001");
+        assert!(p.summary.contains("订单到底到哪了"), "{}", p.summary);
+        assert!(s.with_human);
+        assert_eq!(s.handoff.as_ref().unwrap().id, "s1-h1");
+    }
+}
