@@ -1,4 +1,4 @@
-//! `kefu eval pairs` on a small labelled file with the real model.
+//! `kefu eval pairs` and `kefu eval rewrite` on small hand-made files with the real model.
 
 mod common;
 
@@ -60,4 +60,59 @@ fn eval_pairs_names_the_bad_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("pairs.jsonl:2"), "{err}");
+}
+
+#[test]
+fn eval_rewrite_scores_kefu_and_both_baselines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("rewrite.jsonl");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for (context, utterance, rewrite) in [
+        (
+            ["马云是谁", "做过中国首富也是有名的慈善家"],
+            "他是共产党员吗",
+            "马云是共产党员吗",
+        ),
+        (
+            ["周杰伦是谁", "感觉还是和蔡依林最配"],
+            "他最好听的歌是",
+            "周杰伦最好听的歌是",
+        ),
+        (
+            ["Do you ship to Canada?", "Yes, in 5-10 days."],
+            "what about Japan?",
+            "Do you ship to Japan?",
+        ),
+        (
+            ["今天北京天气怎么样", "晴，最高气温12度"],
+            "上海呢",
+            "今天上海天气怎么样",
+        ),
+    ] {
+        let row =
+            serde_json::json!({"context": context, "utterance": utterance, "rewrite": rewrite});
+        writeln!(f, "{row}").unwrap();
+    }
+    drop(f);
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "rewrite", "--json", "--data"])
+            .arg(&path)
+            .arg("--model")
+            .arg(common::model_dir()),
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["n"], 4);
+    assert_eq!(r["kb_entries"], 4);
+    let bare = &r["baselines"]["bare"];
+    let concat = &r["baselines"]["concat"];
+    // No bare utterance is its own rewrite; kefu restores at least the three simple ones.
+    assert_eq!(bare["exact_match"], 0.0, "{r}");
+    assert!(r["exact_match"].as_f64().unwrap() >= 0.75, "{r}");
+    for k in ["char_f1", "retrieval_agreement"] {
+        let ours = r[k].as_f64().unwrap();
+        assert!(ours >= bare[k].as_f64().unwrap(), "{k}: {r}");
+        assert!(ours >= concat[k].as_f64().unwrap(), "{k}: {r}");
+    }
+    assert_eq!(r["retrieval_agreement"].as_f64().unwrap(), 1.0, "{r}");
 }
