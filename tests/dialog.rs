@@ -205,6 +205,48 @@ async fn scripted_conversations_with_context_flows_and_handoff() {
     let v = say(&c, &s, "human", "退货运费谁承担").await;
     assert_eq!(v["action"], "answer", "back with the bot: {v}");
 
+    // The routing policy: an urgent complaint goes to the complaints team at once.
+    let v = say(
+        &c,
+        &s,
+        "complaint",
+        "充电器冒烟了，孩子的手被烫伤了，我要投诉",
+    )
+    .await;
+    assert_eq!(v["action"], "handoff", "{v}");
+    assert_eq!(v["handoff"]["reason"], "routing");
+    assert_eq!(v["handoff"]["route"]["target"], "complaints", "{v}");
+    assert_eq!(v["handoff"]["severity"], "urgent", "{v}");
+
+    // The API hands a conversation over, once.
+    let (st, p) = common::call(
+        &c,
+        Method::POST,
+        s.url("/v1/sessions/ctx/handoff"),
+        Some(json!({"detail": "supervisor takes over", "priority": "high"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["reason"], "api");
+    assert_eq!(p["route"]["target"], "agent");
+    assert_eq!(p["transcript"].as_array().unwrap().len(), 4, "{p}");
+    let (st, _) = common::call(
+        &c,
+        Method::POST,
+        s.url("/v1/sessions/ctx/handoff"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 409);
+    let (st, _) = common::call(
+        &c,
+        Method::POST,
+        s.url("/v1/sessions/nope/handoff"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 404);
+
     // Two turns the bot cannot answer hand the customer on.
     let v = say(&c, &s, "lost", "qwxz plokm zzvb").await;
     assert_eq!(v["action"], "no_answer", "{v}");

@@ -708,27 +708,8 @@ async fn continue_flow(
             return Ok(None);
         };
         if state.invalid >= 3 {
-            let p = handoff::hand_off(
-                session,
-                Cause {
-                    reason: Reason::FlowFailed,
-                    detail: format!(
-                        "flow {}: no valid {} after {} tries",
-                        flow.name, slot.name, state.invalid
-                    ),
-                    route: unanswered_route(s, session),
-                    intent: flow.intents.first().map(String::as_str),
-                    severity: None,
-                    vip: s.config.routing.is_vip(session.customer.tier.as_deref()),
-                },
-            );
-            let mut o = Outcome::say(
-                s.config.dialog.replies.handoff.get(&locale).into(),
-                Action::Handoff,
-            );
-            o.flow = Some(view(&state, "failed", None));
-            o.handoff = Some(p);
-            return Ok(Some(o));
+            let detail = format!("no valid {} after {} tries", slot.name, state.invalid);
+            return Ok(Some(flow_failed(s, session, flow, state, &detail)));
         }
         let ctx = context(s, session, flow, &state, None);
         let t = slot.invalid.as_ref().unwrap_or(&slot.prompt).get(&locale);
@@ -853,26 +834,38 @@ async fn execute(
         error = failure,
         "flow call failed: handing off"
     );
-    // The flow's slots travel in the package.
+    Ok(flow_failed(s, session, flow, state, &failure))
+}
+
+/// Hands the customer on when a flow cannot finish; the flow's slots travel in the package.
+fn flow_failed(
+    s: &AppState,
+    session: &mut Session,
+    flow: &Flow,
+    state: FlowState,
+    why: &str,
+) -> Outcome {
     session.flow = Some(state.clone());
+    let route = unanswered_route(s, session);
+    let vip = s.config.routing.is_vip(session.customer.tier.as_deref());
     let p = handoff::hand_off(
         session,
         Cause {
             reason: Reason::FlowFailed,
-            detail: format!("flow {}: {failure}", flow.name),
-            route: unanswered_route(s, session),
+            detail: format!("flow {}: {why}", flow.name),
+            route,
             intent: flow.intents.first().map(String::as_str),
             severity: None,
-            vip: s.config.routing.is_vip(session.customer.tier.as_deref()),
+            vip,
         },
     );
     let mut o = Outcome::say(
-        s.config.dialog.replies.handoff.get(&locale).into(),
+        s.config.dialog.replies.handoff.get(&session.locale).into(),
         Action::Handoff,
     );
     o.flow = Some(view(&state, "failed", None));
     o.handoff = Some(p);
-    Ok(o)
+    o
 }
 
 fn view(state: &FlowState, status: &'static str, result: Option<serde_json::Value>) -> FlowView {

@@ -272,7 +272,7 @@ impl Flows {
                 check_text(&env, t).map_err(|e| at(&format!("replies.{code}: {e}")))?;
             }
         }
-        let phone = Regex::new(r"(?:\+?86[- ]?)?1[3-9]\d{9}|\+\d{8,15}").expect("valid");
+        let phone = Regex::new(r"(?:\+?86[- ]?)?1[3-9]\d(?:[- ]?\d){8}|\+\d{8,15}").expect("valid");
         Ok(Self {
             flows,
             patterns,

@@ -136,19 +136,11 @@ pub fn run(
     for r in rows {
         let next = ids.len();
         ids.entry(r.rewrite.as_str()).or_insert_with(|| {
-            entries.push(crate::kb::FaqEntry {
-                id: format!("r{next}"),
-                question: r.rewrite.clone(),
-                similar: vec![],
-                answer: "-".into(),
-                answers: Default::default(),
-                category: None,
-                tags: vec![],
-                locale: None,
-                enabled: true,
-                valid_from: None,
-                valid_to: None,
-            });
+            entries.push(crate::kb::FaqEntry::new(
+                format!("r{next}"),
+                r.rewrite.clone(),
+                "-".into(),
+            ));
             next
         });
     }

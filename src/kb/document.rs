@@ -149,17 +149,13 @@ impl Document {
             .into_iter()
             .map(|p| {
                 let e = FaqEntry {
-                    id: p.id.clone(),
-                    question: format!("{}: {}", p.heading, p.text),
-                    similar: vec![],
-                    answer: p.text.clone(),
-                    answers: Default::default(),
                     category: self.category.clone(),
-                    tags: vec![],
                     locale: self.locale.clone(),
-                    enabled: true,
-                    valid_from: None,
-                    valid_to: None,
+                    ..FaqEntry::new(
+                        p.id.clone(),
+                        format!("{}: {}", p.heading, p.text),
+                        p.text.clone(),
+                    )
                 };
                 (e, p)
             })

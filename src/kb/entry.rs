@@ -51,6 +51,25 @@ fn yes() -> bool {
     true
 }
 
+impl FaqEntry {
+    /// An enabled entry with nothing but its id, question and answer.
+    pub fn new(id: String, question: String, answer: String) -> Self {
+        Self {
+            id,
+            question,
+            similar: vec![],
+            answer,
+            answers: Default::default(),
+            category: None,
+            tags: vec![],
+            locale: None,
+            enabled: true,
+            valid_from: None,
+            valid_to: None,
+        }
+    }
+}
+
 /// One problem with one field of one entry.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct FieldError {

@@ -243,19 +243,7 @@ fn parse_markdown(text: &str, id_prefix: &str) -> (Parsed, Vec<Problem>) {
     for (i, raw) in text.lines().enumerate() {
         if let Some(q) = raw.strip_prefix("## ") {
             finish(current.take(), &mut entries);
-            let e = FaqEntry {
-                id: String::new(),
-                question: q.trim().into(),
-                similar: vec![],
-                answer: String::new(),
-                answers: Default::default(),
-                category: None,
-                tags: vec![],
-                locale: None,
-                enabled: true,
-                valid_from: None,
-                valid_to: None,
-            };
+            let e = FaqEntry::new(String::new(), q.trim().into(), String::new());
             current = Some((i + 1, e, Vec::new(), true));
             continue;
         }
