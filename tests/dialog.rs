@@ -160,6 +160,7 @@ async fn scripted_conversations_with_context_flows_and_handoff() {
     assert_ne!(v["action"], "handoff", "{v}");
     let v = say(&c, &s, "human", "转人工").await;
     assert_eq!(v["action"], "handoff", "{v}");
+    assert!(v["rewritten_query"].is_null(), "{v}");
     let p = &v["handoff"];
     assert_eq!(p["reason"], "explicit_request");
     assert_eq!(p["route"]["target"], "vip_agent", "{p}");

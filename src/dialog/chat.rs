@@ -360,7 +360,8 @@ pub async fn understand(
     session: &Session,
     text: &str,
 ) -> Result<Understanding, ApiError> {
-    let rewritten = if s.config.dialog.rewrite {
+    // A request for a person stands alone whatever came before.
+    let rewritten = if s.config.dialog.rewrite && !s.config.routing.human_request(text, "") {
         let history = history(session);
         let h: Vec<&str> = history.iter().map(String::as_str).collect();
         super::context::rewrite(&h, text).filter(|r| r != text)
