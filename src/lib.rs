@@ -14,5 +14,6 @@ pub mod intent;
 pub mod kb;
 pub mod matcher;
 pub mod model;
+pub mod recommend;
 pub mod serve;
 pub mod text;

@@ -305,6 +305,23 @@ enum EvalCommand {
         #[command(flatten)]
         common: CommonFlags,
     },
+    /// Recommendations on an interaction log (`user_id,item_id,rating,timestamp` CSV): hold out
+    /// each customer's last interaction (`last`) or last 20% (`last20`), choose the
+    /// recommender's settings on a validation split carved from the rest, and rank every item
+    /// for every customer: HR@10, NDCG@10, recall@10, coverage@10, beside popularity.
+    Recommend {
+        /// Interactions CSV (e.g. ../shared/datasets/recommend/movielens100k/interactions.csv).
+        #[arg(long)]
+        interactions: PathBuf,
+        /// Items JSONL (`{"id", …}` per line): items without interactions are ranked too.
+        #[arg(long)]
+        items: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "last")]
+        split: kefu::recommend::data::Split,
+        /// Print one JSON object as the last line of standard output.
+        #[arg(long)]
+        json: bool,
+    },
     /// How well cosine similarity separates paraphrase pairs (`{"a","b","label"}` JSONL):
     /// ROC AUC and the best accuracy over thresholds.
     Pairs {
@@ -930,6 +947,74 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         s.exact_match, s.char_f1, s.retrieval_agreement
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Eval(EvalCommand::Recommend {
+            interactions,
+            items,
+            split,
+            json,
+        }) => {
+            let log = kefu::recommend::data::read_interactions(&interactions)?;
+            let catalogue: Vec<String> = match &items {
+                Some(p) => {
+                    kefu::eval::read_jsonl::<serde_json::Value>(p, None, r#"{"id": "...", ...}"#)?
+                        .into_iter()
+                        .filter_map(|(_, v)| {
+                            v.get("id").and_then(|x| x.as_str()).map(str::to_string)
+                        })
+                        .collect()
+                }
+                None => vec![],
+            };
+            let h = kefu::recommend::data::Histories::build(&log, &catalogue);
+            let r = kefu::recommend::eval::run(&interactions, &h, split, log.len())?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} customers, {} items, {} interactions, split {:?}{}",
+                    r.data,
+                    r.users,
+                    r.items,
+                    r.interactions,
+                    r.split,
+                    if r.interrupted { " [interrupted]" } else { "" }
+                );
+                let p = &r.chosen.params;
+                println!(
+                    "chosen on validation ({} settings): λ {} τ {} floor {} (validation NDCG@10 {:.4}); fit {:.1} s",
+                    r.chosen.tried,
+                    p.lambda,
+                    p.tau,
+                    p.floor,
+                    r.chosen.validation_ndcg_at_10,
+                    r.train_seconds
+                );
+                println!(
+                    "{:<14} {:>8} {:>16} {:>10} {:>12}",
+                    "", "HR@10", "NDCG@10 (se)", "recall@10", "coverage@10"
+                );
+                println!(
+                    "{:<14} {:>8.4} {:>9.4} ({:.4}) {:>10.4} {:>12.4}",
+                    "recency EASE",
+                    r.hr_at_10,
+                    r.ndcg_at_10,
+                    r.ndcg_at_10_se,
+                    r.recall_at_10,
+                    r.coverage_at_10
+                );
+                let q = &r.popularity;
+                println!(
+                    "{:<14} {:>8.4} {:>9.4} ({:.4}) {:>10.4} {:>12.4}",
+                    "popularity",
+                    q.hr_at_10,
+                    q.ndcg_at_10,
+                    q.ndcg_at_10_se,
+                    q.recall_at_10,
+                    q.coverage_at_10
+                );
             }
             Ok(())
         }

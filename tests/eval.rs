@@ -1,4 +1,4 @@
-//! `kefu eval pairs` and `kefu eval rewrite` on small hand-made files with the real model.
+//! `kefu eval pairs`, `kefu eval rewrite` and `kefu eval recommend` on small files.
 
 mod common;
 
@@ -115,4 +115,66 @@ fn eval_rewrite_scores_kefu_and_both_baselines() {
         assert!(ours >= concat[k].as_f64().unwrap(), "{k}: {r}");
     }
     assert_eq!(r["retrieval_agreement"].as_f64().unwrap(), 1.0, "{r}");
+}
+
+#[test]
+fn eval_recommend_on_the_demo_shop_beats_popularity() {
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/demo/recommend");
+    for split in ["last", "last20"] {
+        let stdout = common::run_ok(
+            common::kefu()
+                .args([
+                    "eval",
+                    "recommend",
+                    "--json",
+                    "--split",
+                    split,
+                    "--interactions",
+                ])
+                .arg(demo.join("interactions.csv"))
+                .arg("--items")
+                .arg(demo.join("items.jsonl")),
+        );
+        let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(r["split"], split);
+        assert_eq!(r["users"], 350);
+        assert_eq!(
+            r["items"], 299,
+            "catalogue items without sales are ranked too"
+        );
+        assert!(r["chosen"]["tried"].as_u64().unwrap() > 1);
+        let pop = &r["popularity"];
+        for k in ["hr_at_10", "ndcg_at_10", "recall_at_10", "coverage_at_10"] {
+            assert!(
+                r[k].as_f64().unwrap() > pop[k].as_f64().unwrap(),
+                "{split} {k}: {r}"
+            );
+        }
+    }
+}
+
+#[test]
+fn eval_recommend_names_bad_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log.csv");
+    std::fs::write(
+        &path,
+        "user_id,item_id,rating,timestamp\nu1,a,5,100\nu1,b,x,101\n,c,1,102\nu2,a,4,yesterday\n",
+    )
+    .unwrap();
+    let out = common::kefu()
+        .args(["eval", "recommend", "--interactions"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "3 bad line(s)",
+        "line 3: rating",
+        "line 4: user_id",
+        "line 5: timestamp",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
 }
