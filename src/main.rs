@@ -318,6 +318,9 @@ enum EvalCommand {
         items: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "last")]
         split: kefu::recommend::data::Split,
+        /// Write summary.json and per_customer.csv (held-out items, top 10, hits) to DIR.
+        #[arg(long)]
+        report: Option<PathBuf>,
         /// Print one JSON object as the last line of standard output.
         #[arg(long)]
         json: bool,
@@ -954,6 +957,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             interactions,
             items,
             split,
+            report,
             json,
         }) => {
             let log = kefu::recommend::data::read_interactions(&interactions)?;
@@ -969,7 +973,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => vec![],
             };
             let h = kefu::recommend::data::Histories::build(&log, &catalogue);
-            let r = kefu::recommend::eval::run(&interactions, &h, split, log.len())?;
+            let r =
+                kefu::recommend::eval::run(&interactions, &h, split, log.len(), report.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {

@@ -120,7 +120,9 @@ fn eval_rewrite_scores_kefu_and_both_baselines() {
 #[test]
 fn eval_recommend_on_the_demo_shop_beats_popularity() {
     let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/demo/recommend");
+    let tmp = tempfile::tempdir().unwrap();
     for split in ["last", "last20"] {
+        let report = tmp.path().join(split);
         let stdout = common::run_ok(
             common::kefu()
                 .args([
@@ -133,7 +135,18 @@ fn eval_recommend_on_the_demo_shop_beats_popularity() {
                 ])
                 .arg(demo.join("interactions.csv"))
                 .arg("--items")
-                .arg(demo.join("items.jsonl")),
+                .arg(demo.join("items.jsonl"))
+                .arg("--report")
+                .arg(&report),
+        );
+        let summary = std::fs::read_to_string(report.join("summary.json")).unwrap();
+        assert!(summary.contains("recency_ease"));
+        let per = std::fs::read_to_string(report.join("per_customer.csv")).unwrap();
+        assert!(per.starts_with("user_id,held_out,top_10,hits"), "{per}");
+        assert_eq!(
+            per.lines().count(),
+            351,
+            "a header and one row per customer"
         );
         let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(r["split"], split);

@@ -113,6 +113,7 @@ pub fn run(
     h: &Histories,
     how: Split,
     interactions: usize,
+    report_dir: Option<&Path>,
 ) -> anyhow::Result<RecommendReport> {
     let started = Instant::now();
     let n = h.items.len();
@@ -130,8 +131,12 @@ pub fn run(
     let t = Instant::now();
     let e = Ease::fit(n, &train, chosen.params.lambda);
     let train_seconds = t.elapsed().as_secs_f64();
-    let m = score_ease(&e, &train, &test, &chosen.params);
-    Ok(RecommendReport {
+    let p = chosen.params;
+    let tops: Vec<Vec<u32>> = (0..train.len())
+        .map(|u| top_k(&e.scores(&train[u], p.tau, p.floor), &seen(&train[u]), 10))
+        .collect();
+    let m = evaluate(n, &test, |u| tops[u].clone());
+    let report = RecommendReport {
         data: data.display().to_string(),
         split: how,
         users: h.users.len(),
@@ -148,7 +153,53 @@ pub fn run(
         train_seconds,
         interrupted,
         seconds: started.elapsed().as_secs_f64(),
-    })
+    };
+    if let Some(dir) = report_dir {
+        write_report(dir, &report, h, &test, &tops)?;
+    }
+    Ok(report)
+}
+
+#[derive(Serialize)]
+struct CustomerRow<'a> {
+    user_id: &'a str,
+    held_out: String,
+    top_10: String,
+    hits: usize,
+}
+
+/// `summary.json` (the report) and `per_customer.csv` (held-out items, the top 10, hits).
+fn write_report(
+    dir: &Path,
+    r: &RecommendReport,
+    h: &Histories,
+    test: &[Vec<u32>],
+    tops: &[Vec<u32>],
+) -> anyhow::Result<()> {
+    use crate::eval::report;
+    report::create_dir(dir)?;
+    report::write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(r)?.as_bytes(),
+    )?;
+    let ids = |v: &[u32]| {
+        v.iter()
+            .map(|&i| h.items[i as usize].as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rows: Vec<CustomerRow> = test
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.is_empty())
+        .map(|(u, t)| CustomerRow {
+            user_id: &h.users[u],
+            held_out: ids(t),
+            top_10: ids(&tops[u]),
+            hits: tops[u].iter().filter(|i| t.contains(i)).count(),
+        })
+        .collect();
+    report::write_csv(&dir.join("per_customer.csv"), &rows)
 }
 
 #[cfg(test)]
