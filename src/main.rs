@@ -350,6 +350,18 @@ enum EvalCommand {
 
 #[derive(Subcommand)]
 enum TrainCommand {
+    /// A recommender from an interaction log (`user_id,item_id,rating,timestamp` CSV):
+    /// recency-weighted EASE, its settings chosen on each customer's last interaction, then
+    /// fitted on everything. Writes `recommend.json` and `model.safetensors` to OUT.
+    Recommend {
+        #[arg(long)]
+        interactions: PathBuf,
+        /// Items JSONL (`{"id", …}`): items without interactions are included.
+        #[arg(long)]
+        items: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// An intent classifier over the encoder's embeddings (`{"text", "label"}` JSONL; the label
     /// `oos` marks out-of-scope examples): linear and MLP heads chosen by dev accuracy,
     /// temperature scaling and an out-of-scope threshold fitted on dev.
@@ -961,15 +973,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             json,
         }) => {
             let log = kefu::recommend::data::read_interactions(&interactions)?;
-            let catalogue: Vec<String> = match &items {
-                Some(p) => {
-                    kefu::eval::read_jsonl::<serde_json::Value>(p, None, r#"{"id": "...", ...}"#)?
-                        .into_iter()
-                        .filter_map(|(_, v)| {
-                            v.get("id").and_then(|x| x.as_str()).map(str::to_string)
-                        })
-                        .collect()
-                }
+            let catalogue = match &items {
+                Some(p) => kefu::recommend::data::read_item_ids(p)?,
                 None => vec![],
             };
             let h = kefu::recommend::data::Histories::build(&log, &catalogue);
@@ -1054,6 +1059,56 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.seconds
                 );
             }
+            Ok(())
+        }
+        Command::Train(TrainCommand::Recommend {
+            interactions,
+            items,
+            out,
+        }) => {
+            use kefu::recommend::model::{DataRef, RecommendModel};
+            let data_ref = |p: &PathBuf| -> anyhow::Result<DataRef> {
+                Ok(DataRef {
+                    path: p.display().to_string(),
+                    sha256: kefu::model::manifest::sha256_file(p)?,
+                })
+            };
+            let log = kefu::recommend::data::read_interactions(&interactions)?;
+            let catalogue = match &items {
+                Some(p) => kefu::recommend::data::read_item_ids(p)?,
+                None => vec![],
+            };
+            let h = kefu::recommend::data::Histories::build(&log, &catalogue);
+            eprintln!(
+                "{} customers, {} items, {} interactions",
+                h.users.len(),
+                h.items.len(),
+                log.len()
+            );
+            let bar =
+                indicatif::ProgressBar::new(0).with_style(indicatif::ProgressStyle::with_template(
+                    "choosing settings on validation {bar:40} {pos}/{len} (eta {eta})",
+                )?);
+            let m = RecommendModel::train(
+                &h,
+                data_ref(&interactions)?,
+                items.as_ref().map(data_ref).transpose()?,
+                log.len(),
+                &bar,
+            )?;
+            bar.finish_and_clear();
+            m.save(&out)?;
+            let p = &m.card.params;
+            eprintln!(
+                "recency EASE: λ {} τ {} floor {} (validation NDCG@10 {:.4} over {} settings), fit {:.1} s; saved in {}",
+                p.lambda,
+                p.tau,
+                p.floor,
+                m.card.validation_ndcg_at_10,
+                m.card.settings_tried,
+                m.card.train_seconds,
+                out.display()
+            );
             Ok(())
         }
         Command::Train(TrainCommand::Intent {

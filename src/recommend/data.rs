@@ -89,6 +89,17 @@ pub fn read_interactions(path: &Path) -> anyhow::Result<Vec<Interaction>> {
     Ok(out)
 }
 
+/// The `id` of every line of an items JSONL file (the catalogue).
+pub fn read_item_ids(path: &Path) -> anyhow::Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        id: String,
+    }
+    let rows: Vec<(usize, Item)> =
+        crate::eval::read_jsonl(path, None, r#"{"id": "...", ...} (an item)"#)?;
+    Ok(rows.into_iter().map(|(_, i)| i.id).collect())
+}
+
 /// Users' histories over dense item indices.
 #[derive(Debug, Clone)]
 pub struct Histories {
@@ -151,7 +162,9 @@ impl Histories {
 }
 
 /// Which interactions are held out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     /// Each user's last interaction.

@@ -5,3 +5,4 @@ pub mod data;
 pub mod ease;
 pub mod eval;
 pub mod metrics;
+pub mod model;
