@@ -103,14 +103,7 @@ pub async fn run(
             "top_k must be between 1 and 20, got {top_k}"
         )));
     }
-    if let Some(c) = &req.channel
-        && !crate::kb::entry::CHANNELS.contains(&c.as_str())
-    {
-        return Err(ApiError::Invalid(format!(
-            "channel {c:?} is unknown (one of {})",
-            crate::kb::entry::CHANNELS.join(", ")
-        )));
-    }
+    super::checked_channel(req.channel.as_deref())?;
     search(
         &s,
         query,

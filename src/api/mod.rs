@@ -123,6 +123,17 @@ pub fn checked_text<'a>(
     Ok(text)
 }
 
+/// 422 unless `channel` is absent or one of the answer channels (web, app, wechat, sms).
+pub fn checked_channel(channel: Option<&str>) -> Result<(), ApiError> {
+    match channel {
+        Some(c) if !crate::kb::entry::CHANNELS.contains(&c) => Err(ApiError::Invalid(format!(
+            "channel {c:?} is unknown (one of {})",
+            crate::kb::entry::CHANNELS.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     Router::new()

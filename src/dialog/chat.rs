@@ -159,14 +159,7 @@ pub struct Understanding {
 pub async fn turn(s: &AppState, req: ChatRequest) -> Result<ChatResponse, ApiError> {
     let started = Instant::now();
     let text = crate::api::checked_text("text", &req.text, &s.config.limits)?;
-    if let Some(c) = &req.channel
-        && !crate::kb::entry::CHANNELS.contains(&c.as_str())
-    {
-        return Err(ApiError::Invalid(format!(
-            "channel {c:?} is unknown (one of {})",
-            crate::kb::entry::CHANNELS.join(", ")
-        )));
-    }
+    crate::api::checked_channel(req.channel.as_deref())?;
     let id = match req.session_id {
         Some(id) if !super::session::valid_id(&id) => {
             return Err(ApiError::Invalid(format!(
@@ -259,11 +252,10 @@ pub async fn turn(s: &AppState, req: ChatRequest) -> Result<ChatResponse, ApiErr
 
 /// Counts the hand-off and posts it to the desk's webhook in the background.
 pub fn send_handoff(s: &AppState, p: HandoffPackage) {
-    let reason = serde_json::to_value(p.reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    s.metrics.handoffs.with_label_values(&[&reason]).inc();
+    s.metrics
+        .handoffs
+        .with_label_values(&[p.reason.as_str()])
+        .inc();
     if s.config.dialog.handoff.webhook_url.is_none() {
         return;
     }
@@ -317,11 +309,11 @@ async fn respond(s: &AppState, session: &mut Session, text: &str) -> Result<Outc
     if let Some(state) = session.flow.clone() {
         let flow = s.flows.get(&state.name).cloned();
         match flow {
-            Some(flow) => {
-                if let Some(o) = continue_flow(s, session, &flow, state, text).await? {
-                    return Ok(o);
-                }
-            }
+            Some(flow) => match continue_flow(s, session, &flow, state, text).await? {
+                FlowTurn::Reply(o) => return Ok(*o),
+                FlowTurn::Left(Some(u)) => return decide(s, session, text, *u).await,
+                FlowTurn::Left(None) => {}
+            },
             None => session.flow = None,
         }
     }
@@ -502,21 +494,15 @@ async fn decide(
         } else {
             Reason::Routing
         };
-        let p = handoff::hand_off(
-            session,
-            Cause {
-                reason,
-                detail: route.reason.clone(),
-                route: route.clone(),
-                intent: (!intent.is_empty()).then_some(intent),
-                severity: severity.as_deref(),
-                vip: routing.is_vip(session.customer.tier.as_deref()),
-            },
-        );
-        o.reply = replies.handoff.get(&locale).into();
-        o.action = Action::Handoff;
-        o.handoff = Some(p);
-        return Ok(o);
+        let cause = Cause {
+            reason,
+            detail: route.reason.clone(),
+            route: route.clone(),
+            intent: (!intent.is_empty()).then_some(intent),
+            severity: severity.as_deref(),
+            vip: routing.is_vip(session.customer.tier.as_deref()),
+        };
+        return Ok(hand_over(s, session, cause, o));
     }
     // A question about a policy ("退货运费谁出") the KB answers gets the answer; a request
     // ("我要退货", "我的订单到哪了") starts the flow.
@@ -593,21 +579,18 @@ async fn decide(
         Decision::NoAnswer => {
             session.fallbacks += 1;
             if session.fallbacks >= s.config.dialog.handoff.after_no_answers {
-                let n = session.fallbacks;
-                let p = handoff::hand_off(
-                    session,
-                    Cause {
-                        reason: Reason::NoAnswer,
-                        detail: format!("the bot could not answer {n} turns in a row"),
-                        route: unanswered_route(s, session),
-                        intent: (!intent.is_empty()).then_some(intent),
-                        severity: severity.as_deref(),
-                        vip: routing.is_vip(session.customer.tier.as_deref()),
-                    },
-                );
-                o.reply = replies.handoff.get(&locale).into();
-                o.action = Action::Handoff;
-                o.handoff = Some(p);
+                let cause = Cause {
+                    reason: Reason::NoAnswer,
+                    detail: format!(
+                        "the bot could not answer {} turns in a row",
+                        session.fallbacks
+                    ),
+                    route: unanswered_route(s, session),
+                    intent: (!intent.is_empty()).then_some(intent),
+                    severity: severity.as_deref(),
+                    vip: routing.is_vip(session.customer.tier.as_deref()),
+                };
+                o = hand_over(s, session, cause, o);
             } else {
                 o.reply = replies.no_answer.get(&locale).into();
                 o.action = Action::NoAnswer;
@@ -640,52 +623,65 @@ fn unanswered_route(s: &AppState, session: &Session) -> Route {
     }
 }
 
-/// A turn while a flow runs: leave it, confirm, or fill the slot asked for. `None` when the
-/// turn is about something else (the flow is dropped and the turn understood afresh).
+/// What a flow made of a turn.
+enum FlowTurn {
+    Reply(Box<Outcome>),
+    /// The turn is about something else: the flow is dropped, and the turn is decided afresh
+    /// (with its understanding when the flow already had it worked out).
+    Left(Option<Box<Understanding>>),
+}
+
+/// Leaves the flow at the customer's word.
+fn cancelled(s: &AppState, session: &mut Session, state: &FlowState) -> FlowTurn {
+    session.flow = None;
+    let mut o = Outcome::say(
+        s.config
+            .dialog
+            .replies
+            .cancelled
+            .get(&session.locale)
+            .into(),
+        Action::FlowResult,
+    );
+    o.flow = Some(view(state, "cancelled", None));
+    FlowTurn::Reply(Box::new(o))
+}
+
+/// A turn while a flow runs: leave it, confirm, or fill the slot asked for.
 async fn continue_flow(
     s: &AppState,
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
     text: &str,
-) -> Result<Option<Outcome>, ApiError> {
+) -> Result<FlowTurn, ApiError> {
     let locale = session.locale.clone();
     if super::flows::is_cancel(text) {
-        session.flow = None;
-        let mut o = Outcome::say(
-            s.config.dialog.replies.cancelled.get(&locale).into(),
-            Action::FlowResult,
-        );
-        o.flow = Some(view(&state, "cancelled", None));
-        return Ok(Some(o));
+        return Ok(cancelled(s, session, &state));
     }
     if state.confirming {
         return match super::flows::yes_no(text) {
             Some(true) => {
                 state.confirming = false;
-                Ok(Some(execute(s, session, flow, state).await?))
+                Ok(FlowTurn::Reply(Box::new(
+                    execute(s, session, flow, state).await?,
+                )))
             }
-            Some(false) => {
-                session.flow = None;
-                let mut o = Outcome::say(
-                    s.config.dialog.replies.cancelled.get(&locale).into(),
-                    Action::FlowResult,
-                );
-                o.flow = Some(view(&state, "cancelled", None));
-                Ok(Some(o))
-            }
+            Some(false) => Ok(cancelled(s, session, &state)),
             None => {
-                if switches_topic(s, session, flow, text).await? {
+                if let Some(u) = switches_topic(s, session, flow, text).await? {
                     session.flow = None;
-                    return Ok(None);
+                    return Ok(FlowTurn::Left(Some(Box::new(u))));
                 }
-                Ok(Some(ask_confirm(s, session, flow, state)?))
+                Ok(FlowTurn::Reply(Box::new(ask_confirm(
+                    s, session, flow, state,
+                )?)))
             }
         };
     }
     let Some(awaiting) = state.awaiting.clone() else {
         session.flow = None;
-        return Ok(None);
+        return Ok(FlowTurn::Left(None));
     };
     let mut got = false;
     for slot in &flow.slots {
@@ -698,19 +694,21 @@ async fn continue_flow(
         }
     }
     if !got {
-        if switches_topic(s, session, flow, text).await? {
+        if let Some(u) = switches_topic(s, session, flow, text).await? {
             session.flow = None;
-            return Ok(None);
+            return Ok(FlowTurn::Left(Some(Box::new(u))));
         }
         state.invalid += 1;
         let slot = flow.slots.iter().find(|x| x.name == awaiting);
         let Some(slot) = slot else {
             session.flow = None;
-            return Ok(None);
+            return Ok(FlowTurn::Left(None));
         };
         if state.invalid >= 3 {
             let detail = format!("no valid {} after {} tries", slot.name, state.invalid);
-            return Ok(Some(flow_failed(s, session, flow, state, &detail)));
+            return Ok(FlowTurn::Reply(Box::new(flow_failed(
+                s, session, flow, state, &detail,
+            ))));
         }
         let ctx = context(s, session, flow, &state, None);
         let t = slot.invalid.as_ref().unwrap_or(&slot.prompt).get(&locale);
@@ -718,31 +716,34 @@ async fn continue_flow(
         session.flow = Some(state.clone());
         let mut o = Outcome::say(reply, Action::AskSlot);
         o.flow = Some(view(&state, "asking", None));
-        return Ok(Some(o));
+        return Ok(FlowTurn::Reply(Box::new(o)));
     }
     state.invalid = 0;
-    Ok(Some(advance(s, session, flow, state).await?))
+    Ok(FlowTurn::Reply(Box::new(
+        advance(s, session, flow, state).await?,
+    )))
 }
 
-/// Whether a turn that fills nothing is about something else: the KB answers it, or the
-/// classifier is sure of another intent.
+/// The turn's understanding when a turn that fills nothing is about something else: the KB
+/// answers it, or the classifier is sure of another intent; `None` when it is not.
 async fn switches_topic(
     s: &AppState,
     session: &Session,
     flow: &Flow,
     text: &str,
-) -> Result<bool, ApiError> {
+) -> Result<Option<Understanding>, ApiError> {
     let u = understand(s, session, text).await?;
-    if u.matched.decision == Decision::Answer {
-        return Ok(true);
-    }
-    Ok(u.intent.is_some_and(|i| {
+    let other_intent = u.intent.as_ref().is_some_and(|i| {
         !i.out_of_scope
             && i.confidence >= 0.7
             && !flow.intents.contains(&i.intent)
             && (s.flows.for_intent(&i.intent, i.confidence).is_some()
                 || s.config.routing.human_request(text, &i.intent))
-    }) || s.config.routing.human_request(text, ""))
+    });
+    let leaves = u.matched.decision == Decision::Answer
+        || other_intent
+        || s.config.routing.human_request(text, "");
+    Ok(leaves.then_some(u))
 }
 
 /// Asks for the next missing slot, asks to confirm, or calls.
@@ -849,23 +850,24 @@ fn flow_failed(
     session.flow = Some(state.clone());
     let route = unanswered_route(s, session);
     let vip = s.config.routing.is_vip(session.customer.tier.as_deref());
-    let p = handoff::hand_off(
-        session,
-        Cause {
-            reason: Reason::FlowFailed,
-            detail: format!("flow {}: {why}", flow.name),
-            route,
-            intent: flow.intents.first().map(String::as_str),
-            severity: None,
-            vip,
-        },
-    );
-    let mut o = Outcome::say(
-        s.config.dialog.replies.handoff.get(&session.locale).into(),
-        Action::Handoff,
-    );
+    let cause = Cause {
+        reason: Reason::FlowFailed,
+        detail: format!("flow {}: {why}", flow.name),
+        route,
+        intent: flow.intents.first().map(String::as_str),
+        severity: None,
+        vip,
+    };
+    let mut o = Outcome::say(String::new(), Action::Handoff);
     o.flow = Some(view(&state, "failed", None));
-    o.handoff = Some(p);
+    hand_over(s, session, cause, o)
+}
+
+/// Hands the customer to a person: the package and the hand-off reply in `o`.
+fn hand_over(s: &AppState, session: &mut Session, cause: Cause, mut o: Outcome) -> Outcome {
+    o.handoff = Some(handoff::hand_off(session, cause));
+    o.reply = s.config.dialog.replies.handoff.get(&session.locale).into();
+    o.action = Action::Handoff;
     o
 }
 

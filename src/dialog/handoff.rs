@@ -27,6 +27,19 @@ pub enum Reason {
     Api,
 }
 
+impl Reason {
+    /// As in JSON (`explicit_request`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ExplicitRequest => "explicit_request",
+            Self::Routing => "routing",
+            Self::NoAnswer => "no_answer",
+            Self::FlowFailed => "flow_failed",
+            Self::Api => "api",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TranscriptLine {
     pub role: Role,
@@ -72,11 +85,7 @@ pub struct Cause<'a> {
 pub fn hand_off(session: &mut Session, cause: Cause) -> HandoffPackage {
     session.handoffs += 1;
     let mut tags: Vec<String> = session.seen.clone();
-    let reason = serde_json::to_value(cause.reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
-    tags.push(reason);
+    tags.push(cause.reason.as_str().to_string());
     if let Some(i) = cause.intent
         && !tags.iter().any(|t| t == i)
     {
