@@ -27,6 +27,7 @@ pub struct Config {
     pub intent: IntentConfig,
     pub routing: crate::intent::routing::RoutingConfig,
     pub dialog: crate::dialog::DialogConfig,
+    pub recommend: crate::recommend::serving::RecommendConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -368,6 +369,7 @@ impl Config {
         }
         self.routing.validate().map_err(ConfigError::Invalid)?;
         self.dialog.validate().map_err(ConfigError::Invalid)?;
+        self.recommend.validate().map_err(ConfigError::Invalid)?;
         if self.intent.default_model.trim().is_empty() {
             return Err(ConfigError::Invalid("intent.default_model is empty".into()));
         }

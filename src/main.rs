@@ -992,39 +992,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.split,
                     if r.interrupted { " [interrupted]" } else { "" }
                 );
-                let p = &r.chosen.params;
                 println!(
-                    "chosen on validation ({} settings): λ {} τ {} floor {} (validation NDCG@10 {:.4}); fit {:.1} s",
-                    r.chosen.tried,
-                    p.lambda,
-                    p.tau,
-                    p.floor,
+                    "{} chosen on validation NDCG@10 {:.4} ({} settings): {}; fit {:.1} s",
+                    r.method,
                     r.chosen.validation_ndcg_at_10,
+                    r.chosen.tried,
+                    r.chosen.params,
                     r.train_seconds
                 );
                 println!(
-                    "{:<14} {:>8} {:>16} {:>10} {:>12}",
-                    "", "HR@10", "NDCG@10 (se)", "recall@10", "coverage@10"
+                    "{:<20} {:>8} {:>8} {:>16} {:>10} {:>12} {:>8}",
+                    "", "val NDCG", "HR@10", "NDCG@10 (se)", "recall@10", "coverage@10", "fit s"
                 );
-                println!(
-                    "{:<14} {:>8.4} {:>9.4} ({:.4}) {:>10.4} {:>12.4}",
-                    "recency EASE",
-                    r.hr_at_10,
-                    r.ndcg_at_10,
-                    r.ndcg_at_10_se,
-                    r.recall_at_10,
-                    r.coverage_at_10
-                );
-                let q = &r.popularity;
-                println!(
-                    "{:<14} {:>8.4} {:>9.4} ({:.4}) {:>10.4} {:>12.4}",
-                    "popularity",
-                    q.hr_at_10,
-                    q.ndcg_at_10,
-                    q.ndcg_at_10_se,
-                    q.recall_at_10,
-                    q.coverage_at_10
-                );
+                for m in &r.methods {
+                    let q = &m.test;
+                    println!(
+                        "{:<20} {:>8.4} {:>8.4} {:>9.4} ({:.4}) {:>10.4} {:>12.4} {:>8.2}",
+                        m.name,
+                        m.validation_ndcg_at_10,
+                        q.hr_at_10,
+                        q.ndcg_at_10,
+                        q.ndcg_at_10_se,
+                        q.recall_at_10,
+                        q.coverage_at_10,
+                        m.train_seconds
+                    );
+                }
+                for m in &r.methods {
+                    println!("{:<20} {}", m.name, m.params);
+                }
             }
             Ok(())
         }
@@ -1098,17 +1094,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             bar.finish_and_clear();
             m.save(&out)?;
-            let p = &m.card.params;
             eprintln!(
-                "recency EASE: λ {} τ {} floor {} (validation NDCG@10 {:.4} over {} settings), fit {:.1} s; saved in {}",
-                p.lambda,
-                p.tau,
-                p.floor,
+                "{} chosen (validation NDCG@10 {:.4} over {} settings in all), fit {:.1} s; saved in {}",
+                m.card.method,
                 m.card.validation_ndcg_at_10,
                 m.card.settings_tried,
                 m.card.train_seconds,
                 out.display()
             );
+            for c in &m.card.methods {
+                eprintln!(
+                    "  {:<20} validation NDCG@10 {:.4}  {}",
+                    c.name, c.validation_ndcg_at_10, c.params
+                );
+            }
             Ok(())
         }
         Command::Train(TrainCommand::Intent {

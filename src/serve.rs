@@ -80,6 +80,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let feedback = crate::analytics::feedback::FeedbackStore::open(kb.pool().clone())
         .await
         .context("opening the feedback table")?;
+    let recommender = Arc::new(
+        crate::recommend::serving::Recommender::open(
+            crate::recommend::store::RecStore::open(kb.pool().clone())
+                .await
+                .context("opening the recommendation tables")?,
+            cfg.recommend.clone(),
+        )
+        .await?,
+    );
+    recommender.load_configured()?;
     let state = Arc::new(AppState::new(
         cfg.clone(),
         metrics.clone(),
@@ -87,6 +97,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         stored,
         sessions,
         feedback,
+        recommender,
     ));
     tokio::spawn(index_builder(state.clone()));
     let app = api::router(state.clone());
@@ -101,6 +112,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
                     state.set_embedder(e);
                     state.reindex.notify_one();
+                    tokio::runtime::Handle::current()
+                        .spawn(recommender_loop(state.clone(), load_err_tx.clone()));
                     if let Err(e) = load_intents(&state) {
                         let _ = load_err_tx.blocking_send(e);
                     }
@@ -139,6 +152,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// After the encoder has loaded: the demo shop when the catalogue is empty, embeddings for
+/// what lacks them, the configured model (a broken one stops the server) or one trained on the
+/// event log; then retraining every `recommend.retrain_interval_secs` when events arrived.
+async fn recommender_loop(state: Arc<AppState>, fail: tokio::sync::mpsc::Sender<anyhow::Error>) {
+    let r = state.recommender.clone();
+    let Some(e) = state.embedder.load_full() else {
+        return;
+    };
+    let start = async {
+        if state.config.recommend.load_demo {
+            r.load_demo().await?;
+        }
+        r.embed_missing(&e).await?;
+        r.retrain().await?;
+        anyhow::Ok(())
+    };
+    if let Err(e) = start.await {
+        let _ = fail.send(e.context("starting recommendations")).await;
+        return;
+    }
+    let every = state.config.recommend.retrain_interval_secs;
+    if every == 0 || state.config.recommend.model.is_some() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        if let Err(e) = r.retrain().await {
+            tracing::warn!("recommendations: retraining failed: {e:#}");
+        }
+    }
 }
 
 /// Loads the configured intent models (refusing any trained on another encoder) and the demo

@@ -26,7 +26,45 @@ pub async fn chat(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Json<ChatResponse>, ApiError> {
-    Ok(Json(crate::dialog::chat::turn(&s, req).await?))
+    let customer = req.customer.clone();
+    if let Some(id) = customer.as_ref().and_then(|c| c.id.as_deref()) {
+        super::recommend::checked_customer_id("customer.id", id)?;
+    }
+    let text = req.text.trim().to_string();
+    let r = crate::dialog::chat::turn(&s, req).await?;
+    // A known customer's question goes into their profile (with the entry that answered it).
+    if let Some(c) = customer
+        && let Some(id) = c.id
+        && r.action != crate::dialog::chat::Action::WithAgent
+    {
+        let answered = (r.action == crate::dialog::chat::Action::Answer)
+            .then(|| r.matches.first())
+            .flatten()
+            .map(|m| (m.faq_id.clone(), m.category.clone()));
+        let s = s.clone();
+        tokio::spawn(async move {
+            if c.tier.is_some() {
+                let attrs = crate::recommend::store::Customer {
+                    tier: c.tier,
+                    locale: None,
+                };
+                if let Err(e) = s
+                    .recommender
+                    .store
+                    .upsert_customers(&[(id.clone(), attrs)])
+                    .await
+                {
+                    tracing::warn!(
+                        customer_id = id,
+                        "recording the customer's tier failed: {e}"
+                    );
+                }
+            }
+            let a = answered.as_ref().map(|(f, c)| (f.as_str(), c.as_deref()));
+            super::recommend::record_consult(&s, &id, &text, a).await;
+        });
+    }
+    Ok(Json(r))
 }
 
 async fn session_or_404(s: &super::AppState, id: &str) -> Result<Session, ApiError> {

@@ -17,7 +17,7 @@ use crate::intent::model::{EncoderRef, IntentCalibration};
 use crate::intent::routing::{Route, RouteInput};
 use crate::intent::{IntentModel, Ranked};
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     pub id: Option<String>,

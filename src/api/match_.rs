@@ -37,6 +37,9 @@ pub struct MatchRequest {
     /// Include the dense, lexical and fuzzy signals of each match.
     #[serde(default)]
     pub explain: bool,
+    /// The customer asking: the question is recorded as a consult event in their profile.
+    #[serde(default)]
+    pub customer_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -104,7 +107,10 @@ pub async fn run(
         )));
     }
     super::checked_channel(req.channel.as_deref())?;
-    search(
+    if let Some(id) = &req.customer_id {
+        super::recommend::checked_customer_id("customer_id", id)?;
+    }
+    let mut r = search(
         &s,
         query,
         top_k,
@@ -112,11 +118,20 @@ pub async fn run(
         req.channel.as_deref(),
         req.explain,
     )
-    .await
-    .map(|mut r| {
-        r.took_ms = started.elapsed().as_secs_f64() * 1000.0;
-        Json(r)
-    })
+    .await?;
+    if let Some(id) = req.customer_id {
+        let answered = (r.decision == Decision::Answer)
+            .then(|| r.matches.first())
+            .flatten()
+            .map(|m| (m.faq_id.clone(), m.category.clone()));
+        let (s, query) = (s.clone(), query.to_string());
+        tokio::spawn(async move {
+            let a = answered.as_ref().map(|(f, c)| (f.as_str(), c.as_deref()));
+            super::recommend::record_consult(&s, &id, &query, a).await;
+        });
+    }
+    r.took_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(Json(r))
 }
 
 /// The matching itself, for `/v1/match`, `/v1/chat` and `/v1/assist`: `query` (checked) against

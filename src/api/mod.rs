@@ -11,6 +11,7 @@ pub mod json;
 pub mod match_;
 pub mod openapi;
 pub mod ops;
+pub mod recommend;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::analytics::metrics::Metrics;
 use crate::config::Config;
@@ -56,6 +57,8 @@ pub struct AppState {
     /// For flow calls and hand-off webhooks.
     pub http: reqwest::Client,
     pub feedback: crate::analytics::feedback::FeedbackStore,
+    /// Catalogue, events, profiles and the recommendation models.
+    pub recommender: Arc<crate::recommend::serving::Recommender>,
 }
 
 pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
@@ -68,6 +71,7 @@ impl AppState {
         stored: Option<Calibration>,
         sessions: Arc<dyn crate::dialog::session::SessionStore>,
         feedback: crate::analytics::feedback::FeedbackStore,
+        recommender: Arc<crate::recommend::serving::Recommender>,
     ) -> Self {
         let calibration = match stored {
             Some(c) => (true, c),
@@ -86,6 +90,7 @@ impl AppState {
             flows: crate::dialog::chat::compile_flows(&config.dialog),
             http: reqwest::Client::new(),
             feedback,
+            recommender,
             config,
         }
     }
@@ -170,6 +175,19 @@ pub fn router(state: SharedState) -> Router {
             "/v1/feedback",
             post(chat::feedback).get(chat::list_feedback),
         )
+        .route(
+            "/v1/items",
+            get(recommend::list_items).post(recommend::upsert_item),
+        )
+        .route("/v1/items:import", post(recommend::import_items))
+        .route(
+            "/v1/items/{id}",
+            get(recommend::get_item).delete(recommend::delete_item),
+        )
+        .route("/v1/events", post(recommend::post_events))
+        .route("/v1/customers/{id}", put(recommend::put_customer))
+        .route("/v1/customers/{id}/profile", get(recommend::profile))
+        .route("/v1/recommend", post(recommend::recommend))
         .route(
             "/v1/calibration",
             get(calibration::get)

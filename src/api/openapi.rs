@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{calibration, chat, documents, embed, faqs, index, intent, match_, ops};
+use super::{calibration, chat, documents, embed, faqs, index, intent, match_, ops, recommend};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -42,6 +42,15 @@ use crate::error::{ErrorBody, ErrorDetail};
         chat::assist,
         chat::feedback,
         chat::list_feedback,
+        recommend::list_items,
+        recommend::get_item,
+        recommend::upsert_item,
+        recommend::delete_item,
+        recommend::import_items,
+        recommend::post_events,
+        recommend::put_customer,
+        recommend::profile,
+        recommend::recommend,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -115,6 +124,27 @@ use crate::error::{ErrorBody, ErrorDetail};
         chat::FeedbackRequest,
         chat::FeedbackList,
         crate::analytics::feedback::Feedback,
+        recommend::ItemList,
+        recommend::EventBatch,
+        recommend::EventsAccepted,
+        crate::recommend::store::Item,
+        crate::recommend::store::StoredItem,
+        crate::recommend::store::ItemSummary,
+        crate::recommend::store::ItemFormat,
+        crate::recommend::store::Customer,
+        crate::recommend::store::EventType,
+        crate::recommend::serving::EventIn,
+        crate::recommend::serving::RecommendRequest,
+        crate::recommend::serving::RecommendResponse,
+        crate::recommend::serving::Recommended,
+        crate::recommend::serving::Signals,
+        crate::recommend::serving::Strategy,
+        crate::recommend::serving::Source,
+        crate::recommend::serving::ModelInfo,
+        crate::recommend::serving::Profile,
+        crate::recommend::serving::Interest,
+        crate::recommend::serving::Purchase,
+        crate::recommend::serving::Consultation,
         ErrorBody,
         ErrorDetail
     ))

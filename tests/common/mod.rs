@@ -78,6 +78,8 @@ impl Server {
             .env("KEFU_LOG", "info")
             // Training the demo intent models takes a while: only tests that want them do.
             .env("KEFU_INTENT__LOAD_DEMO", "false")
+            // So does loading the demo shop for recommendations.
+            .env("KEFU_RECOMMEND__LOAD_DEMO", "false")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         for (k, v) in env {

@@ -1,0 +1,436 @@
+//! Recommendations: `/v1/items` (the catalogue), `/v1/events`, `/v1/customers/{id}`
+//! (attributes and profile) and `/v1/recommend`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::SharedState;
+use super::json::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+use crate::recommend::serving::{
+    EventIn, Profile, RecommendRequest, RecommendResponse, check_event, now_secs,
+};
+use crate::recommend::store::{
+    Customer, Event, EventType, Item, ItemFormat, ItemSummary, StoredItem, parse_items, valid_id,
+};
+
+/// At most this many events per `POST /v1/events`.
+pub const MAX_EVENTS: usize = 10_000;
+
+fn storage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Storage(e.to_string())
+}
+
+/// The serving encoder's version, or "" before it has loaded (embeddings are then made later).
+fn model_version(s: &super::AppState) -> String {
+    s.embedder
+        .load_full()
+        .map(|e| e.version().to_string())
+        .unwrap_or_default()
+}
+
+/// Embeds what the catalogue change left without an embedding and swaps in the new catalogue.
+async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
+    match s.embedder.load_full() {
+        Some(e) => s.recommender.embed_missing(&e).await.map_err(storage),
+        None => Ok(()),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ItemListParams {
+    #[serde(default)]
+    pub offset: Option<usize>,
+    /// At most 1000 (default 100).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemList {
+    pub total: usize,
+    pub offset: usize,
+    pub items: Vec<StoredItem>,
+}
+
+/// The catalogue, by id.
+#[utoipa::path(get, path = "/v1/items", tag = "recommendations", params(ItemListParams),
+    responses((status = 200, body = ItemList)))]
+pub async fn list_items(
+    State(s): State<SharedState>,
+    Query(p): Query<ItemListParams>,
+) -> Result<Json<ItemList>, ApiError> {
+    let all: Vec<StoredItem> = s
+        .recommender
+        .store
+        .items(&model_version(&s))
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .filter(|i| {
+            p.category
+                .as_ref()
+                .is_none_or(|c| i.item.categories.contains(c))
+        })
+        .collect();
+    let offset = p.offset.unwrap_or(0);
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(ItemList {
+        total: all.len(),
+        offset,
+        items: all.into_iter().skip(offset).take(limit).collect(),
+    }))
+}
+
+async fn find_item(s: &super::AppState, id: &str) -> Result<StoredItem, ApiError> {
+    s.recommender
+        .store
+        .items(&model_version(s))
+        .await
+        .map_err(storage)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .find(|i| i.item.id == id)
+        .ok_or_else(|| ApiError::NotFound(format!("item {id:?} does not exist")))
+}
+
+/// One item.
+#[utoipa::path(get, path = "/v1/items/{id}", tag = "recommendations", params(("id" = String, Path)),
+    responses((status = 200, body = StoredItem), (status = 404, body = ErrorBody)))]
+pub async fn get_item(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<StoredItem>, ApiError> {
+    Ok(Json(find_item(&s, &id).await?))
+}
+
+/// Adds an item or replaces the one with its id (201 when new). Its title and description are
+/// embedded before the answer, so it can be recommended at once.
+#[utoipa::path(post, path = "/v1/items", tag = "recommendations", request_body = Item, responses(
+    (status = 201, body = StoredItem), (status = 200, body = StoredItem), (status = 422, body = ErrorBody)))]
+pub async fn upsert_item(
+    State(s): State<SharedState>,
+    ApiJson(item): ApiJson<Item>,
+) -> Result<(StatusCode, Json<StoredItem>), ApiError> {
+    let problems = item.validate();
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(
+            problems
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
+    }
+    let summary = s
+        .recommender
+        .store
+        .upsert_items(std::slice::from_ref(&item))
+        .await
+        .map_err(storage)?;
+    refresh(&s).await?;
+    let status = if summary.created > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(find_item(&s, &item.id).await?)))
+}
+
+/// Removes an item from the catalogue (its events stay in customers' histories).
+#[utoipa::path(delete, path = "/v1/items/{id}", tag = "recommendations", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn delete_item(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !s
+        .recommender
+        .store
+        .delete_item(&id)
+        .await
+        .map_err(storage)?
+    {
+        return Err(ApiError::NotFound(format!("item {id:?} does not exist")));
+    }
+    refresh(&s).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ItemFormatParam {
+    /// `jsonl` or `csv` (default: from Content-Type).
+    #[serde(default)]
+    pub format: Option<ItemFormat>,
+}
+
+/// Imports items from JSONL or CSV: every line is checked first and all problems are reported
+/// with their line (422, nothing imported); then all items are written in one transaction and
+/// embedded (progress in the server log).
+#[utoipa::path(post, path = "/v1/items:import", tag = "recommendations", params(ItemFormatParam),
+    request_body(content = String, description = "JSONL (one item per line) or CSV"),
+    responses((status = 200, body = ItemSummary), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn import_items(
+    State(s): State<SharedState>,
+    Query(p): Query<ItemFormatParam>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Json<ItemSummary>, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = match p.format {
+        Some(f) => f,
+        None if ct.starts_with("text/csv") => ItemFormat::Csv,
+        None if ct.contains("ndjson") || ct.contains("jsonl") || ct.contains("json") => {
+            ItemFormat::Jsonl
+        }
+        None => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "cannot tell the format from Content-Type {ct:?}: use ?format=jsonl|csv"
+            )));
+        }
+    };
+    let items = parse_items(format, &body).map_err(ApiError::InvalidImport)?;
+    tracing::info!(items = items.len(), "importing items");
+    let summary = s
+        .recommender
+        .store
+        .upsert_items(&items)
+        .await
+        .map_err(storage)?;
+    refresh(&s).await?;
+    tracing::info!(?summary, "items imported and embedded");
+    Ok(Json(summary))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventBatch {
+    pub events: Vec<EventIn>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsAccepted {
+    pub accepted: usize,
+}
+
+/// Records customer events. The batch is checked whole (types, ids, known items, timestamps;
+/// 422 naming every problem, nothing stored) and stored in one transaction. Profiles and
+/// recommendations reflect it at once.
+#[utoipa::path(post, path = "/v1/events", tag = "recommendations", request_body = EventBatch, responses(
+    (status = 200, body = EventsAccepted), (status = 422, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn post_events(
+    State(s): State<SharedState>,
+    ApiJson(batch): ApiJson<EventBatch>,
+) -> Result<Json<EventsAccepted>, ApiError> {
+    if batch.events.is_empty() {
+        return Err(ApiError::EmptyInput("events is empty".into()));
+    }
+    if batch.events.len() > MAX_EVENTS {
+        return Err(ApiError::TooLarge(format!(
+            "{} events; at most {MAX_EVENTS} per request",
+            batch.events.len()
+        )));
+    }
+    let now = now_secs();
+    let mut problems = Vec::new();
+    let mut events = Vec::new();
+    for (k, e) in batch.events.iter().enumerate() {
+        match check_event(e, now, s.config.limits.max_input_chars) {
+            Ok(ev) => events.push((k, ev)),
+            Err(p) => problems.extend(p.into_iter().map(|(f, m)| format!("events[{k}].{f}: {m}"))),
+        }
+    }
+    let ids: Vec<&str> = events
+        .iter()
+        .filter_map(|(_, e)| e.item_id.as_deref())
+        .collect();
+    let known = s
+        .recommender
+        .store
+        .existing_items(&ids)
+        .await
+        .map_err(storage)?;
+    for (k, e) in &events {
+        if let Some(id) = &e.item_id
+            && !known.contains(id)
+        {
+            problems.push(format!(
+                "events[{k}].item_id: item {id:?} is not in the catalogue"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        let n = problems.len();
+        problems.truncate(50);
+        return Err(ApiError::Invalid(format!(
+            "{n} problem(s), nothing was stored: {}",
+            problems.join("; ")
+        )));
+    }
+    let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
+    store_events(&s, events).await?;
+    Ok(Json(EventsAccepted {
+        accepted: batch.events.len(),
+    }))
+}
+
+/// Stores checked events, consult events with their question's embedding when the encoder is
+/// ready (else it is made later).
+async fn store_events(s: &super::AppState, events: Vec<Event>) -> Result<(), ApiError> {
+    let embedder = s.embedder.load_full();
+    let texts: Vec<String> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Consult)
+        .filter_map(|e| e.text.clone())
+        .collect();
+    let mut vectors = match (&embedder, texts.is_empty()) {
+        (Some(e), false) => e.embed(&texts).await?.into_iter(),
+        _ => Vec::new().into_iter(),
+    };
+    let rows: Vec<(Event, Option<Vec<f32>>)> = events
+        .into_iter()
+        .map(|e| {
+            let v = (e.kind == EventType::Consult && e.text.is_some())
+                .then(|| vectors.next().map(|v| v.vector.to_vec()))
+                .flatten();
+            (e, v)
+        })
+        .collect();
+    let model = embedder
+        .map(|e| e.version().to_string())
+        .unwrap_or_default();
+    s.recommender
+        .store
+        .add_events(&rows, &model)
+        .await
+        .map_err(storage)
+}
+
+/// Records a question a known customer asked (from `/v1/chat` and `/v1/match`), with the entry
+/// that answered it. Failures are logged, never the caller's problem.
+pub async fn record_consult(
+    s: &super::AppState,
+    customer_id: &str,
+    text: &str,
+    answered: Option<(&str, Option<&str>)>,
+) {
+    let event = Event {
+        customer_id: customer_id.to_string(),
+        kind: EventType::Consult,
+        item_id: None,
+        text: Some(text.to_string()),
+        value: None,
+        ts: now_secs(),
+        faq_id: answered.map(|a| a.0.to_string()),
+        topic: answered.and_then(|a| a.1.map(str::to_string)),
+    };
+    if let Err(e) = store_events(s, vec![event]).await {
+        tracing::warn!(customer_id, "recording a consultation failed: {e}");
+    }
+}
+
+/// 422 unless `id` is a customer id.
+pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "{field} {id:?} is not an id (1–128 characters of letters, digits, _ - . :)"
+        )))
+    }
+}
+
+/// Sets a customer's tier and locale (fields left out keep their value).
+#[utoipa::path(put, path = "/v1/customers/{id}", tag = "recommendations", params(("id" = String, Path)),
+    request_body = Customer, responses((status = 200, body = Customer), (status = 422, body = ErrorBody)))]
+pub async fn put_customer(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+    ApiJson(c): ApiJson<Customer>,
+) -> Result<Json<Customer>, ApiError> {
+    checked_customer_id("customer id", &id)?;
+    if let Some(l) = &c.locale
+        && !matches!(l.as_str(), "zh" | "en")
+    {
+        return Err(ApiError::Invalid(format!("locale {l:?} is not zh or en")));
+    }
+    let store = &s.recommender.store;
+    store
+        .upsert_customers(&[(id.clone(), c)])
+        .await
+        .map_err(storage)?;
+    Ok(Json(
+        store
+            .customer(&id)
+            .await
+            .map_err(storage)?
+            .unwrap_or_default(),
+    ))
+}
+
+/// What kefu knows about a customer: tier, time-decayed interests, recent purchases and
+/// questions, event counts, first and last seen. 404 for a customer it has never seen.
+#[utoipa::path(get, path = "/v1/customers/{id}/profile", tag = "recommendations", params(("id" = String, Path)),
+    responses((status = 200, body = Profile), (status = 404, body = ErrorBody)))]
+pub async fn profile(
+    State(s): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Profile>, ApiError> {
+    s.recommender
+        .profile(&id, &model_version(&s))
+        .await
+        .map_err(storage)?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("customer {id:?} has no events or attributes")))
+}
+
+/// Items for a customer, each with a score and a reason. Purchased, dismissed and inactive
+/// items are left out; an unknown customer gets cold-start recommendations (the context and
+/// what is popular).
+#[utoipa::path(post, path = "/v1/recommend", tag = "recommendations", request_body = RecommendRequest, responses(
+    (status = 200, body = RecommendResponse), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn recommend(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<RecommendRequest>,
+) -> Result<Json<RecommendResponse>, ApiError> {
+    if let Some(id) = &req.customer_id {
+        checked_customer_id("customer_id", id)?;
+    }
+    if let Some(k) = req.k
+        && !(1..=s.config.recommend.max_k).contains(&k)
+    {
+        return Err(ApiError::Invalid(format!(
+            "k must be between 1 and {} (recommend.max_k), got {k}",
+            s.config.recommend.max_k
+        )));
+    }
+    if let Some(l) = &req.locale
+        && !matches!(l.as_str(), "zh" | "en")
+    {
+        return Err(ApiError::Invalid(format!("locale {l:?} is not zh or en")));
+    }
+    let embedder = s.embedder()?;
+    let context = match &req.context {
+        Some(t) => {
+            let t = super::checked_text("context", t, &s.config.limits)?;
+            let v = embedder.embed(&[t.to_string()]).await?;
+            Some((t, v[0].vector.to_vec()))
+        }
+        None => None,
+    };
+    let r = s
+        .recommender
+        .recommend(&req, context, embedder.version())
+        .await
+        .map_err(storage)?;
+    Ok(Json(r))
+}
