@@ -351,8 +351,10 @@ enum EvalCommand {
 #[derive(Subcommand)]
 enum TrainCommand {
     /// A recommender from an interaction log (`user_id,item_id,rating,timestamp` CSV):
-    /// recency-weighted EASE, its settings chosen on each customer's last interaction, then
-    /// fitted on everything. Writes `recommend.json` and `model.safetensors` to OUT.
+    /// decayed popularity, co-occurrence, ALS and recency-weighted EASE, each one's settings
+    /// chosen on each customer's last interaction (the better of ALS and EASE becomes the
+    /// collaborative model), then all fitted on everything. Writes `recommend.json` and
+    /// `model.safetensors` to OUT; serve it with `recommend.model = "OUT"`.
     Recommend {
         #[arg(long)]
         interactions: PathBuf,
