@@ -24,8 +24,9 @@ struct Cli {
 
 #[derive(Args, Clone, Default)]
 struct CommonFlags {
-    /// Model directory (overrides model.path).
-    #[arg(long)]
+    /// Embedding model directory (overrides model.path): evaluate or match with an encoder
+    /// other than the configured one.
+    #[arg(long, visible_alias = "encoder")]
     model: Option<PathBuf>,
 }
 
@@ -331,6 +332,10 @@ enum EvalCommand {
         /// Pairs file (e.g. ../shared/datasets/pairs/lcqmc_test.jsonl).
         #[arg(long)]
         data: PathBuf,
+        /// Pairs to choose the accuracy/F1 threshold on (without it: 5-fold cross-validation
+        /// on --data).
+        #[arg(long)]
+        dev: Option<PathBuf>,
         /// Use only the first N pairs.
         #[arg(long)]
         limit: Option<usize>,
@@ -1028,6 +1033,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Eval(EvalCommand::Pairs {
             data,
+            dev,
             limit,
             engine,
             weights,
@@ -1037,19 +1043,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = config_with_model(cfg_path.as_ref(), common)?;
             choose_engine(&mut cfg, engine, weights);
             let pairs = kefu::eval::pairs::read_pairs(&data, limit)?;
+            let dev_pairs = match &dev {
+                Some(p) => Some((p.as_path(), kefu::eval::pairs::read_pairs(p, None)?)),
+                None => None,
+            };
             set_threads(cfg.embed.threads);
             let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
-            let r = kefu::eval::pairs::run(&e, &data, pairs)?;
+            let r = kefu::eval::pairs::run(&e, &data, pairs, dev_pairs)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "{}: {} pairs ({} positive){}\nROC AUC {:.4}   best accuracy {:.4} at cosine {:.3}\nmean cosine: positive {:.4}, negative {:.4}   ({:.1} s)",
+                    "{}: {} pairs ({} positive){}\nROC AUC {:.4}   Spearman {:.4}\naccuracy {:.4}, F1 {:.4} at cosine {:.3} (threshold from {})\nbest accuracy any threshold reaches here {:.4} at cosine {:.3}\nmean cosine: positive {:.4}, negative {:.4}   ({:.1} s)",
                     r.data,
                     r.n,
                     r.positives,
                     if r.interrupted { " [interrupted]" } else { "" },
                     r.roc_auc,
+                    r.spearman,
+                    r.accuracy,
+                    r.f1,
+                    r.threshold,
+                    r.dev.as_deref().unwrap_or("5-fold cross-validation"),
                     r.best_accuracy,
                     r.best_threshold,
                     r.mean_cosine_positive,

@@ -39,6 +39,38 @@ fn eval_pairs_prints_json_last_and_separates_paraphrases() {
     assert_eq!(r["roc_auc"].as_f64().unwrap(), 1.0, "{r}");
     assert_eq!(r["best_accuracy"].as_f64().unwrap(), 1.0, "{r}");
     assert!(r["mean_cosine_positive"].as_f64() > r["mean_cosine_negative"].as_f64());
+    assert_eq!(r["threshold_from"], "cross_validation");
+    // Perfectly ranked binary labels, three of each: Spearman 0.8783 (ties share ranks).
+    assert!(
+        (r["spearman"].as_f64().unwrap() - 0.8783).abs() < 1e-3,
+        "{r}"
+    );
+
+    // With --dev the threshold comes from there; separable here, so everything is right.
+    let dev = tmp.path().join("dev.jsonl");
+    std::fs::copy(&path, &dev).unwrap();
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "pairs", "--json", "--data"])
+            .arg(&path)
+            .arg("--dev")
+            .arg(&dev)
+            .arg("--encoder")
+            .arg(common::model_dir()),
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["threshold_from"], "dev");
+    assert_eq!(
+        (r["accuracy"].as_f64(), r["f1"].as_f64()),
+        (Some(1.0), Some(1.0)),
+        "{r}"
+    );
+    let t = r["threshold"].as_f64().unwrap();
+    assert!(
+        t < r["mean_cosine_positive"].as_f64().unwrap()
+            && t > r["mean_cosine_negative"].as_f64().unwrap(),
+        "{r}"
+    );
 }
 
 #[test]

@@ -87,11 +87,10 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Area under the ROC curve of `scores` for binary `labels` (ties count half).
-pub fn roc_auc(scores: &[f32], labels: &[bool]) -> f64 {
+/// 1-based ranks of `scores`, ties given their average rank.
+pub fn average_ranks(scores: &[f32]) -> Vec<f64> {
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     idx.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    // Mann–Whitney U with average ranks for ties.
     let mut ranks = vec![0f64; scores.len()];
     let mut i = 0;
     while i < idx.len() {
@@ -105,6 +104,31 @@ pub fn roc_auc(scores: &[f32], labels: &[bool]) -> f64 {
         }
         i = j + 1;
     }
+    ranks
+}
+
+/// Spearman's rank correlation of `scores` with binary `labels` (the Pearson correlation of
+/// their average ranks; NaN when either is constant).
+pub fn spearman(scores: &[f32], labels: &[bool]) -> f64 {
+    let a = average_ranks(scores);
+    let b = average_ranks(
+        &labels
+            .iter()
+            .map(|&l| f32::from(u8::from(l)))
+            .collect::<Vec<_>>(),
+    );
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let cov: f64 = a.iter().zip(&b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+    let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+    let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+    cov / (va * vb).sqrt()
+}
+
+/// Area under the ROC curve of `scores` for binary `labels` (ties count half).
+pub fn roc_auc(scores: &[f32], labels: &[bool]) -> f64 {
+    // Mann–Whitney U with average ranks for ties.
+    let ranks = average_ranks(scores);
     let pos = labels.iter().filter(|&&l| l).count() as f64;
     let neg = labels.len() as f64 - pos;
     if pos == 0.0 || neg == 0.0 {
