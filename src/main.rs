@@ -444,6 +444,52 @@ enum TrainCommand {
         #[arg(long)]
         encoder: Option<PathBuf>,
     },
+    /// Domain adaptation of the encoder: fine-tunes its top layers (the rest frozen) with a
+    /// multiple-negatives ranking loss on paraphrase pairs (`{"a", "b", "label"}` JSONL: label 1
+    /// positives, label 0 hard negatives) and KB files (similar questions as positives of their
+    /// standard question). Writes a model directory usable wherever a model is (`--model`,
+    /// `--encoder`, model.path), with `training.json`; checkpoints go to `<out>.checkpoint/`.
+    Embed {
+        /// Pair files, e.g. ../shared/datasets/pairs/atec_train.jsonl.
+        #[arg(long, num_args = 1..)]
+        pairs: Vec<PathBuf>,
+        /// KB JSONL files (`{"id", "question", "similar": [...], "category", ...}`).
+        #[arg(long, num_args = 1..)]
+        kb: Vec<PathBuf>,
+        /// Model directory to start from (default: model.path).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        /// Model directory to write (replaced whole if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Top transformer layers to train (0: all of them; the embeddings stay frozen).
+        #[arg(long, default_value_t = 2)]
+        layers: usize,
+        #[arg(long, default_value_t = 5e-5)]
+        learning_rate: f64,
+        /// Share of the steps with a rising learning rate (then linear decay to 0).
+        #[arg(long, default_value_t = 0.1)]
+        warmup: f64,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+        /// Longest training input in tokens.
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Use only the first N records of each data file.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Save a checkpoint every N steps (besides after every epoch and on Ctrl-C).
+        #[arg(long, default_value_t = 200)]
+        checkpoint_every: usize,
+        /// Continue from the checkpoint in `<out>.checkpoint/` (same data and options; more
+        /// --epochs continue training).
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -1249,6 +1295,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     r.seconds
                 );
             }
+            Ok(())
+        }
+        Command::Train(TrainCommand::Embed {
+            pairs,
+            kb,
+            base,
+            out,
+            layers,
+            learning_rate,
+            warmup,
+            batch_size,
+            epochs,
+            max_tokens,
+            seed,
+            limit,
+            checkpoint_every,
+            resume,
+        }) => {
+            let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: base })?;
+            set_threads(cfg.embed.threads);
+            let opts = embed::train::EmbedTrainOptions {
+                layers,
+                learning_rate,
+                warmup,
+                batch_size,
+                epochs,
+                max_tokens,
+                seed,
+                limit,
+                checkpoint_every,
+            };
+            let stop = kefu::eval::interrupt_flag();
+            let c = embed::train::train(
+                &cfg.model.path,
+                &pairs,
+                &kb,
+                &out,
+                &opts,
+                resume,
+                Some(&stop),
+            )?;
+            println!(
+                "{} ({}): {} of {} layers tuned on {} examples ({} with hard negatives, {} texts); {} steps{}; loss {:.4} -> {:.4}; frozen layers {:.1} s, training {:.1} s ({:.1} examples/s), {:.1} s in all; checkpoint kept in {}",
+                out.display(),
+                c.model_version,
+                c.layers_tuned,
+                c.encoder_layers,
+                c.examples,
+                c.examples_with_hard_negatives,
+                c.texts,
+                c.steps,
+                c.resumed_from_step
+                    .map(|s| format!(" (resumed at {s})"))
+                    .unwrap_or_default(),
+                c.initial_loss,
+                c.final_loss,
+                c.caching_seconds,
+                c.training_seconds,
+                c.examples_per_second,
+                c.seconds,
+                kefu::intent::finetune::checkpoint_dir(&out).display()
+            );
             Ok(())
         }
         Command::Eval(EvalCommand::Intent {

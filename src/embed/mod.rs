@@ -8,6 +8,7 @@ pub mod int8;
 pub mod ops;
 pub mod qbert;
 pub mod tokenize;
+pub mod train;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -87,7 +87,7 @@ fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::R
 }
 
 impl TunedLayer {
-    fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
+    pub(crate) fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
         let d = cfg.hidden_size;
         let ln = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> {
             Ok((
@@ -110,7 +110,7 @@ impl TunedLayer {
     }
 
     /// `h`: (batch, seq, dim); `mask`: additive, (batch, 1, 1, seq).
-    fn forward(&self, h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    pub(crate) fn forward(&self, h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         let (b, s, d) = h.dims3()?;
         let hd = d / self.heads;
         let split = |x: Tensor| -> candle_core::Result<Tensor> {
@@ -136,7 +136,7 @@ impl TunedLayer {
 }
 
 /// (batch, seq, dim) mean over the kept tokens, then L2-normalised as the encoder does.
-fn pool(h: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn pool(h: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
     let m = mask01.unsqueeze(2)?;
     let sum = h.broadcast_mul(&m)?.sum(1)?;
     let n = m.sum(1)?;
@@ -145,7 +145,7 @@ fn pool(h: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
     mean.broadcast_div(&(norm + 1e-12)?)
 }
 
-fn bert_config(encoder_dir: &Path) -> anyhow::Result<BertConfig> {
+pub(crate) fn bert_config(encoder_dir: &Path) -> anyhow::Result<BertConfig> {
     let p = encoder_dir.join("config.json");
     let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a BERT config", p.display()))
@@ -173,7 +173,7 @@ impl Lower {
     }
 
     /// Hidden states after the lower layers, one `len × dim` row-major block per sequence.
-    fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
+    pub(crate) fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
         let (ids, mask01) = pad_ids(batch)?;
         let h = self
             .model
@@ -201,7 +201,10 @@ fn pad_ids(batch: &[&[u32]]) -> candle_core::Result<(Tensor, Tensor)> {
 }
 
 /// Pads cached lower-layer states to (batch, seq, dim) with their masks (0/1 and additive).
-fn pad_states(states: &[&[f32]], dim: usize) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+pub(crate) fn pad_states(
+    states: &[&[f32]],
+    dim: usize,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let s = states
         .iter()
         .map(|x| x.len() / dim)
@@ -224,7 +227,11 @@ fn pad_states(states: &[&[f32]], dim: usize) -> candle_core::Result<(Tensor, Ten
     Ok((h, m01, additive))
 }
 
-fn run_layers(layers: &[TunedLayer], h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn run_layers(
+    layers: &[TunedLayer],
+    h: &Tensor,
+    mask: &Tensor,
+) -> candle_core::Result<Tensor> {
     let mut h = h.clone();
     for l in layers {
         h = l.forward(&h, mask)?;
@@ -245,7 +252,7 @@ impl std::fmt::Debug for TunedEncoder {
     }
 }
 
-fn build_layers(
+pub(crate) fn build_layers(
     vb: VarBuilder,
     cfg: &BertConfig,
     k: usize,
