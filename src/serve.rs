@@ -155,8 +155,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 }
 
 /// After the encoder has loaded: the demo shop when the catalogue is empty, embeddings for
-/// what lacks them, the configured model (a broken one stops the server) or one trained on the
-/// event log; then retraining every `recommend.retrain_interval_secs` when events arrived.
+/// what lacks them, a model trained on the event log (unless `recommend.model` gave one, loaded
+/// at start); then retraining every `recommend.retrain_interval_secs` when events arrived.
 async fn recommender_loop(state: Arc<AppState>, fail: tokio::sync::mpsc::Sender<anyhow::Error>) {
     let r = state.recommender.clone();
     let Some(e) = state.embedder.load_full() else {

@@ -344,7 +344,7 @@ pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::Invalid(format!(
-            "{field} {id:?} is not an id (1–128 characters of letters, digits, _ - . :)"
+            "{field} {id:?} is not an id (1–128 characters, no spaces or control characters)"
         )))
     }
 }

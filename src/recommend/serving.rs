@@ -1143,7 +1143,7 @@ pub fn check_event(
         p.push((
             "customer_id",
             format!(
-                "{:?} is not an id (1–128 characters of letters, digits, _ - . :)",
+                "{:?} is not an id (1–128 characters, no spaces or control characters)",
                 e.customer_id
             ),
         ));

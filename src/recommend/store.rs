@@ -51,7 +51,7 @@ CREATE TABLE IF NOT EXISTS rec_customers (
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
-    /// 1–128 characters of letters, digits, `_ - . :`.
+    /// 1–128 characters without spaces or control characters.
     pub id: String,
     pub title: String,
     /// The English title, when the item has one (shown to English-speaking customers).
@@ -78,13 +78,11 @@ pub const MAX_TITLE_CHARS: usize = 500;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub const MAX_CATEGORIES: usize = 20;
 
-/// Customer and item ids: 1–128 characters of letters, digits, `_ - . :`.
+/// Customer and item ids: 1–128 characters without spaces or control characters (e-mail
+/// addresses and the ids of other systems pass as they are).
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))
+    let n = id.chars().count();
+    (1..=128).contains(&n) && !id.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 impl Item {
@@ -95,7 +93,7 @@ impl Item {
             out.push((
                 "id",
                 format!(
-                    "{:?} is not an id (1–128 characters of letters, digits, _ - . :)",
+                    "{:?} is not an id (1–128 characters, no spaces or control characters)",
                     self.id
                 ),
             ));
@@ -853,6 +851,13 @@ mod tests {
             (problems[0].line, problems[0].field.as_deref()),
             (2, Some("title"))
         );
+    }
+
+    #[test]
+    fn ids_are_anything_printable_without_spaces() {
+        assert!(valid_id("ana@example.com") && valid_id("用户-42") && valid_id("p0001"));
+        assert!(!valid_id("") && !valid_id("a b") && !valid_id("a\tb"));
+        assert!(valid_id(&"x".repeat(128)) && !valid_id(&"x".repeat(129)));
     }
 
     #[test]
