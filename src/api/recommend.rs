@@ -91,12 +91,9 @@ pub async fn list_items(
 async fn find_item(s: &super::AppState, id: &str) -> Result<StoredItem, ApiError> {
     s.recommender
         .store
-        .items(&model_version(s))
+        .item(id, &model_version(s))
         .await
         .map_err(storage)?
-        .into_iter()
-        .map(|(i, _)| i)
-        .find(|i| i.item.id == id)
         .ok_or_else(|| ApiError::NotFound(format!("item {id:?} does not exist")))
 }
 

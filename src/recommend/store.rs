@@ -47,6 +47,14 @@ CREATE TABLE IF NOT EXISTS rec_customers (
 );
 ";
 
+/// The columns of an item, for `RecStore::item_of`.
+macro_rules! item_select {
+    () => {
+        "SELECT id, title, title_en, description, description_en, categories, price, active,
+         embedding, embedding_model, created_at, updated_at FROM rec_items"
+    };
+}
+
 /// A catalogue item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -525,41 +533,47 @@ impl RecStore {
         &self,
         model: &str,
     ) -> Result<Vec<(StoredItem, Option<Vec<f32>>)>, sqlx::Error> {
-        let rows = sqlx::query(
-            "SELECT id, title, title_en, description, description_en, categories, price, active,
-             embedding, embedding_model, created_at, updated_at FROM rec_items ORDER BY id",
+        let rows = sqlx::query(concat!(item_select!(), " ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| Self::item_of(r, model)).collect())
+    }
+
+    /// One item (`embedded`: whether `model` made its embedding).
+    pub async fn item(&self, id: &str, model: &str) -> Result<Option<StoredItem>, sqlx::Error> {
+        let row = sqlx::query(concat!(item_select!(), " WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| Self::item_of(&r, model).0))
+    }
+
+    /// A `rec_items` row, with its embedding when `model` made it.
+    fn item_of(r: &sqlx::sqlite::SqliteRow, model: &str) -> (StoredItem, Option<Vec<f32>>) {
+        let emb: Option<Vec<u8>> = r.get("embedding");
+        let emb_model: Option<String> = r.get("embedding_model");
+        let emb = emb
+            .filter(|_| emb_model.as_deref() == Some(model))
+            .map(|b| from_blob(&b));
+        let cats: String = r.get("categories");
+        (
+            StoredItem {
+                item: Item {
+                    id: r.get("id"),
+                    title: r.get("title"),
+                    title_en: r.get("title_en"),
+                    description: r.get("description"),
+                    description_en: r.get("description_en"),
+                    categories: serde_json::from_str(&cats).unwrap_or_default(),
+                    price: r.get("price"),
+                    active: r.get("active"),
+                },
+                embedded: emb.is_some(),
+                created_at: r.get("created_at"),
+                updated_at: r.get("updated_at"),
+            },
+            emb,
         )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let emb: Option<Vec<u8>> = r.get("embedding");
-                let emb_model: Option<String> = r.get("embedding_model");
-                let emb = emb
-                    .filter(|_| emb_model.as_deref() == Some(model))
-                    .map(|b| from_blob(&b));
-                let cats: String = r.get("categories");
-                (
-                    StoredItem {
-                        item: Item {
-                            id: r.get("id"),
-                            title: r.get("title"),
-                            title_en: r.get("title_en"),
-                            description: r.get("description"),
-                            description_en: r.get("description_en"),
-                            categories: serde_json::from_str(&cats).unwrap_or_default(),
-                            price: r.get("price"),
-                            active: r.get("active"),
-                        },
-                        embedded: emb.is_some(),
-                        created_at: r.get("created_at"),
-                        updated_at: r.get("updated_at"),
-                    },
-                    emb,
-                )
-            })
-            .collect())
     }
 
     pub async fn item_count(&self) -> Result<i64, sqlx::Error> {
