@@ -233,3 +233,31 @@ fn bad_pairs_line_is_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("pairs.jsonl:1: label must be 0 or 1"), "{err}");
 }
+
+#[test]
+fn mines_hard_negatives_with_the_starting_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pairs, kb, out) = (
+        tmp.path().join("pairs.jsonl"),
+        tmp.path().join("kb.jsonl"),
+        tmp.path().join("tuned"),
+    );
+    write_pairs(&pairs);
+    write_kb(&kb);
+    let o = train(&["--mine-negatives", "2"], &pairs, &kb, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = card(&out);
+    // 12 examples over 22 texts with a positive; each gets at most 2 mined negatives.
+    let mined = c["mined_negatives"].as_u64().unwrap();
+    assert!(mined > 0 && mined <= 2 * 22, "{c}");
+    assert_eq!(c["options"]["mine_negatives"], 2, "{c}");
+    assert_eq!(c["examples_with_hard_negatives"], 12, "{c}");
+    // The checkpoint remembers the setting: resuming without it is refused.
+    let o = train(&["--epochs", "2", "--resume"], &pairs, &kb, &out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("mine-negatives (checkpoint 2, now 0)"),
+        "{err}"
+    );
+}

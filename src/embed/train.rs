@@ -55,6 +55,10 @@ pub struct EmbedTrainOptions {
     pub limit: Option<usize>,
     /// Save a checkpoint every N steps (and after every epoch).
     pub checkpoint_every: usize,
+    /// Hard negatives mined per text with the starting model: its nearest training texts that
+    /// are not known positives and score below the text's own positive (0: none).
+    #[serde(default)]
+    pub mine_negatives: usize,
 }
 
 impl Default for EmbedTrainOptions {
@@ -69,6 +73,7 @@ impl Default for EmbedTrainOptions {
             seed: 42,
             limit: None,
             checkpoint_every: 200,
+            mine_negatives: 0,
         }
     }
 }
@@ -475,6 +480,8 @@ struct Fingerprint {
     max_tokens: usize,
     seed: u64,
     limit: Option<usize>,
+    #[serde(default)]
+    mine_negatives: usize,
 }
 
 impl Fingerprint {
@@ -540,6 +547,9 @@ pub struct TrainingCard {
     pub texts: usize,
     pub examples: usize,
     pub examples_with_hard_negatives: usize,
+    /// Hard negatives mined with the starting model (`mine_negatives`).
+    #[serde(default)]
+    pub mined_negatives: usize,
     pub steps_per_epoch: usize,
     /// Optimiser steps in all (with those of the checkpoint a run resumed from).
     pub steps: usize,
@@ -592,6 +602,114 @@ fn probe_loss(
     Ok(sum / probe.len().max(1) as f64)
 }
 
+/// Mines up to `k` hard negatives for every text that has a positive, with the starting model:
+/// its nearest training texts that are neither the text nor a known positive of it and whose
+/// cosine stays below the text's least similar positive (closer ones are too often unlabelled
+/// paraphrases). They follow the text's labelled hard negatives. Returns the number added.
+fn mine_negatives(
+    layers: &[TunedLayer],
+    states: &[Vec<f32>],
+    dim: usize,
+    data: &mut TrainData,
+    k: usize,
+    stop: Option<&AtomicBool>,
+) -> anyhow::Result<usize> {
+    let n = data.texts.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(states[i].len()));
+    let mut vectors = vec![0f32; n * dim];
+    let bar = crate::eval::texts_bar(n, "mining hard negatives: encoding".to_string());
+    for chunk in order.chunks(128) {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            bar.abandon();
+            anyhow::bail!("interrupted before training started; nothing was written");
+        }
+        let views: Vec<&[f32]> = chunk.iter().map(|&i| states[i].as_slice()).collect();
+        let (h, m01, add) = pad_states(&views, dim)?;
+        let u = pool(&run_layers(layers, &h, &add)?, &m01)?.to_vec2::<f32>()?;
+        for (&i, row) in chunk.iter().zip(u) {
+            vectors[i * dim..(i + 1) * dim].copy_from_slice(&row);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let dot = |a: u32, b: u32| -> f32 {
+        let (a, b) = (a as usize * dim, b as usize * dim);
+        vectors[a..a + dim]
+            .iter()
+            .zip(&vectors[b..b + dim])
+            .map(|(x, y)| x * y)
+            .sum()
+    };
+    // Every text of an example with its least similar positive's cosine.
+    let mut bound: BTreeMap<u32, f32> = BTreeMap::new();
+    for &(a, b) in &data.examples {
+        let c = dot(a, b);
+        for t in [a, b] {
+            let e = bound.entry(t).or_insert(f32::INFINITY);
+            *e = e.min(c);
+        }
+    }
+    let anchors: Vec<(u32, f32)> = bound.into_iter().collect();
+    let all = Tensor::from_vec(vectors.clone(), (n, dim), &Device::Cpu)?;
+    let bar = crate::eval::texts_bar(
+        anchors.len(),
+        "mining hard negatives: nearest texts".to_string(),
+    );
+    let mut added = 0;
+    for chunk in anchors.chunks(256) {
+        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            bar.abandon();
+            anyhow::bail!("interrupted before training started; nothing was written");
+        }
+        let rows: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&(t, _)| {
+                vectors[t as usize * dim..(t as usize + 1) * dim]
+                    .iter()
+                    .copied()
+            })
+            .collect();
+        let q = Tensor::from_vec(rows, (chunk.len(), dim), &Device::Cpu)?;
+        let scores = q.matmul(&all.t()?)?.to_vec2::<f32>()?;
+        let found: Vec<Vec<u32>> = {
+            use rayon::prelude::*;
+            chunk
+                .par_iter()
+                .zip(scores.par_iter())
+                .map(|(&(t, limit), row)| {
+                    let mut cand: Vec<(f32, u32)> = row
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, &c)| c < limit && !data.is_positive(t, j as u32))
+                        .map(|(j, &c)| (c, j as u32))
+                        .collect();
+                    let take = k.min(cand.len());
+                    if take < cand.len() {
+                        cand.select_nth_unstable_by(take, |x, y| y.0.total_cmp(&x.0));
+                    }
+                    cand.truncate(take);
+                    cand.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+                    cand.into_iter().map(|(_, j)| j).collect()
+                })
+                .collect()
+        };
+        for (&(t, _), negs) in chunk.iter().zip(found) {
+            let h = &mut data.hard[t as usize];
+            for j in negs {
+                if !h.contains(&j) {
+                    h.push(j);
+                    added += 1;
+                }
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    tracing::info!("mined {added} hard negatives for {} texts", anchors.len());
+    Ok(added)
+}
+
 /// Fine-tunes the top layers of the model in `base` on `pairs` and `kb` files and writes the
 /// tuned model directory `out`; checkpoints go to `<out>.checkpoint/` (kept afterwards, so a
 /// later `resume` with more epochs continues from there).
@@ -619,7 +737,7 @@ pub fn train(
     );
     anyhow::ensure!(opts.max_tokens >= 4, "--max-tokens must be at least 4");
     // Everything cheap (and every input error) first.
-    let (data, files) = read_data(pairs, kb, opts.limit)?;
+    let (mut data, files) = read_data(pairs, kb, opts.limit)?;
     let cfg = bert_config(base)?;
     let l = cfg.num_hidden_layers;
     anyhow::ensure!(
@@ -647,6 +765,7 @@ pub fn train(
         max_tokens: opts.max_tokens,
         seed: opts.seed,
         limit: opts.limit,
+        mine_negatives: opts.mine_negatives,
     };
     let checkpoint = checkpoint_dir(out);
     let resumed: Option<(CheckpointState, HashMap<String, Tensor>)> = if resume
@@ -736,6 +855,11 @@ pub fn train(
                 .with_context(|| format!("initialising {k} from the base model"))?;
         }
     }
+    let mined = if opts.mine_negatives > 0 {
+        mine_negatives(&layers, &states, dim, &mut data, opts.mine_negatives, stop)?
+    } else {
+        0
+    };
     let mut adam = AdamW::new(&vm)?;
 
     let n = data.examples.len();
@@ -862,6 +986,7 @@ pub fn train(
         texts: data.texts.len(),
         examples: n,
         examples_with_hard_negatives: data.with_hard_negatives(),
+        mined_negatives: mined,
         steps_per_epoch,
         steps: step,
         resumed_from_step: resumed.as_ref().map(|(st, _)| st.step),
@@ -1069,6 +1194,7 @@ mod tests {
             max_tokens: 64,
             seed: 42,
             limit: None,
+            mine_negatives: 0,
         };
         assert_eq!(a.difference(&a.clone()), None);
         let b = Fingerprint {
