@@ -41,6 +41,8 @@ pub enum ApiError {
     IntentNotReady,
     #[error("{0}")]
     Flow(String),
+    #[error("model reload failed, the previous model keeps serving: {0}")]
+    ModelReload(String),
     #[error("{0}")]
     Sessions(String),
     #[error("the request took longer than {0} s")]
@@ -63,6 +65,7 @@ impl ApiError {
             Self::NotFound(_) => ("not_found", StatusCode::NOT_FOUND),
             Self::MethodNotAllowed(_) => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             Self::Conflict(_) => ("conflict", StatusCode::CONFLICT),
+            Self::ModelReload(_) => ("model_reload_failed", StatusCode::UNPROCESSABLE_ENTITY),
             Self::InvalidImport(_) => ("invalid_import", StatusCode::UNPROCESSABLE_ENTITY),
             Self::IndexNotReady => ("index_not_ready", StatusCode::SERVICE_UNAVAILABLE),
             Self::Storage(_) => ("storage_failed", StatusCode::INTERNAL_SERVER_ERROR),

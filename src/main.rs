@@ -138,6 +138,47 @@ enum ModelCommand {
     Info { dir: PathBuf },
     /// Check a model directory's files against the manifest's checksums.
     Verify { dir: PathBuf },
+    /// Make DIR the encoder the data directory serves, after the gate: its files must match its
+    /// manifest, it must load and give unit vectors of its dimension, every intent model in
+    /// intent.models must have been trained on it, and on the built-in demo FAQ (and --kb /
+    /// --queries, --pairs when given) its top-1 / MRR@10 / ROC AUC may fall at most --max-drop
+    /// below the serving model's. Recorded in <data_dir>/models/active.json (kefu serve starts
+    /// with it); with --server, the running service swaps it in without dropping a request.
+    Activate {
+        /// The model directory (e.g. the output of `kefu train embed`).
+        dir: PathBuf,
+        /// A running kefu to swap the model into (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        server: Option<String>,
+        /// Your own KB file for the gate (with --queries).
+        #[arg(long, requires = "queries")]
+        kb: Option<PathBuf>,
+        /// Labelled queries for --kb (`{"query", "gold": [ids]}` JSONL).
+        #[arg(long, requires = "kb")]
+        queries: Option<PathBuf>,
+        /// A pairs file for the gate (`{"a", "b", "label"}` JSONL).
+        #[arg(long)]
+        pairs: Option<PathBuf>,
+        /// How far any measure may fall below the serving model's (0.01 = one point).
+        #[arg(long, default_value_t = 0.01)]
+        max_drop: f64,
+        /// Activate even when a quality check fails (broken or incompatible models are
+        /// refused regardless).
+        #[arg(long)]
+        force: bool,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print the gate's report as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the encoder the data directory serves and its activation record.
+    Active {
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -485,6 +526,10 @@ enum TrainCommand {
         /// Save a checkpoint every N steps (besides after every epoch and on Ctrl-C).
         #[arg(long, default_value_t = 200)]
         checkpoint_every: usize,
+        /// Hard negatives to mine per text with the starting model (its nearest training texts
+        /// that are not known positives and score below the text's positive; 0: none).
+        #[arg(long, default_value_t = 0)]
+        mine_negatives: usize,
         /// Continue from the checkpoint in `<out>.checkpoint/` (same data and options; more
         /// --epochs continue training).
         #[arg(long)]
@@ -655,7 +700,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Model(cmd) => model_command(cmd),
+        Command::Model(cmd) => model_command(cmd, cfg_path.as_ref()),
         Command::Match {
             query,
             kb,
@@ -1311,6 +1356,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             limit,
             checkpoint_every,
+            mine_negatives,
             resume,
         }) => {
             let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: base })?;
@@ -1325,6 +1371,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed,
                 limit,
                 checkpoint_every,
+                mine_negatives,
             };
             let stop = kefu::eval::interrupt_flag();
             let c = embed::train::train(
@@ -1624,8 +1671,67 @@ async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn model_command(cmd: ModelCommand) -> anyhow::Result<()> {
+fn model_command(cmd: ModelCommand, cfg_path: Option<&PathBuf>) -> anyhow::Result<()> {
     match cmd {
+        ModelCommand::Activate {
+            dir,
+            server,
+            kb,
+            queries,
+            pairs,
+            max_drop,
+            force,
+            data_dir,
+            json,
+        } => {
+            // With --server, the gate compares against what that server serves, and its data
+            // directory is the one to record in.
+            let remote = server.as_deref().map(server_model).transpose()?;
+            let data_dir = match (&remote, data_dir) {
+                (Some((_, d)), Some(given)) if d != &given => anyhow::bail!(
+                    "--data-dir {} is not the server's data directory ({})",
+                    given.display(),
+                    d.display()
+                ),
+                (Some((_, d)), _) => Some(d.clone()),
+                (None, d) => d,
+            };
+            let cfg = load_config(
+                cfg_path,
+                Overrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            set_threads(cfg.embed.threads);
+            let serving = match remote {
+                Some((path, _)) => path,
+                None => model::registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?,
+            };
+            let opts = model::gate::GateOptions {
+                kb: kb.zip(queries),
+                pairs,
+                max_drop,
+            };
+            activate(&cfg, &serving, &dir, server.as_deref(), &opts, force, json)?;
+        }
+        ModelCommand::Active { data_dir } => {
+            let cfg = load_config(
+                cfg_path,
+                Overrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )?;
+            match model::registry::active(&cfg.server.data_dir)? {
+                Some(a) => println!("{}", serde_json::to_string_pretty(&a)?),
+                None => println!(
+                    "no model activated in {}: model.path ({}) serves",
+                    cfg.server.data_dir.display(),
+                    cfg.model.path.display()
+                ),
+            }
+        }
         ModelCommand::Fetch { out, cache, force } => {
             let m = fetch::fetch_default(&out, cache.as_deref(), force)?;
             eprintln!("imported {} into {}", m.version, out.display());
@@ -1664,6 +1770,150 @@ fn model_command(cmd: ModelCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The model directory and data directory of the kefu at `url` (`GET /v1/model`).
+fn server_model(url: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let url = url.trim_end_matches('/');
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let v: serde_json::Value = rt.block_on(async {
+        let r = reqwest::get(format!("{url}/v1/model"))
+            .await
+            .with_context(|| format!("reaching {url}"))?;
+        anyhow::ensure!(
+            r.status().is_success(),
+            "{url}/v1/model answered {}",
+            r.status()
+        );
+        Ok(r.json().await?)
+    })?;
+    match (v["model"]["path"].as_str(), v["data_dir"].as_str()) {
+        (Some(m), Some(d)) => Ok((PathBuf::from(m), PathBuf::from(d))),
+        _ => anyhow::bail!("{url}/v1/model does not look like kefu's"),
+    }
+}
+
+/// `kefu model activate`: the gate, the record, and the swap on a running server.
+fn activate(
+    cfg: &Config,
+    serving: &std::path::Path,
+    dir: &std::path::Path,
+    server: Option<&str>,
+    opts: &model::gate::GateOptions,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    use kefu::model::{gate, registry};
+    let data_dir = &cfg.server.data_dir;
+    let before = registry::active(data_dir)?;
+    let report = gate::run(cfg, serving, dir, opts)?;
+    for c in &report.checks {
+        eprintln!(
+            "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
+            c.name,
+            c.serving,
+            c.candidate,
+            c.change,
+            if c.passed { "ok" } else { "FAILED" }
+        );
+    }
+    let print = |activated: bool| -> anyhow::Result<()> {
+        if json {
+            let mut v = serde_json::to_value(&report)?;
+            v["activated"] = activated.into();
+            println!("{v}");
+        }
+        Ok(())
+    };
+    if !report.passed && !force {
+        print(false)?;
+        anyhow::bail!(
+            "{} was refused: {}; nothing changed (--force activates it anyway)",
+            report.candidate.version,
+            report.failures()
+        );
+    }
+    if report.candidate.version == report.serving.version {
+        eprintln!("{} already serves here", report.candidate.version);
+    }
+    let record = registry::Activation {
+        model: report.candidate.clone(),
+        activated_at: registry::now_rfc3339(),
+        forced: !report.passed,
+        gate: serde_json::to_value(&report)?,
+        previous: Some(report.serving.clone()),
+    };
+    registry::record(data_dir, &record)?;
+    eprintln!(
+        "activated {} in {} (was {})",
+        report.candidate.version,
+        data_dir.display(),
+        report.serving.version
+    );
+    match server {
+        Some(url) => {
+            if let Err(e) = swap_on_server(url, &report.candidate.version) {
+                registry::restore(data_dir, before.as_ref())?;
+                anyhow::bail!("{e:#}; the activation was undone");
+            }
+            eprintln!("{url} now serves {}", report.candidate.version);
+        }
+        None => eprintln!(
+            "a running kefu on this data directory swaps it in with POST /v1/model/reload (or at its next start)"
+        ),
+    }
+    print(true)
+}
+
+/// Asks the server at `url` to reload and waits until it serves `version` (or says why not).
+fn swap_on_server(url: &str, version: &str) -> anyhow::Result<()> {
+    let url = url.trim_end_matches('/');
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{url}/v1/model/reload"))
+            .send()
+            .await
+            .with_context(|| format!("asking {url} to reload"))?;
+        let status = r.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{url} refused the reload ({status}): {}",
+            r.text().await.unwrap_or_default()
+        );
+        let stop = kefu::eval::interrupt_flag();
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            anyhow::ensure!(
+                !stop.load(std::sync::atomic::Ordering::SeqCst),
+                "interrupted while {url} was reloading (it goes on; see GET {url}/v1/model)"
+            );
+            let v: serde_json::Value = http
+                .get(format!("{url}/v1/model"))
+                .send()
+                .await
+                .with_context(|| format!("reading {url}/v1/model"))?
+                .json()
+                .await?;
+            match v["reload"]["state"].as_str() {
+                Some("running") => continue,
+                Some("succeeded") if v["model"]["version"] == version => return Ok(()),
+                Some("failed") => anyhow::bail!(
+                    "{url} could not swap it in: {}",
+                    v["reload"]["error"].as_str().unwrap_or("?")
+                ),
+                _ => anyhow::bail!(
+                    "{url} serves {} after the reload, not {version}",
+                    v["model"]["version"]
+                ),
+            }
+        }
+    })
 }
 
 fn read_calibration(path: &std::path::Path) -> anyhow::Result<kefu::matcher::Calibration> {

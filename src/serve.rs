@@ -39,9 +39,20 @@ pub fn load_embedder(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Embe
     Ok(e)
 }
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("creating server.data_dir {}", cfg.server.data_dir.display()))?;
+    // A model activated in this data directory (`kefu model activate`) serves instead of
+    // model.path.
+    let serving = model::registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?;
+    if serving != cfg.model.path {
+        tracing::info!(
+            activated = %serving.display(),
+            configured = %cfg.model.path.display(),
+            "serving the model activated in this data directory (kefu model activate)"
+        );
+        cfg.model.path = serving;
+    }
     let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
     let listener = TcpListener::bind(&addr)
         .await
@@ -189,11 +200,20 @@ async fn recommender_loop(state: Arc<AppState>, fail: tokio::sync::mpsc::Sender<
 /// Loads the configured intent models (refusing any trained on another encoder) and the demo
 /// models for the names left unset, training those at first start.
 fn load_intents(state: &AppState) -> anyhow::Result<()> {
-    let cfg = &state.config;
     let e = state
         .embedder
         .load_full()
         .context("the encoder is not loaded")?;
+    let models = intent_models(&state.config, &e)?;
+    state.intents.store(Some(Arc::new(models)));
+    tracing::info!("intent models ready");
+    Ok(())
+}
+
+/// The intent models for encoder `e`: the configured ones (each must have been trained on `e`)
+/// and the demo models for the names left unset (trained for `e` when their saved copy is for
+/// another encoder).
+fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<api::IntentModels> {
     let mut models = api::IntentModels::new();
     for (name, dir) in &cfg.intent.models {
         let mut m = crate::intent::IntentModel::load(dir)
@@ -204,7 +224,7 @@ fn load_intents(state: &AppState) -> anyhow::Result<()> {
                 dir.display()
             )
         })?;
-        m.attach_encoder(&cfg.model.path)
+        m.attach_encoder(e.dir())
             .with_context(|| format!("attaching the fine-tuned layers of intent model {name}"))?;
         tracing::info!(name, dir = %dir.display(), labels = m.card.labels.len(), "intent model loaded");
         models.insert(name.clone(), Arc::new(m));
@@ -212,7 +232,7 @@ fn load_intents(state: &AppState) -> anyhow::Result<()> {
     if cfg.intent.load_demo {
         for (name, _) in crate::intent::demo::sets() {
             if !models.contains_key(name) {
-                let m = crate::intent::demo::load_or_train(&e, &cfg.server.data_dir, name)?;
+                let m = crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name)?;
                 models.insert(name.to_string(), Arc::new(m));
             }
         }
@@ -223,9 +243,7 @@ fn load_intents(state: &AppState) -> anyhow::Result<()> {
             cfg.intent.default_model
         );
     }
-    state.intents.store(Some(Arc::new(models)));
-    tracing::info!("intent models ready");
-    Ok(())
+    Ok(models)
 }
 
 /// Rebuilds the KB index whenever woken (after start and after every change) and swaps it in.
@@ -272,6 +290,25 @@ async fn index_builder(state: Arc<AppState>) {
             Ok::<_, crate::embed::EmbedError>(index)
         })
         .await;
+        let built = match built {
+            Ok(Ok(index)) => {
+                let _swapping = state.swap_lock.lock().expect("swap lock");
+                if state
+                    .embedder
+                    .load()
+                    .as_ref()
+                    .is_none_or(|e| e.version() != index.model_version)
+                {
+                    // The model was swapped during the build: build again with the new one.
+                    state.reindex.notify_one();
+                    continue;
+                }
+                let index = Arc::new(index);
+                state.index.store(Some(index.clone()));
+                Ok(Ok(index))
+            }
+            other => other.map(|r| r.map(Arc::new)),
+        };
         match built {
             Ok(Ok(index)) => {
                 first = false;
@@ -285,8 +322,6 @@ async fn index_builder(state: Arc<AppState>) {
                     secs = st.seconds,
                     "KB index swapped in"
                 );
-                let index = Arc::new(index);
-                state.index.store(Some(index.clone()));
                 if snapshot {
                     let dir = snap_dir.clone();
                     let saved = tokio::task::spawn_blocking(move || {
@@ -352,4 +387,195 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// What a model reload did.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ModelReload {
+    /// False when the activated model was already serving (nothing was done).
+    pub changed: bool,
+    pub previous: model::registry::ModelRef,
+    pub model: model::registry::ModelRef,
+    pub dim: usize,
+    /// KB questions and passages embedded with the new model before it took over.
+    pub index_texts: usize,
+    /// Intent models serving with the new model.
+    pub intent_models: Vec<String>,
+    pub seconds: f64,
+    /// What an operator should do next (e.g. refit a calibration made with the old model).
+    pub warnings: Vec<String>,
+}
+
+fn model_ref(e: &Embedder) -> model::registry::ModelRef {
+    model::registry::ModelRef {
+        path: e.dir().display().to_string(),
+        version: e.version().to_string(),
+    }
+}
+
+/// Where the last model reload stands (`GET /v1/model`).
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct ReloadStatus {
+    /// `idle` (none since start), `running`, `succeeded` or `failed`.
+    pub state: &'static str,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<ModelReload>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Starts a reload in the background (409 while one runs) and returns its status.
+pub fn start_reload(state: &Arc<AppState>) -> Result<ReloadStatus, crate::error::ApiError> {
+    state.embedder()?;
+    let status = {
+        let mut s = state.reload.lock().expect("reload status lock");
+        if s.state == "running" {
+            return Err(crate::error::ApiError::Conflict(format!(
+                "a model reload is already running (since {})",
+                s.started_at.as_deref().unwrap_or("?")
+            )));
+        }
+        *s = ReloadStatus {
+            state: "running",
+            started_at: Some(model::registry::now_rfc3339()),
+            ..Default::default()
+        };
+        s.clone()
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        let r = reload_model(&state).await;
+        if let Err(e) = &r {
+            tracing::error!("model reload failed: {e}");
+        }
+        let mut s = state.reload.lock().expect("reload status lock");
+        s.finished_at = Some(model::registry::now_rfc3339());
+        match r {
+            Ok(done) => {
+                s.state = "succeeded";
+                s.result = Some(done);
+            }
+            Err(e) => {
+                s.state = "failed";
+                s.error = Some(e.to_string());
+            }
+        }
+    });
+    Ok(status)
+}
+
+/// Swaps in the model activated in the data directory (else model.path) without dropping a
+/// request: the new encoder is loaded, the intent models, the KB index and the catalogue's
+/// embeddings are made for it while the old one keeps serving, then all are swapped in. Any
+/// failure leaves the old model serving.
+pub async fn reload_model(state: &Arc<AppState>) -> Result<ModelReload, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let started = std::time::Instant::now();
+    let old = state.embedder()?;
+    let failed = |what: &str, e: anyhow::Error| ApiError::ModelReload(format!("{what}: {e:#}"));
+    let dir =
+        model::registry::serving_path(&state.config.server.data_dir, &state.config.model.path)
+            .map_err(|e| failed("the activated model", e))?;
+    let cfg = state.config.clone();
+    let load_dir = dir.clone();
+    let new = tokio::task::spawn_blocking(move || {
+        let e = Embedder::load(&load_dir, &cfg.embed, Arc::new(Metrics::new()))
+            .with_context(|| format!("loading {}", load_dir.display()))?;
+        model::gate::check_intent_models(&cfg, &e)?;
+        anyhow::Ok(e)
+    })
+    .await
+    .map_err(|e| failed("loading the model", e.into()))?
+    .map_err(|e| failed("loading the model", e))?;
+    if new.version() == old.version() {
+        return Ok(ModelReload {
+            changed: false,
+            previous: model_ref(&old),
+            model: model_ref(&old),
+            dim: old.dim(),
+            index_texts: 0,
+            intent_models: Vec::new(),
+            seconds: started.elapsed().as_secs_f64(),
+            warnings: Vec::new(),
+        });
+    }
+    tracing::info!(
+        from = old.version(),
+        to = new.version(),
+        "model reload: preparing"
+    );
+    let new = Arc::new(new);
+
+    // Intent models for the new encoder (demo models are trained for it).
+    let intents = {
+        let (cfg, e) = (state.config.clone(), new.clone());
+        tokio::task::spawn_blocking(move || intent_models(&cfg, &e))
+            .await
+            .map_err(|e| failed("intent models", e.into()))?
+            .map_err(|e| failed("intent models", e))?
+    };
+    // The whole KB, embedded with the new model.
+    let (entries, documents) = async {
+        let entries = state.kb.all().await?;
+        Ok::<_, crate::kb::store::StoreError>((entries, state.kb.documents().await?))
+    }
+    .await
+    .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let index = {
+        let (e, opts) = (new.clone(), state.config.index.options());
+        let entries: Vec<_> = entries.into_iter().map(|s| s.entry).collect();
+        tokio::task::spawn_blocking(move || {
+            crate::matcher::KbIndex::build(entries, &documents, &e, None, &opts, |_, _| {})
+        })
+        .await
+        .map_err(|e| failed("indexing the KB", e.into()))?
+        .map_err(|e| failed("indexing the KB", e.into()))?
+    };
+    let index_texts = index.stats.texts;
+    // Catalogue items and consultations: stored beside the old embeddings, swapped in with the
+    // catalogue.
+    state
+        .recommender
+        .embed_missing(&new)
+        .await
+        .map_err(|e| failed("embedding the catalogue", e))?;
+
+    let intent_models: Vec<String> = intents.keys().cloned().collect();
+    {
+        let _swapping = state.swap_lock.lock().expect("swap lock");
+        state.intents.store(Some(Arc::new(intents)));
+        state.index.store(Some(Arc::new(index)));
+        state.embedder.store(Some(new.clone()));
+    }
+    // Changes made during the reload, and the snapshot for the new model.
+    state.reindex.notify_one();
+    if let Err(e) = state.recommender.embed_missing(&new).await {
+        tracing::warn!("recommendations: embedding what arrived during the reload failed: {e:#}");
+    }
+    let mut warnings = Vec::new();
+    if state.calibration.load().0 {
+        warnings.push(format!(
+            "the KB's stored calibration was fitted with another model; fit it again for {} (`kefu eval faq --calibrate --encoder DIR`, then `kefu kb calibrate FILE` or PUT /v1/calibration)",
+            new.version()
+        ));
+    }
+    let r = ModelReload {
+        changed: true,
+        previous: model_ref(&old),
+        model: model_ref(&new),
+        dim: new.dim(),
+        index_texts,
+        intent_models,
+        seconds: started.elapsed().as_secs_f64(),
+        warnings,
+    };
+    tracing::info!(
+        from = old.version(),
+        to = new.version(),
+        secs = r.seconds,
+        "model reload: the new model serves"
+    );
+    Ok(r)
 }

@@ -89,8 +89,7 @@ pub async fn understand(
 ) -> Result<IntentResponse, ApiError> {
     let started = Instant::now();
     let name = model.map_or_else(|| s.config.intent.default_model.clone(), str::to_string);
-    let embedder = s.embedder()?;
-    let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+    let (embedder, models) = s.encoder_and_intents()?;
     let model = models.get(&name).cloned().ok_or_else(|| {
         ApiError::NotFound(if models.is_empty() {
             format!("intent model {name:?} is not loaded: no intent models are configured")

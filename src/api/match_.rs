@@ -145,8 +145,7 @@ pub async fn search(
     explain: bool,
 ) -> Result<MatchResponse, ApiError> {
     let started = Instant::now();
-    let embedder = s.embedder()?;
-    let index = s.index.load_full().ok_or(ApiError::IndexNotReady)?;
+    let (embedder, index) = s.encoder_and_index()?;
     let corrected = index.correct(query);
     let query = corrected.as_deref().unwrap_or(query);
     let v = embedder.embed(&[query.to_string()]).await?;

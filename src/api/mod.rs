@@ -9,6 +9,7 @@ pub mod index;
 pub mod intent;
 pub mod json;
 pub mod match_;
+pub mod model;
 pub mod openapi;
 pub mod ops;
 pub mod recommend;
@@ -59,6 +60,11 @@ pub struct AppState {
     pub feedback: crate::analytics::feedback::FeedbackStore,
     /// Catalogue, events, profiles and the recommendation models.
     pub recommender: Arc<crate::recommend::serving::Recommender>,
+    /// Held while the index or the encoder is being swapped, so that the index builder never
+    /// stores an index of a model that is being replaced.
+    pub swap_lock: std::sync::Mutex<()>,
+    /// The last model reload (`POST /v1/model/reload`, `GET /v1/model`).
+    pub reload: std::sync::Mutex<crate::serve::ReloadStatus>,
 }
 
 pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
@@ -91,12 +97,48 @@ impl AppState {
             http: reqwest::Client::new(),
             feedback,
             recommender,
+            swap_lock: std::sync::Mutex::new(()),
+            reload: std::sync::Mutex::new(crate::serve::ReloadStatus {
+                state: "idle",
+                ..Default::default()
+            }),
             config,
         }
     }
 
     pub fn embedder(&self) -> Result<Arc<Embedder>, ApiError> {
         self.embedder.load_full().ok_or(ApiError::NotReady)
+    }
+
+    /// The encoder and the KB index made with it. During a model swap the two can briefly
+    /// belong to different models (the index is swapped first); then both are read again.
+    pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
+        for _ in 0..1000 {
+            let e = self.embedder()?;
+            let index = self.index.load_full().ok_or(ApiError::IndexNotReady)?;
+            if index.model_version == e.version() {
+                return Ok((e, index));
+            }
+            std::thread::yield_now();
+        }
+        Err(ApiError::IndexNotReady)
+    }
+
+    /// The encoder and the intent models trained on it (read again during a model swap, as in
+    /// [`Self::encoder_and_index`]).
+    pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
+        for _ in 0..1000 {
+            let e = self.embedder()?;
+            let models = self.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+            if models
+                .values()
+                .all(|m| m.check_encoder(e.manifest()).is_ok())
+            {
+                return Ok((e, models));
+            }
+            std::thread::yield_now();
+        }
+        Err(ApiError::IntentNotReady)
     }
 
     pub fn set_embedder(&self, e: Embedder) {
@@ -194,6 +236,8 @@ pub fn router(state: SharedState) -> Router {
                 .put(calibration::put)
                 .delete(calibration::delete),
         )
+        .route("/v1/model", get(model::get))
+        .route("/v1/model/reload", post(model::reload))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -4,7 +4,9 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{calibration, chat, documents, embed, faqs, index, intent, match_, ops, recommend};
+use super::{
+    calibration, chat, documents, embed, faqs, index, intent, match_, model, ops, recommend,
+};
 use crate::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
@@ -51,6 +53,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         recommend::put_customer,
         recommend::profile,
         recommend::recommend,
+        model::get,
+        model::reload,
         ops::healthz,
         ops::readyz,
         ops::metrics
@@ -100,6 +104,11 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::matcher::BuildStats,
         ops::Health,
         ops::Readiness,
+        model::ModelInfo,
+        crate::model::registry::ModelRef,
+        crate::model::registry::Activation,
+        crate::serve::ReloadStatus,
+        crate::serve::ModelReload,
         crate::dialog::chat::ChatRequest,
         crate::dialog::chat::ChatResponse,
         crate::dialog::chat::Action,

@@ -61,6 +61,7 @@ pub fn normalize(text: &str) -> String {
 
 /// Everything needed to embed text with one loaded model.
 pub struct Embedder {
+    dir: std::path::PathBuf,
     manifest: Manifest,
     version: Arc<str>,
     tokenizer: TextTokenizer,
@@ -97,6 +98,7 @@ impl Embedder {
             metrics.clone(),
         );
         Ok(Self {
+            dir: dir.to_path_buf(),
             version: manifest.version.clone().into(),
             manifest,
             tokenizer,
@@ -104,6 +106,11 @@ impl Embedder {
             cache: EmbeddingCache::new(cfg.cache_size),
             metrics,
         })
+    }
+
+    /// The model directory it was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn manifest(&self) -> &Manifest {

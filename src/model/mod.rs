@@ -2,7 +2,9 @@
 
 pub mod e5s1;
 pub mod fetch;
+pub mod gate;
 pub mod manifest;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 
