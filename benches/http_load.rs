@@ -4,7 +4,8 @@
 //!     cargo run --release -- serve &
 //!     KEFU_BENCH_URL=http://127.0.0.1:8080 cargo bench --bench http_load
 //!
-//! Knobs: KEFU_BENCH_CONCURRENCY (8), KEFU_BENCH_SECONDS (10), KEFU_BENCH_ROUTE (/v1/embed),
+//! Knobs: KEFU_BENCH_CONCURRENCY (8), KEFU_BENCH_SECONDS (10), KEFU_BENCH_ROUTE (/v1/embed,
+//! /v1/embeddings or /v1/match),
 //! KEFU_BENCH_UNIQUE=1 makes every text unique so the query cache never answers.
 
 use std::time::{Duration, Instant};
@@ -49,6 +50,8 @@ async fn main() {
                 };
                 let body = if route.ends_with("/embeddings") {
                     serde_json::json!({ "input": text })
+                } else if route.ends_with("/match") {
+                    serde_json::json!({ "query": text })
                 } else {
                     serde_json::json!({ "inputs": [text] })
                 };

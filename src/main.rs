@@ -24,8 +24,8 @@ struct Cli {
 
 #[derive(Args, Clone, Default)]
 struct CommonFlags {
-    /// Embedding model directory (overrides model.path): evaluate or match with an encoder
-    /// other than the configured one.
+    /// Embedding model directory: evaluate or match with an encoder other than the active one
+    /// (the model activated in the data directory, else model.path).
     #[arg(long, visible_alias = "encoder")]
     model: Option<PathBuf>,
 }
@@ -264,7 +264,7 @@ enum EvalCommand {
         /// Print one JSON object as the last line of standard output.
         #[arg(long)]
         json: bool,
-        /// Encoder directory (default: model.path).
+        /// Encoder directory (default: the activated model, else model.path).
         #[arg(long)]
         encoder: Option<PathBuf>,
     },
@@ -481,7 +481,7 @@ enum TrainCommand {
         /// Print the training summary as one JSON object on the last line.
         #[arg(long)]
         json: bool,
-        /// Encoder directory (default: model.path).
+        /// Encoder directory (default: the activated model, else model.path).
         #[arg(long)]
         encoder: Option<PathBuf>,
     },
@@ -497,7 +497,7 @@ enum TrainCommand {
         /// KB JSONL files (`{"id", "question", "similar": [...], "category", ...}`).
         #[arg(long, num_args = 1..)]
         kb: Vec<PathBuf>,
-        /// Model directory to start from (default: model.path).
+        /// Model directory to start from (default: the activated model, else model.path).
         #[arg(long)]
         base: Option<PathBuf>,
         /// Model directory to write (replaced whole if it exists).
@@ -632,13 +632,40 @@ fn config_with_model(cli_config: Option<&PathBuf>, common: CommonFlags) -> anyho
     )
 }
 
+fn config_with_data_dir(
+    cli_config: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<Config> {
+    load_config(
+        cli_config,
+        Overrides {
+            data_dir,
+            ..Default::default()
+        },
+    )
+}
+
 fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
     for k in kefu::config::stray_env_vars() {
         tracing::warn!(
             "{k} is not a kefu setting (configuration variables look like KEFU_SERVER__PORT)"
         );
     }
-    Ok(Config::load(cli_config.map(|p| p.as_path()), &o)?)
+    let explicit_model = o.model.is_some();
+    let mut cfg = Config::load(cli_config.map(|p| p.as_path()), &o)?;
+    // Without --model / --encoder, commands use the model activated in the data directory
+    // (`kefu model activate`), as `kefu serve` does.
+    if !explicit_model
+        && let Ok(Some(a)) = model::registry::active(&cfg.server.data_dir)
+        && std::path::Path::new(&a.model.path).is_dir()
+    {
+        tracing::info!(
+            model = a.model.version,
+            "using the model activated in the data directory"
+        );
+        cfg.model.path = PathBuf::from(a.model.path);
+    }
+    Ok(cfg)
 }
 
 fn main() {
@@ -789,13 +816,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 | KbCommand::Calibrate { data_dir, .. }
                 | KbCommand::AddDocument { data_dir, .. } => data_dir.clone(),
             };
-            let cfg = load_config(
-                cfg_path.as_ref(),
-                Overrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_data_dir(cfg_path.as_ref(), data_dir)?;
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
@@ -1696,13 +1717,7 @@ fn model_command(cmd: ModelCommand, cfg_path: Option<&PathBuf>) -> anyhow::Resul
                 (Some((_, d)), _) => Some(d.clone()),
                 (None, d) => d,
             };
-            let cfg = load_config(
-                cfg_path,
-                Overrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_data_dir(cfg_path, data_dir)?;
             set_threads(cfg.embed.threads);
             let serving = match remote {
                 Some((path, _)) => path,
@@ -1716,13 +1731,7 @@ fn model_command(cmd: ModelCommand, cfg_path: Option<&PathBuf>) -> anyhow::Resul
             activate(&cfg, &serving, &dir, server.as_deref(), &opts, force, json)?;
         }
         ModelCommand::Active { data_dir } => {
-            let cfg = load_config(
-                cfg_path,
-                Overrides {
-                    data_dir,
-                    ..Default::default()
-                },
-            )?;
+            let cfg = config_with_data_dir(cfg_path, data_dir)?;
             match model::registry::active(&cfg.server.data_dir)? {
                 Some(a) => println!("{}", serde_json::to_string_pretty(&a)?),
                 None => println!(

@@ -212,6 +212,28 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
     let info = reload_done(&c, &s).await;
     assert_eq!(info["reload"]["result"]["changed"], false, "{info}");
 
+    // A record pointing at a damaged directory (written behind the gate's back): the reload
+    // fails naming it, and the model that served goes on serving.
+    let record = std::fs::read_to_string(&active_file).unwrap();
+    let mut bad: serde_json::Value = serde_json::from_str(&record).unwrap();
+    bad["model"]["path"] = broken.display().to_string().into();
+    std::fs::write(&active_file, bad.to_string()).unwrap();
+    let (st, _) = call(&c, Method::POST, s.url("/v1/model/reload"), None).await;
+    assert_eq!(st, 202);
+    let info = reload_done(&c, &s).await;
+    assert_eq!(info["reload"]["state"], "failed", "{info}");
+    let why = info["reload"]["error"].as_str().unwrap();
+    assert!(
+        why.contains("broken") && why.contains("previous model keeps serving"),
+        "{why}"
+    );
+    assert_eq!(info["model"]["version"], good_version.as_str());
+    assert_eq!(
+        matching(&c, &s, q.clone()).await["model"],
+        good_version.as_str()
+    );
+    std::fs::write(&active_file, record).unwrap();
+
     // A restart on the same data directory serves the activated model, whatever --model says.
     let data_dir = s.data_dir.clone();
     drop(s);
@@ -225,4 +247,13 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains(&good_version));
+    // So do the offline commands without --encoder.
+    let out = common::run_ok(
+        kefu()
+            .env("KEFU_SERVER__DATA_DIR", s.data_dir.path())
+            .args(["eval", "pairs", "--json", "--data"])
+            .arg(&pairs),
+    );
+    let r: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["model"], good_version.as_str(), "{r}");
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{Device, Tensor};
@@ -70,6 +70,14 @@ fn write_kb(path: &Path) {
     }
 }
 
+/// The hand-made pairs and KB files in `dir`, and where the tuned model goes.
+fn inputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (pairs, kb) = (dir.join("pairs.jsonl"), dir.join("kb.jsonl"));
+    write_pairs(&pairs);
+    write_kb(&kb);
+    (pairs, kb, dir.join("tuned"))
+}
+
 fn train(args: &[&str], pairs: &Path, kb: &Path, out: &Path) -> std::process::Output {
     common::kefu()
         .args(["train", "embed", "--pairs"])
@@ -105,13 +113,7 @@ fn tensor(st: &MmapedSafetensors, name: &str) -> Vec<f32> {
 #[test]
 fn trains_top_layer_resumes_and_loads_as_a_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let (pairs, kb, out) = (
-        tmp.path().join("pairs.jsonl"),
-        tmp.path().join("kb.jsonl"),
-        tmp.path().join("tuned"),
-    );
-    write_pairs(&pairs);
-    write_kb(&kb);
+    let (pairs, kb, out) = inputs(tmp.path());
 
     // Epoch 1: 8 pair examples + 4 KB examples, batches of 4: 3 steps.
     let o = train(&["--epochs", "1"], &pairs, &kb, &out);
@@ -237,13 +239,7 @@ fn bad_pairs_line_is_named() {
 #[test]
 fn mines_hard_negatives_with_the_starting_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let (pairs, kb, out) = (
-        tmp.path().join("pairs.jsonl"),
-        tmp.path().join("kb.jsonl"),
-        tmp.path().join("tuned"),
-    );
-    write_pairs(&pairs);
-    write_kb(&kb);
+    let (pairs, kb, out) = inputs(tmp.path());
     let o = train(&["--mine-negatives", "2"], &pairs, &kb, &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let c = card(&out);
