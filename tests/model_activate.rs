@@ -1,5 +1,5 @@
-//! `kefu model activate` and the hot swap: the gate refuses a damaged model and one that ranks
-//! worse, a tuned model passes and is swapped into a running server while requests keep being
+//! `kefu model activate` and the hot swap: the gate refuses a damaged model, one that ranks
+//! worse and one an intent model cannot serve with; a tuned model passes and is swapped into a running server while requests keep being
 //! answered, and the activation survives a restart.
 
 mod common;
@@ -139,6 +139,36 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
         model_info(&c, &s).await["model"]["version"],
         base_version.as_str()
     );
+
+    // An intent model in intent.models trained on the serving encoder could not serve with the
+    // candidate: refused even with --force, naming it.
+    let intent = tmp.path().join("intent-service");
+    common::run_ok(
+        kefu()
+            .args(["train", "intent", "--head", "linear", "--train"])
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("datasets/demo/intents/service/train.jsonl"),
+            )
+            .arg("--out")
+            .arg(&intent)
+            .arg("--encoder")
+            .arg(model_dir()),
+    );
+    let o = kefu()
+        .env("KEFU_INTENT__MODELS__SERVICE", &intent)
+        .args(["model", "activate"])
+        .arg(&good)
+        .args(["--server", &s.base, "--force"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("intent model service") && err.contains("train it again"),
+        "{err}"
+    );
+    assert!(!active_file.exists());
 
     // A good model passes and is swapped in while requests keep coming: none fails.
     let stop = Arc::new(AtomicBool::new(false));
