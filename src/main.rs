@@ -645,14 +645,11 @@ fn config_with_data_dir(
     )
 }
 
+/// The configuration; without `--model`, the model activated in the data directory replaces
+/// model.path.
 fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
-    for k in kefu::config::stray_env_vars() {
-        tracing::warn!(
-            "{k} is not a kefu setting (configuration variables look like KEFU_SERVER__PORT)"
-        );
-    }
     let explicit_model = o.model.is_some();
-    let mut cfg = Config::load(cli_config.map(|p| p.as_path()), &o)?;
+    let mut cfg = load_config_as_given(cli_config, o)?;
     // Without --model / --encoder, commands use the model activated in the data directory
     // (`kefu model activate`), as `kefu serve` does.
     if !explicit_model
@@ -666,6 +663,17 @@ fn load_config(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Con
         cfg.model.path = PathBuf::from(a.model.path);
     }
     Ok(cfg)
+}
+
+/// The configuration as files, environment and flags give it (`kefu serve` resolves the
+/// activated model itself, keeping model.path for when the activation is removed).
+fn load_config_as_given(cli_config: Option<&PathBuf>, o: Overrides) -> anyhow::Result<Config> {
+    for k in kefu::config::stray_env_vars() {
+        tracing::warn!(
+            "{k} is not a kefu setting (configuration variables look like KEFU_SERVER__PORT)"
+        );
+    }
+    Ok(Config::load(cli_config.map(|p| p.as_path()), &o)?)
 }
 
 fn main() {
@@ -686,7 +694,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             common,
         } => {
-            let cfg = load_config(
+            let cfg = load_config_as_given(
                 cfg_path.as_ref(),
                 Overrides {
                     host,

@@ -39,11 +39,11 @@ pub fn load_embedder(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Embe
     Ok(e)
 }
 
-pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("creating server.data_dir {}", cfg.server.data_dir.display()))?;
     // A model activated in this data directory (`kefu model activate`) serves instead of
-    // model.path.
+    // model.path (which serves again once the activation record is gone).
     let serving = model::registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?;
     if serving != cfg.model.path {
         tracing::info!(
@@ -51,7 +51,6 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
             configured = %cfg.model.path.display(),
             "serving the model activated in this data directory (kefu model activate)"
         );
-        cfg.model.path = serving;
     }
     let addr = format!("{}:{}", cfg.server.host, cfg.server.port);
     let listener = TcpListener::bind(&addr)
@@ -118,7 +117,13 @@ pub async fn run(mut cfg: Config) -> anyhow::Result<()> {
     {
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
-            match load_embedder(&state.config, state.metrics.clone()) {
+            let loaded = if serving == state.config.model.path {
+                load_embedder(&state.config, state.metrics.clone())
+            } else {
+                Embedder::load(&serving, &state.config.embed, state.metrics.clone())
+                    .with_context(|| format!("loading the activated model {}", serving.display()))
+            };
+            match loaded {
                 Ok(e) => {
                     tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
                     state.set_embedder(e);

@@ -262,6 +262,15 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
         matching(&c, &s, q.clone()).await["model"],
         good_version.as_str()
     );
+
+    // Without a record, model.path serves again.
+    std::fs::remove_file(&active_file).unwrap();
+    let (st, _) = call(&c, Method::POST, s.url("/v1/model/reload"), None).await;
+    assert_eq!(st, 202);
+    let info = reload_done(&c, &s).await;
+    assert_eq!(info["reload"]["state"], "succeeded", "{info}");
+    assert_eq!(info["model"]["version"], base_version.as_str());
+    assert!(info["activation"].is_null(), "{info}");
     std::fs::write(&active_file, record).unwrap();
 
     // A restart on the same data directory serves the activated model, whatever --model says.
