@@ -411,9 +411,15 @@ pub struct ModelReload {
     pub warnings: Vec<String>,
 }
 
-fn model_ref(e: &Embedder) -> model::registry::ModelRef {
+/// The encoder's directory (absolute, so that other processes can find it) and version.
+pub fn model_ref(e: &Embedder) -> model::registry::ModelRef {
+    let dir = e.dir();
     model::registry::ModelRef {
-        path: e.dir().display().to_string(),
+        path: dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string(),
         version: e.version().to_string(),
     }
 }

@@ -178,6 +178,7 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
         let (answered, failed) = (answered.clone(), failed.clone());
         tokio::spawn(async move {
             let mut seen = std::collections::BTreeSet::new();
+            let mut first_failure = None;
             while !stop.load(Ordering::SeqCst) {
                 let (st, v) = call(
                     &c,
@@ -191,9 +192,10 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
                     seen.insert(v["model"].as_str().unwrap().to_string());
                 } else {
                     failed.fetch_add(1, Ordering::SeqCst);
+                    first_failure.get_or_insert((st, v));
                 }
             }
-            seen
+            (seen, first_failure)
         })
     };
     let o = activate(&good, &s, &["--max-drop", "0.05"]);
@@ -206,11 +208,11 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
     assert_ne!(good_version, base_version);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::SeqCst);
-    let seen = load.await.unwrap();
+    let (seen, first_failure) = load.await.unwrap();
     assert_eq!(
         failed.load(Ordering::SeqCst),
         0,
-        "requests failed during the swap"
+        "requests failed during the swap, the first: {first_failure:?}"
     );
     assert!(answered.load(Ordering::SeqCst) > 0);
     assert!(seen.contains(&good_version), "{seen:?}");

@@ -110,35 +110,51 @@ impl AppState {
         self.embedder.load_full().ok_or(ApiError::NotReady)
     }
 
-    /// The encoder and the KB index made with it. During a model swap the two can briefly
-    /// belong to different models (the index is swapped first); then both are read again.
+    /// The encoder and the KB index made with it. A model swap stores both under `swap_lock`;
+    /// a request that reads them in the middle of one waits for the lock and reads again.
     pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
-        for _ in 0..1000 {
+        let read = || -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
             let e = self.embedder()?;
             let index = self.index.load_full().ok_or(ApiError::IndexNotReady)?;
-            if index.model_version == e.version() {
-                return Ok((e, index));
-            }
-            std::thread::yield_now();
+            Ok((e, index))
+        };
+        let (e, index) = read()?;
+        if index.model_version == e.version() {
+            return Ok((e, index));
         }
-        Err(ApiError::IndexNotReady)
+        drop(self.swap_lock.lock().expect("swap lock"));
+        let (e, index) = read()?;
+        if index.model_version == e.version() {
+            Ok((e, index))
+        } else {
+            Err(ApiError::IndexNotReady)
+        }
     }
 
-    /// The encoder and the intent models trained on it (read again during a model swap, as in
+    /// The encoder and the intent models trained on it (read again after a swap, as in
     /// [`Self::encoder_and_index`]).
     pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
-        for _ in 0..1000 {
+        let read = || -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
             let e = self.embedder()?;
             let models = self.intents.load_full().ok_or(ApiError::IntentNotReady)?;
-            if models
+            Ok((e, models))
+        };
+        let fits = |(e, models): &(Arc<Embedder>, Arc<IntentModels>)| {
+            models
                 .values()
                 .all(|m| m.check_encoder(e.manifest()).is_ok())
-            {
-                return Ok((e, models));
-            }
-            std::thread::yield_now();
+        };
+        let pair = read()?;
+        if fits(&pair) {
+            return Ok(pair);
         }
-        Err(ApiError::IntentNotReady)
+        drop(self.swap_lock.lock().expect("swap lock"));
+        let pair = read()?;
+        if fits(&pair) {
+            Ok(pair)
+        } else {
+            Err(ApiError::IntentNotReady)
+        }
     }
 
     pub fn set_embedder(&self, e: Embedder) {

@@ -40,10 +40,7 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, ApiErr
         .map_err(|e| ApiError::Storage(format!("{e:#}")))?;
     let m = e.manifest();
     Ok(Json(ModelInfo {
-        model: ModelRef {
-            path: e.dir().display().to_string(),
-            version: e.version().to_string(),
-        },
+        model: crate::serve::model_ref(&e),
         dim: e.dim(),
         pooling: format!("{:?}", m.pooling).to_lowercase(),
         prefix: m.prefix.clone(),

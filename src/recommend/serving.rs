@@ -717,11 +717,13 @@ impl Recommender {
 
     /// A customer's profile; `None` when kefu knows nothing about them.
     pub async fn profile(&self, customer_id: &str, model: &str) -> anyhow::Result<Option<Profile>> {
-        let customer = self.store.customer(customer_id).await?;
+        // Events first: a chat turn stores the customer's tier before its event, so a profile
+        // that shows the event shows the tier too.
         let events = self
             .store
             .customer_events(customer_id, self.config.max_history, model)
             .await?;
+        let customer = self.store.customer(customer_id).await?;
         if customer.is_none() && events.is_empty() {
             return Ok(None);
         }
