@@ -71,14 +71,6 @@ impl GateReport {
     }
 }
 
-fn model_ref(dir: &Path, e: &Embedder) -> ModelRef {
-    let path = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    ModelRef {
-        path: path.display().to_string(),
-        version: e.version().to_string(),
-    }
-}
-
 /// Loads `dir` as the server would, after checking every file against the manifest.
 pub fn load_checked(cfg: &Config, dir: &Path) -> anyhow::Result<Embedder> {
     let m = super::load_manifest(dir, false)
@@ -226,8 +218,8 @@ pub fn run(
     }
     let passed = checks.iter().all(|c| c.passed);
     Ok(GateReport {
-        candidate: model_ref(candidate_dir, &candidate),
-        serving: model_ref(serving_dir, &serving),
+        candidate: crate::serve::model_ref(&candidate),
+        serving: crate::serve::model_ref(&serving),
         max_drop: opts.max_drop,
         checks,
         passed,
