@@ -530,6 +530,13 @@ enum TrainCommand {
         /// that are not known positives and score below the text's positive; 0: none).
         #[arg(long, default_value_t = 0)]
         mine_negatives: usize,
+        /// Train low-rank adapters (LoRA) of this rank beside every linear map of the top
+        /// --layers instead of their weights (merged into the weights when written; 0: off).
+        #[arg(long, default_value_t = 0)]
+        adapter_rank: usize,
+        /// Adapter scale numerator: each adapter adds alpha / rank · x·Aᵀ·Bᵀ.
+        #[arg(long, default_value_t = 16.0)]
+        adapter_alpha: f64,
         /// Continue from the checkpoint in `<out>.checkpoint/` (same data and options; more
         /// --epochs continue training).
         #[arg(long)]
@@ -1386,6 +1393,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             checkpoint_every,
             mine_negatives,
+            adapter_rank,
+            adapter_alpha,
             resume,
         }) => {
             let cfg = config_with_model(cfg_path.as_ref(), CommonFlags { model: base })?;
@@ -1401,6 +1410,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 limit,
                 checkpoint_every,
                 mine_negatives,
+                adapter_rank,
+                adapter_alpha,
             };
             let stop = kefu::eval::interrupt_flag();
             let c = embed::train::train(
@@ -1413,11 +1424,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(&stop),
             )?;
             println!(
-                "{} ({}): {} of {} layers tuned on {} examples ({} with hard negatives, {} texts); {} steps{}; loss {:.4} -> {:.4}; frozen layers {:.1} s, training {:.1} s ({:.1} examples/s), {:.1} s in all; checkpoint kept in {}",
+                "{} ({}): {} of {} layers tuned{} ({} parameters) on {} examples ({} with hard negatives, {} texts); {} steps{}; loss {:.4} -> {:.4}; frozen layers {:.1} s, training {:.1} s ({:.1} examples/s), {:.1} s in all; checkpoint kept in {}",
                 out.display(),
                 c.model_version,
                 c.layers_tuned,
                 c.encoder_layers,
+                if c.options.adapter_rank > 0 {
+                    format!(" through rank-{} adapters", c.options.adapter_rank)
+                } else {
+                    String::new()
+                },
+                c.trained_parameters,
                 c.examples,
                 c.examples_with_hard_negatives,
                 c.texts,

@@ -257,3 +257,64 @@ fn mines_hard_negatives_with_the_starting_model() {
         "{err}"
     );
 }
+
+#[test]
+fn trains_adapters_and_merges_them_into_the_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pairs, kb, out) = inputs(tmp.path());
+    let o = train(&["--adapter-rank", "4", "--epochs", "3"], &pairs, &kb, &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = card(&out);
+    // One layer, six linear maps, rank 4: 4 · (in + out) each.
+    let per_layer = 4 * (4 * (384 + 384) + 2 * (384 + 1536));
+    assert_eq!(c["trained_parameters"], per_layer, "{c}");
+    assert_eq!(c["options"]["adapter_rank"], 4, "{c}");
+    let (first, last) = (
+        c["initial_loss"].as_f64().unwrap(),
+        c["final_loss"].as_f64().unwrap(),
+    );
+    assert!(last < first, "loss {first} -> {last}");
+
+    // The adapters are merged into the top layer's linear maps; its biases and layer norms,
+    // and every other layer, are the base's.
+    let base =
+        unsafe { MmapedSafetensors::new(common::model_dir().join("model.safetensors")) }.unwrap();
+    let tuned = unsafe { MmapedSafetensors::new(out.join("model.safetensors")) }.unwrap();
+    assert_eq!(base.tensors().len(), tuned.tensors().len());
+    for name in [
+        "encoder.layer.11.attention.self.query.weight",
+        "encoder.layer.11.intermediate.dense.weight",
+        "encoder.layer.11.output.dense.weight",
+    ] {
+        assert_ne!(tensor(&base, name), tensor(&tuned, name), "{name}");
+    }
+    for name in [
+        "encoder.layer.11.attention.self.query.bias",
+        "encoder.layer.11.output.LayerNorm.weight",
+        "encoder.layer.10.attention.self.query.weight",
+        "embeddings.word_embeddings.weight",
+    ] {
+        assert_eq!(tensor(&base, name), tensor(&tuned, name), "{name}");
+    }
+    assert!(
+        tuned.tensors().iter().all(|(n, _)| !n.contains("lora")),
+        "no adapter tensors in the model"
+    );
+
+    // A checkpoint of adapters does not resume plain training.
+    let o = train(&["--epochs", "4", "--resume"], &pairs, &kb, &out);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("adapter-rank (checkpoint 4, now 0)"), "{err}");
+
+    // The merged model serves like any other.
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "pairs", "--json", "--data"])
+            .arg(&pairs)
+            .arg("--encoder")
+            .arg(&out),
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["model"], c["model_version"], "{r}");
+}

@@ -59,6 +59,17 @@ pub struct EmbedTrainOptions {
     /// are not known positives and score below the text's own positive (0: none).
     #[serde(default)]
     pub mine_negatives: usize,
+    /// Rank of the low-rank adapters (LoRA) trained beside every linear map of the top
+    /// `layers`, whose own weights then stay frozen (0: train the layers' weights themselves).
+    #[serde(default)]
+    pub adapter_rank: usize,
+    /// Adapters add `adapter_alpha / adapter_rank · x·Aᵀ·Bᵀ` to each linear map.
+    #[serde(default = "default_alpha")]
+    pub adapter_alpha: f64,
+}
+
+fn default_alpha() -> f64 {
+    16.0
 }
 
 impl Default for EmbedTrainOptions {
@@ -74,6 +85,8 @@ impl Default for EmbedTrainOptions {
             limit: None,
             checkpoint_every: 200,
             mine_negatives: 0,
+            adapter_rank: 0,
+            adapter_alpha: default_alpha(),
         }
     }
 }
@@ -482,6 +495,10 @@ struct Fingerprint {
     limit: Option<usize>,
     #[serde(default)]
     mine_negatives: usize,
+    #[serde(default)]
+    adapter_rank: usize,
+    #[serde(default = "default_alpha")]
+    adapter_alpha: f64,
 }
 
 impl Fingerprint {
@@ -544,6 +561,9 @@ pub struct TrainingCard {
     /// The top `layers_tuned` of `encoder_layers` layers were trained.
     pub encoder_layers: usize,
     pub layers_tuned: usize,
+    /// Parameters the optimiser changed (the layers' weights, or their adapters').
+    #[serde(default)]
+    pub trained_parameters: usize,
     pub texts: usize,
     pub examples: usize,
     pub examples_with_hard_negatives: usize,
@@ -710,6 +730,25 @@ fn mine_negatives(
     Ok(added)
 }
 
+/// Sets every adapter's `A` (the `lora_a` variables) to seeded values uniform in
+/// ±1/√fan-in; the `B`s stay zero.
+fn init_adapters(vm: &VarMap, seed: u64) -> candle_core::Result<()> {
+    let data = vm.data().lock().expect("var map lock");
+    let mut names: Vec<&String> = data.keys().filter(|k| k.ends_with(".lora_a")).collect();
+    names.sort();
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x10a4_ada9);
+    for k in names {
+        let var = &data[k];
+        let (r, fan_in) = var.as_tensor().dims2()?;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let vals: Vec<f32> = (0..r * fan_in)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        var.set(&Tensor::from_vec(vals, (r, fan_in), &Device::Cpu)?)?;
+    }
+    Ok(())
+}
+
 /// Fine-tunes the top layers of the model in `base` on `pairs` and `kb` files and writes the
 /// tuned model directory `out`; checkpoints go to `<out>.checkpoint/` (kept afterwards, so a
 /// later `resume` with more epochs continues from there).
@@ -736,6 +775,10 @@ pub fn train(
         "--warmup must be in [0, 1) and --learning-rate positive"
     );
     anyhow::ensure!(opts.max_tokens >= 4, "--max-tokens must be at least 4");
+    anyhow::ensure!(
+        opts.adapter_alpha > 0.0 && opts.adapter_alpha.is_finite(),
+        "--adapter-alpha must be positive"
+    );
     // Everything cheap (and every input error) first.
     let (mut data, files) = read_data(pairs, kb, opts.limit)?;
     let cfg = bert_config(base)?;
@@ -766,6 +809,8 @@ pub fn train(
         seed: opts.seed,
         limit: opts.limit,
         mine_negatives: opts.mine_negatives,
+        adapter_rank: opts.adapter_rank,
+        adapter_alpha: opts.adapter_alpha,
     };
     let checkpoint = checkpoint_dir(out);
     let resumed: Option<(CheckpointState, HashMap<String, Tensor>)> = if resume
@@ -838,15 +883,34 @@ pub fn train(
         tokens.len()
     );
 
-    // The tuned layers, from the base (then possibly the checkpoint).
+    // The tuned layers, from the base (then possibly the checkpoint): their weights as
+    // variables, or frozen with adapters as the variables.
     let vm = VarMap::new();
-    let layers = build_layers(
-        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-        &cfg,
-        tuned_layers,
-    )?;
-    {
-        let weights = base.join(WEIGHTS_FILE);
+    let weights = base.join(WEIGHTS_FILE);
+    let layers = if opts.adapter_rank > 0 {
+        // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
+        let frozen = unsafe {
+            VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)
+                .with_context(|| format!("reading {}", weights.display()))?
+        };
+        let mut layers = build_layers(frozen, &cfg, tuned_layers)?;
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        for (j, layer) in layers.iter_mut().enumerate() {
+            let i = l - tuned_layers + j;
+            layer.add_adapters(
+                vb.pp(format!("encoder.layer.{i}")),
+                opts.adapter_rank,
+                opts.adapter_alpha,
+            )?;
+        }
+        init_adapters(&vm, opts.seed)?;
+        layers
+    } else {
+        let layers = build_layers(
+            VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+            &cfg,
+            tuned_layers,
+        )?;
         // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
         let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(&weights) }
             .with_context(|| format!("reading {}", weights.display()))?;
@@ -854,7 +918,22 @@ pub fn train(
             var.set(&st.load(k, &Device::Cpu)?.to_dtype(DType::F32)?)
                 .with_context(|| format!("initialising {k} from the base model"))?;
         }
-    }
+        layers
+    };
+    let trained_parameters: usize = vm
+        .all_vars()
+        .iter()
+        .map(|v| v.as_tensor().elem_count())
+        .sum();
+    let what = if opts.adapter_rank > 0 {
+        format!(
+            "training rank-{} adapters on {tuned_layers} layers",
+            opts.adapter_rank
+        )
+    } else {
+        format!("training {tuned_layers} layers")
+    };
+    tracing::info!("{what}: {trained_parameters} parameters");
     let mined = if opts.mine_negatives > 0 {
         mine_negatives(&layers, &states, dim, &mut data, opts.mine_negatives, stop)?
     } else {
@@ -940,7 +1019,7 @@ pub fn train(
             seen += batch.len();
             step += 1;
             bar.set_message(format!(
-                "training {tuned_layers} layers, epoch {}/{}: loss {:.4}, {:.1} examples/s",
+                "{what}, epoch {}/{}: loss {:.4}, {:.1} examples/s",
                 epoch + 1,
                 opts.epochs,
                 loss_sum / count as f64,
@@ -965,12 +1044,21 @@ pub fn train(
     let final_loss = probe_loss(&layers, &states, dim, &data, &probe, opts.batch_size)?;
     drop(states);
 
-    // The model directory: the base's files, its weights with the tuned layers replaced.
-    let tuned: HashMap<String, Tensor> = adam
-        .vars
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
+    // The model directory: the base's files, its weights with the tuned layers replaced
+    // (adapters merged into the weights they adapt).
+    let tuned: HashMap<String, Tensor> = if opts.adapter_rank > 0 {
+        let mut m = HashMap::new();
+        for (j, layer) in layers.iter().enumerate() {
+            let prefix = format!("encoder.layer.{}", l - tuned_layers + j);
+            m.extend(layer.merged_weights(&prefix)?);
+        }
+        m
+    } else {
+        adam.vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect()
+    };
     let mut card = TrainingCard {
         model_version: String::new(),
         base: BaseCard {
@@ -983,6 +1071,7 @@ pub fn train(
         options: opts.clone(),
         encoder_layers: l,
         layers_tuned: tuned_layers,
+        trained_parameters,
         texts: data.texts.len(),
         examples: n,
         examples_with_hard_negatives: data.with_hard_negatives(),
@@ -1195,8 +1284,18 @@ mod tests {
             seed: 42,
             limit: None,
             mine_negatives: 0,
+            adapter_rank: 0,
+            adapter_alpha: 16.0,
         };
         assert_eq!(a.difference(&a.clone()), None);
+        let r = Fingerprint {
+            adapter_rank: 8,
+            ..a.clone()
+        };
+        assert_eq!(
+            a.difference(&r).unwrap(),
+            "adapter-rank (checkpoint 0, now 8)"
+        );
         let b = Fingerprint {
             batch_size: 16,
             ..a.clone()

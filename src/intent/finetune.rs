@@ -75,6 +75,35 @@ pub struct TunedLayer {
     ln2: (Tensor, Tensor),
     heads: usize,
     eps: f64,
+    /// Low-rank adapters beside the linear maps, in the order of [`LINEARS`] (empty: none).
+    adapters: Vec<Adapter>,
+}
+
+/// A layer's linear maps by their Hugging Face names, in the order adapters attach to them.
+pub(crate) const LINEARS: [&str; 6] = [
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
+/// A low-rank adapter (LoRA) beside a frozen linear map `W`: the map becomes
+/// `x·Wᵀ + scale·x·Aᵀ·Bᵀ`, with `A` (rank × in) and `B` (out × rank) trained and `B` starting
+/// at zero, so that training starts from the base model exactly.
+pub(crate) struct Adapter {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+}
+
+impl Adapter {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.broadcast_matmul(&self.a.t()?)?
+            .broadcast_matmul(&self.b.t()?)?
+            * self.scale
+    }
 }
 
 fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::Result<Tensor> {
@@ -106,7 +135,67 @@ impl TunedLayer {
             ln2: ln(vb.pp("output.LayerNorm"))?,
             heads: cfg.num_attention_heads,
             eps: cfg.layer_norm_eps,
+            adapters: Vec::new(),
         })
+    }
+
+    fn linears(&self) -> [&Linear; 6] {
+        [
+            &self.q,
+            &self.k,
+            &self.v,
+            &self.attn_out,
+            &self.inter,
+            &self.out,
+        ]
+    }
+
+    /// Adds rank-`rank` adapters to every linear map, their tensors taken from `vb` (this
+    /// layer's prefix) as `<linear>.lora_a` (zeros until set) and `<linear>.lora_b` (zeros).
+    pub(crate) fn add_adapters(
+        &mut self,
+        vb: VarBuilder,
+        rank: usize,
+        alpha: f64,
+    ) -> candle_core::Result<()> {
+        let mut adapters = Vec::with_capacity(LINEARS.len());
+        for (name, lin) in LINEARS.iter().zip(self.linears()) {
+            let (out, inp) = lin.weight().dims2()?;
+            let vb = vb.pp(name);
+            adapters.push(Adapter {
+                a: vb.get_with_hints((rank, inp), "lora_a", candle_nn::Init::Const(0.0))?,
+                b: vb.get_with_hints((out, rank), "lora_b", candle_nn::Init::Const(0.0))?,
+                scale: alpha / rank as f64,
+            });
+        }
+        self.adapters = adapters;
+        Ok(())
+    }
+
+    /// With adapters: every linear map's weight with its adapter merged in
+    /// (`W + scale·B·A`), under `<prefix>.<linear>.weight`.
+    pub(crate) fn merged_weights(
+        &self,
+        prefix: &str,
+    ) -> candle_core::Result<Vec<(String, Tensor)>> {
+        LINEARS
+            .iter()
+            .zip(self.linears())
+            .zip(&self.adapters)
+            .map(|((name, lin), ad)| {
+                let delta = (ad.b.matmul(&ad.a)? * ad.scale)?;
+                Ok((format!("{prefix}.{name}.weight"), (lin.weight() + delta)?))
+            })
+            .collect()
+    }
+
+    /// Linear map `i` (of [`LINEARS`]) with its adapter, if any.
+    fn apply(&self, i: usize, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.linears()[i].forward(x)?;
+        match self.adapters.get(i) {
+            Some(ad) => y + ad.forward(x)?,
+            None => Ok(y),
+        }
     }
 
     /// `h`: (batch, seq, dim); `mask`: additive, (batch, 1, 1, seq).
@@ -118,9 +207,9 @@ impl TunedLayer {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = split(self.q.forward(h)?)?;
-        let k = split(self.k.forward(h)?)?;
-        let v = split(self.v.forward(h)?)?;
+        let q = split(self.apply(0, h)?)?;
+        let k = split(self.apply(1, h)?)?;
+        let v = split(self.apply(2, h)?)?;
         let scores =
             (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
         let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
@@ -129,9 +218,9 @@ impl TunedLayer {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, s, d))?;
-        let a = layer_norm(&(self.attn_out.forward(&ctx)? + h)?, &self.ln1, self.eps)?;
-        let i = self.inter.forward(&a)?.gelu_erf()?;
-        layer_norm(&(self.out.forward(&i)? + &a)?, &self.ln2, self.eps)
+        let a = layer_norm(&(self.apply(3, &ctx)? + h)?, &self.ln1, self.eps)?;
+        let i = self.apply(4, &a)?.gelu_erf()?;
+        layer_norm(&(self.apply(5, &i)? + &a)?, &self.ln2, self.eps)
     }
 }
 
@@ -553,4 +642,107 @@ pub fn finetune(
         final_loss,
         examples_per_second,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny BERT layer (hidden 8, 2 heads, intermediate 16) with seeded random weights.
+    fn layer_tensors(seed: u64) -> (HashMap<String, Tensor>, BertConfig) {
+        use rand::Rng;
+        let cfg = BertConfig {
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_attention_heads: 2,
+            num_hidden_layers: 1,
+            ..BertConfig::default()
+        };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut t = HashMap::new();
+        let mut rand = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
+            Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        };
+        for (name, out, inp) in [
+            ("attention.self.query", 8, 8),
+            ("attention.self.key", 8, 8),
+            ("attention.self.value", 8, 8),
+            ("attention.output.dense", 8, 8),
+            ("intermediate.dense", 16, 8),
+            ("output.dense", 8, 16),
+        ] {
+            t.insert(format!("{name}.weight"), rand(&[out, inp]));
+            t.insert(format!("{name}.bias"), rand(&[out]));
+        }
+        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            t.insert(format!("{ln}.weight"), (rand(&[8]) + 1.0).unwrap());
+            t.insert(format!("{ln}.bias"), rand(&[8]));
+        }
+        (t, cfg)
+    }
+
+    #[test]
+    fn adapters_start_neutral_and_merge_exactly() {
+        let (base, cfg) = layer_tensors(1);
+        let x = layer_tensors(2).0["intermediate.dense.weight"]
+            .reshape((2, 8, 8))
+            .unwrap()
+            .narrow(1, 0, 3)
+            .unwrap()
+            .contiguous()
+            .unwrap();
+        let mask = Tensor::zeros((2, 1, 1, 3), DType::F32, &Device::Cpu).unwrap();
+        let plain = TunedLayer::load(
+            VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        let vm = VarMap::new();
+        let mut adapted = TunedLayer::load(
+            VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        adapted
+            .add_adapters(
+                VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+                2,
+                4.0,
+            )
+            .unwrap();
+        let vals = |x: &Tensor| -> Vec<f32> { x.flatten_all().unwrap().to_vec1().unwrap() };
+        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-5);
+        // B = 0: the adapted layer is the plain one.
+        let y0 = vals(&plain.forward(&x, &mask).unwrap());
+        assert!(close(&y0, &vals(&adapted.forward(&x, &mask).unwrap())));
+        assert_eq!(vm.all_vars().len(), 12, "A and B for six linear maps");
+
+        // Non-zero adapters change the output; the merged weights reproduce it exactly.
+        let mut rng = StdRng::seed_from_u64(3);
+        for v in vm.all_vars() {
+            let shape = v.as_tensor().dims().to_vec();
+            let n: usize = shape.iter().product();
+            let r: Vec<f32> = (0..n)
+                .map(|_| rand::Rng::random_range(&mut rng, -0.3..0.3))
+                .collect();
+            v.set(&Tensor::from_vec(r, shape, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let y1 = vals(&adapted.forward(&x, &mask).unwrap());
+        assert!(!close(&y0, &y1));
+        let mut merged = base.clone();
+        for (k, w) in adapted.merged_weights("").unwrap() {
+            let k = k.trim_start_matches('.').to_string();
+            assert!(merged.contains_key(&k), "{k}");
+            merged.insert(k, w);
+        }
+        let m = TunedLayer::load(
+            VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        assert!(close(&y1, &vals(&m.forward(&x, &mask).unwrap())));
+    }
 }
