@@ -2,35 +2,41 @@
 //! whose neighbours never occur next to it anywhere in the KB, while a homophone of it does
 //! with both (退宽 → 退款), is taken for an input-method slip and replaced; so is a pair of
 //! characters typed the wrong way round. Only full support from every neighbour counts, so
-//! text the KB merely lacks is left alone.
+//! text the KB merely lacks is left alone; among several supported fixes, the one the KB uses
+//! most wins (为渗么 → 为什么, not 为甚么), and swaps supported from both sides go first.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::is_cjk;
 use super::typo::homophones;
 
 #[derive(Default)]
 pub struct Speller {
-    bigrams: HashSet<(char, char)>,
+    /// How often each pair of Chinese characters occurs in the KB.
+    bigrams: HashMap<(char, char), u32>,
 }
 
 impl Speller {
     /// Learns which Chinese character pairs occur in `texts`.
     pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut bigrams = HashSet::new();
+        let mut bigrams = HashMap::new();
         for t in texts {
             let chars: Vec<char> = super::normalize(t).chars().collect();
             for w in chars.windows(2) {
                 if is_cjk(w[0]) && is_cjk(w[1]) {
-                    bigrams.insert((w[0], w[1]));
+                    *bigrams.entry((w[0], w[1])).or_insert(0) += 1;
                 }
             }
         }
         Self { bigrams }
     }
 
+    fn count(&self, a: char, b: char) -> u32 {
+        self.bigrams.get(&(a, b)).copied().unwrap_or(0)
+    }
+
     fn known(&self, a: char, b: char) -> bool {
-        self.bigrams.contains(&(a, b))
+        self.bigrams.contains_key(&(a, b))
     }
 
     /// The corrected text, or `None` when nothing needed correcting.
@@ -40,7 +46,10 @@ impl Speller {
         let mut changed = false;
         // A fix can give a neighbouring fix the support it lacked: two rounds.
         for _ in 0..2 {
-            let round = self.swaps(&mut c) | self.homophones(&mut c);
+            let round = self.swaps(&mut c, true)
+                | self.swaps(&mut c, false)
+                | self.homophones(&mut c)
+                | self.homophone_pairs(&mut c);
             changed |= round;
             if !round {
                 break;
@@ -49,8 +58,9 @@ impl Speller {
         changed.then(|| c.into_iter().collect())
     }
 
-    /// Swapped pairs: a-b unknown but b-a known, with the outer neighbours agreeing.
-    fn swaps(&self, c: &mut [char]) -> bool {
+    /// Swapped pairs: a-b unknown but b-a known, with the outer neighbours agreeing (with
+    /// `both`, only pairs that have a neighbour on each side).
+    fn swaps(&self, c: &mut [char], both: bool) -> bool {
         let n = c.len();
         let cjk = |c: &[char], i: usize| i < n && is_cjk(c[i]);
         let mut changed = false;
@@ -62,6 +72,7 @@ impl Speller {
                 let right = cjk(c, i + 2);
                 if self.known(a, b)
                     && (left || right)
+                    && (!both || (left && right))
                     && (!left || self.known(c[i - 1], a))
                     && (!right || self.known(b, c[i + 2]))
                 {
@@ -94,11 +105,65 @@ impl Speller {
             if need == 0 || support(c[i]) > 0 {
                 continue;
             }
+            // The most used of the fully supported homophones: its rarer side, then both.
+            let usage = |x: char| {
+                let l = if left {
+                    self.count(c[i - 1], x)
+                } else {
+                    u32::MAX
+                };
+                let r = if right {
+                    self.count(x, c[i + 1])
+                } else {
+                    u32::MAX
+                };
+                (l.min(r), l.max(r))
+            };
             if let Some(&h) = homophones(c[i])
                 .iter()
-                .find(|&&h| h != c[i] && support(h) == need)
+                .filter(|&&h| h != c[i] && support(h) == need)
+                .max_by_key(|&&h| usage(h))
             {
                 c[i] = h;
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+impl Speller {
+    /// Two slips side by side (镁尤 → 没有): neither character is supported by its outer
+    /// neighbour nor by the other, and a pair of homophones is supported all along — by both
+    /// outer neighbours and by each other.
+    fn homophone_pairs(&self, c: &mut [char]) -> bool {
+        let n = c.len();
+        let mut changed = false;
+        for i in 1..n.saturating_sub(2) {
+            let (l, a, b, r) = (c[i - 1], c[i], c[i + 1], c[i + 2]);
+            if ![l, a, b, r].into_iter().all(is_cjk)
+                || self.known(l, a)
+                || self.known(a, b)
+                || self.known(b, r)
+            {
+                continue;
+            }
+            let mut best: Option<((u32, u32), char, char)> = None;
+            for &x in homophones(a).iter().filter(|&&x| self.known(l, x)) {
+                for &y in homophones(b).iter().filter(|&&y| self.known(x, y)) {
+                    if !self.known(y, r) {
+                        continue;
+                    }
+                    let counts = [self.count(l, x), self.count(x, y), self.count(y, r)];
+                    let usage = (counts.into_iter().min().unwrap_or(0), counts.iter().sum());
+                    if best.is_none_or(|(u, _, _)| usage > u) {
+                        best = Some((usage, x, y));
+                    }
+                }
+            }
+            if let Some((_, x, y)) = best {
+                c[i] = x;
+                c[i + 1] = y;
                 changed = true;
             }
         }
@@ -131,6 +196,34 @@ mod tests {
             s.correct("款退多旧能到账").as_deref(),
             Some("退款多久能到账")
         );
+    }
+
+    #[test]
+    fn prefers_the_fix_the_kb_uses_most() {
+        let s = Speller::new([
+            "为什么不能借",
+            "为什么还款失败",
+            "为甚么",
+            "微粒贷",
+            "微粒带",
+        ]);
+        assert_eq!(s.correct("为渗么").as_deref(), Some("为什么"));
+        let s = Speller::new(["微粒贷开通", "微粒贷额度", "微粒带"]);
+        assert_eq!(s.correct("开通微粒殆").as_deref(), Some("开通微粒贷"));
+        // Of two candidate swaps, the one both neighbours support: 还日款期 → 还款日期.
+        let s = Speller::new(["还款日期", "日还"]);
+        assert_eq!(s.correct("还日款期").as_deref(), Some("还款日期"));
+    }
+
+    #[test]
+    fn fixes_two_slips_side_by_side() {
+        let s = Speller::new(["额度没有提高", "为什么没有额度"]);
+        assert_eq!(
+            s.correct("为什么额度镁尤提高").as_deref(),
+            Some("为什么额度没有提高")
+        );
+        // Only with support all along: an unknown pair between known text stays.
+        assert_eq!(s.correct("额度苹果提高"), None);
     }
 
     #[test]
