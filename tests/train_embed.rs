@@ -110,6 +110,22 @@ fn tensor(st: &MmapedSafetensors, name: &str) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// Checks the tuned model in `out` against the base: the same tensors, `changed` ones differing,
+/// `same` ones equal. Returns the tuned weights.
+fn against_base(out: &Path, changed: &[&str], same: &[&str]) -> MmapedSafetensors {
+    let base =
+        unsafe { MmapedSafetensors::new(common::model_dir().join("model.safetensors")) }.unwrap();
+    let tuned = unsafe { MmapedSafetensors::new(out.join("model.safetensors")) }.unwrap();
+    assert_eq!(base.tensors().len(), tuned.tensors().len());
+    for name in changed {
+        assert_ne!(tensor(&base, name), tensor(&tuned, name), "{name}");
+    }
+    for name in same {
+        assert_eq!(tensor(&base, name), tensor(&tuned, name), "{name}");
+    }
+    tuned
+}
+
 #[test]
 fn trains_top_layer_resumes_and_loads_as_a_model() {
     let tmp = tempfile::tempdir().unwrap();
@@ -156,24 +172,19 @@ fn trains_top_layer_resumes_and_loads_as_a_model() {
     );
 
     // The top layer changed, everything else is the base's.
-    let base =
-        unsafe { MmapedSafetensors::new(common::model_dir().join("model.safetensors")) }.unwrap();
-    let tuned = unsafe { MmapedSafetensors::new(out.join("model.safetensors")) }.unwrap();
-    assert_eq!(base.tensors().len(), tuned.tensors().len());
-    for name in [
-        "encoder.layer.11.attention.self.query.weight",
-        "encoder.layer.11.output.dense.weight",
-    ] {
-        assert_ne!(tensor(&base, name), tensor(&tuned, name), "{name}");
-    }
-    for name in [
-        "encoder.layer.10.attention.self.query.weight",
-        "encoder.layer.10.output.LayerNorm.bias",
-        "encoder.layer.0.output.dense.weight",
-        "embeddings.LayerNorm.weight",
-    ] {
-        assert_eq!(tensor(&base, name), tensor(&tuned, name), "{name}");
-    }
+    against_base(
+        &out,
+        &[
+            "encoder.layer.11.attention.self.query.weight",
+            "encoder.layer.11.output.dense.weight",
+        ],
+        &[
+            "encoder.layer.10.attention.self.query.weight",
+            "encoder.layer.10.output.LayerNorm.bias",
+            "encoder.layer.0.output.dense.weight",
+            "embeddings.LayerNorm.weight",
+        ],
+    );
 
     // It loads like any model: eval pairs (default engine) and embed.
     let stdout = common::run_ok(
@@ -277,25 +288,20 @@ fn trains_adapters_and_merges_them_into_the_weights() {
 
     // The adapters are merged into the top layer's linear maps; its biases and layer norms,
     // and every other layer, are the base's.
-    let base =
-        unsafe { MmapedSafetensors::new(common::model_dir().join("model.safetensors")) }.unwrap();
-    let tuned = unsafe { MmapedSafetensors::new(out.join("model.safetensors")) }.unwrap();
-    assert_eq!(base.tensors().len(), tuned.tensors().len());
-    for name in [
-        "encoder.layer.11.attention.self.query.weight",
-        "encoder.layer.11.intermediate.dense.weight",
-        "encoder.layer.11.output.dense.weight",
-    ] {
-        assert_ne!(tensor(&base, name), tensor(&tuned, name), "{name}");
-    }
-    for name in [
-        "encoder.layer.11.attention.self.query.bias",
-        "encoder.layer.11.output.LayerNorm.weight",
-        "encoder.layer.10.attention.self.query.weight",
-        "embeddings.word_embeddings.weight",
-    ] {
-        assert_eq!(tensor(&base, name), tensor(&tuned, name), "{name}");
-    }
+    let tuned = against_base(
+        &out,
+        &[
+            "encoder.layer.11.attention.self.query.weight",
+            "encoder.layer.11.intermediate.dense.weight",
+            "encoder.layer.11.output.dense.weight",
+        ],
+        &[
+            "encoder.layer.11.attention.self.query.bias",
+            "encoder.layer.11.output.LayerNorm.weight",
+            "encoder.layer.10.attention.self.query.weight",
+            "embeddings.word_embeddings.weight",
+        ],
+    );
     assert!(
         tuned.tensors().iter().all(|(n, _)| !n.contains("lora")),
         "no adapter tensors in the model"
