@@ -56,7 +56,7 @@ impl Drop for OrderSystem {
 }
 
 async fn chat(c: &reqwest::Client, s: &common::Server, body: Value) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let (st, v) = common::call(c, Method::POST, s.url("/v1/chat"), Some(body.clone())).await;
         if st == 200 {

@@ -19,7 +19,7 @@ async fn get(c: &Client, url: String) -> (u16, Value) {
 
 /// Waits for `/v1/index` to satisfy `ok`, returning it.
 async fn index_where(c: &Client, s: &Server, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let (st, v) = get(c, s.url("/v1/index")).await;
         if st == 200 && ok(&v) {

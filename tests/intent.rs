@@ -363,7 +363,7 @@ async fn intent_api_classifies_and_routes_with_the_demo_models() {
         ],
     );
     s.ready().await;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let (st, v) = intent(&c, &s, json!({"text": "谢谢你"})).await;
         if st == 200 {
@@ -476,7 +476,7 @@ async fn fine_tuned_layers_train_resume_evaluate_and_serve() {
     );
     s.ready().await;
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     let v = loop {
         let (st, v) = intent(&c, &s, json!({"text": "我想申请退货，衣服尺码不合适"})).await;
         if st == 200 {

@@ -61,7 +61,7 @@ async fn model_info(c: &reqwest::Client, s: &Server) -> serde_json::Value {
 
 /// Waits for the running reload to end; returns `GET /v1/model`.
 async fn reload_done(c: &reqwest::Client, s: &Server) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let v = model_info(c, s).await;
         if v["reload"]["state"] != "running" {

@@ -58,7 +58,7 @@ async fn poll(
     what: &str,
     ok: impl Fn(u16, &Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let (st, v) = common::call(c, Method::GET, url.clone(), None).await;
         if ok(st, &v) {
@@ -84,7 +84,7 @@ async fn catalogue_events_profiles_and_recommendations() {
         |st, v| st == 200 && v["total"] == json!(299) && v["items"][0]["embedded"] == json!(true),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     let first = loop {
         let v = recommend(&c, &s, json!({"customer_id": "c0092", "k": 10})).await;
         if v["model"].is_object() {

@@ -8,6 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+/// How long a test waits for background work of the server (index builds, the demo intent
+/// models' first training, model reloads) before calling it stuck. Generous on purpose: these
+/// are not timings (benchmarks measure those) and CI runs many such servers at once on 2 cores.
+pub const BACKGROUND_WAIT: Duration = Duration::from_secs(600);
+
 /// The default model directory, fetched by `kefu model fetch` (the README's test command does
 /// it first). `KEFU_TEST_MODEL` points elsewhere.
 pub fn model_dir() -> PathBuf {
@@ -118,7 +123,7 @@ impl Server {
     /// Waits until /readyz answers 200.
     pub async fn ready(&self) {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + BACKGROUND_WAIT;
         while Instant::now() < deadline {
             if let Ok(r) = client.get(self.url("/readyz")).send().await
                 && r.status() == 200
@@ -169,7 +174,7 @@ pub async fn matching(
     s: &Server,
     body: serde_json::Value,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + BACKGROUND_WAIT;
     loop {
         let (st, v) = call(
             c,
