@@ -383,16 +383,18 @@ impl Calibration {
         Ok(())
     }
 
-    /// The decision for matches' fused scores, best first.
+    /// The decision for matches' fused scores, best first. A threshold of 1 means never (a
+    /// fused score reaches exactly 1 for a query identical to a KB question).
     pub fn decide(&self, scores: &[f32]) -> Decision {
+        let reaches = |s: f32, t: f32| t < 1.0 && s >= t;
         match (scores.first(), scores.get(1)) {
             (Some(&a), second)
-                if a >= self.answer_threshold
+                if reaches(a, self.answer_threshold)
                     && second.is_none_or(|&b| a - b >= self.answer_margin) =>
             {
                 Decision::Answer
             }
-            (Some(&a), _) if a >= self.clarify_threshold => Decision::Clarify,
+            (Some(&a), _) if reaches(a, self.clarify_threshold) => Decision::Clarify,
             _ => Decision::NoAnswer,
         }
     }
@@ -453,4 +455,33 @@ fn top_keys(m: &HashMap<u32, f32>, k: usize) -> Vec<usize> {
     let mut v: Vec<(u32, f32)> = m.iter().map(|(&a, &b)| (a, b)).collect();
     v.sort_by(|a, b| b.1.total_cmp(&a.1));
     v.into_iter().take(k).map(|(d, _)| d as usize).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_follow_thresholds_and_one_means_never() {
+        let c = Calibration {
+            lexical_weight: 0.05,
+            fuzzy_weight: 0.08,
+            answer_threshold: 0.9,
+            answer_margin: 0.02,
+            clarify_threshold: 0.8,
+        };
+        assert_eq!(c.decide(&[0.95, 0.90]), Decision::Answer);
+        assert_eq!(c.decide(&[0.95, 0.94]), Decision::Clarify, "lead too small");
+        assert_eq!(c.decide(&[0.85]), Decision::Clarify);
+        assert_eq!(c.decide(&[0.7]), Decision::NoAnswer);
+        assert_eq!(c.decide(&[]), Decision::NoAnswer);
+        // A query identical to a KB question fuses to exactly 1: still never answered at 1.
+        let never = Calibration {
+            answer_threshold: 1.0,
+            clarify_threshold: 1.0,
+            ..c
+        };
+        assert_eq!(never.decide(&[1.0]), Decision::NoAnswer);
+        assert_eq!(never.decide(&[1.0, 0.5]), Decision::NoAnswer);
+    }
 }

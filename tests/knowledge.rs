@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// Waits until a /v1/match for `q` satisfies `ok`.
 async fn eventually(c: &Client, s: &Server, body: Value, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let v = matching(c, s, body.clone()).await;
         if ok(&v) {

@@ -717,8 +717,9 @@ impl Recommender {
 
     /// A customer's profile; `None` when kefu knows nothing about them.
     pub async fn profile(&self, customer_id: &str, model: &str) -> anyhow::Result<Option<Profile>> {
-        // Events first: a chat turn stores the customer's tier before its event, so a profile
-        // that shows the event shows the tier too.
+        // Counts and events first, the customer row last: a chat turn stores the customer's
+        // tier before its event, so a profile that counts the event shows the tier too.
+        let total = self.store.customer_counts(customer_id).await?;
         let events = self
             .store
             .customer_events(customer_id, self.config.max_history, model)
@@ -809,7 +810,6 @@ impl Recommender {
         purchases.truncate(10);
         consultations.reverse();
         consultations.truncate(10);
-        let total = self.store.customer_counts(customer_id).await?;
         Ok(Some(Profile {
             customer_id: customer_id.to_string(),
             tier: customer.tier,
