@@ -130,9 +130,7 @@ impl Speller {
         }
         changed
     }
-}
 
-impl Speller {
     /// Two slips side by side (镁尤 → 没有): neither character is supported by its outer
     /// neighbour nor by the other, and a pair of homophones is supported all along — by both
     /// outer neighbours and by each other.
