@@ -110,6 +110,18 @@ fn tensor(st: &MmapedSafetensors, name: &str) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// `kefu eval pairs --json` on `pairs` with the model in `out`: its JSON report.
+fn eval_pairs(pairs: &Path, out: &Path) -> serde_json::Value {
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "pairs", "--json", "--data"])
+            .arg(pairs)
+            .arg("--encoder")
+            .arg(out),
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 /// Checks the tuned model in `out` against the base: the same tensors, `changed` ones differing,
 /// `same` ones equal. Returns the tuned weights.
 fn against_base(out: &Path, changed: &[&str], same: &[&str]) -> MmapedSafetensors {
@@ -187,14 +199,7 @@ fn trains_top_layer_resumes_and_loads_as_a_model() {
     );
 
     // It loads like any model: eval pairs (default engine) and embed.
-    let stdout = common::run_ok(
-        common::kefu()
-            .args(["eval", "pairs", "--json", "--data"])
-            .arg(&pairs)
-            .arg("--encoder")
-            .arg(&out),
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = eval_pairs(&pairs, &out);
     let version = r["model"].as_str().unwrap();
     assert!(version.starts_with("multilingual-e5-small-tuned@"), "{r}");
     assert_eq!(version, c["model_version"]);
@@ -314,13 +319,6 @@ fn trains_adapters_and_merges_them_into_the_weights() {
     assert!(err.contains("adapter-rank (checkpoint 4, now 0)"), "{err}");
 
     // The merged model serves like any other.
-    let stdout = common::run_ok(
-        common::kefu()
-            .args(["eval", "pairs", "--json", "--data"])
-            .arg(&pairs)
-            .arg("--encoder")
-            .arg(&out),
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = eval_pairs(&pairs, &out);
     assert_eq!(r["model"], c["model_version"], "{r}");
 }

@@ -113,47 +113,49 @@ impl AppState {
     /// The encoder and the KB index made with it. A model swap stores both under `swap_lock`;
     /// a request that reads them in the middle of one waits for the lock and reads again.
     pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
-        let read = || -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
-            let e = self.embedder()?;
-            let index = self.index.load_full().ok_or(ApiError::IndexNotReady)?;
-            Ok((e, index))
-        };
-        let (e, index) = read()?;
-        if index.model_version == e.version() {
-            return Ok((e, index));
-        }
-        drop(self.swap_lock.lock().expect("swap lock"));
-        let (e, index) = read()?;
-        if index.model_version == e.version() {
-            Ok((e, index))
-        } else {
-            Err(ApiError::IndexNotReady)
-        }
+        self.with_encoder(
+            || self.index.load_full(),
+            |e, index| index.model_version == e.version(),
+            || ApiError::IndexNotReady,
+        )
     }
 
-    /// The encoder and the intent models trained on it (read again after a swap, as in
+    /// The encoder and the intent models trained on it (read as in
     /// [`Self::encoder_and_index`]).
     pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
-        let read = || -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
-            let e = self.embedder()?;
-            let models = self.intents.load_full().ok_or(ApiError::IntentNotReady)?;
-            Ok((e, models))
+        self.with_encoder(
+            || self.intents.load_full(),
+            |e, models| {
+                models
+                    .values()
+                    .all(|m| m.check_encoder(e.manifest()).is_ok())
+            },
+            || ApiError::IntentNotReady,
+        )
+    }
+
+    /// The encoder with a part made for it (`fits`): read once, and once more after any
+    /// model swap in progress has ended; `not_ready` when the part is missing or still does
+    /// not fit.
+    fn with_encoder<T>(
+        &self,
+        part: impl Fn() -> Option<Arc<T>>,
+        fits: impl Fn(&Embedder, &T) -> bool,
+        not_ready: fn() -> ApiError,
+    ) -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
+        let read = || -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
+            Ok((self.embedder()?, part().ok_or_else(not_ready)?))
         };
-        let fits = |(e, models): &(Arc<Embedder>, Arc<IntentModels>)| {
-            models
-                .values()
-                .all(|m| m.check_encoder(e.manifest()).is_ok())
-        };
-        let pair = read()?;
-        if fits(&pair) {
-            return Ok(pair);
+        let (e, p) = read()?;
+        if fits(&e, &p) {
+            return Ok((e, p));
         }
         drop(self.swap_lock.lock().expect("swap lock"));
-        let pair = read()?;
-        if fits(&pair) {
-            Ok(pair)
+        let (e, p) = read()?;
+        if fits(&e, &p) {
+            Ok((e, p))
         } else {
-            Err(ApiError::IntentNotReady)
+            Err(not_ready())
         }
     }
 
