@@ -89,6 +89,7 @@ impl MatchingConfig {
             answer_threshold: self.answer_threshold,
             answer_margin: self.answer_margin,
             clarify_threshold: self.clarify_threshold,
+            out_of_scope_margin: self.out_of_scope_margin,
         }
     }
 }
@@ -132,6 +133,9 @@ pub struct MatchingConfig {
     pub lexical_weight: f32,
     /// Weight of the character-bigram signal in the fused score.
     pub fuzzy_weight: f32,
+    /// With out-of-scope examples in the KB, an answer also needs the query this much closer
+    /// (cosine) to the best entry than to the nearest example.
+    pub out_of_scope_margin: f32,
 }
 
 impl Default for MatchingConfig {
@@ -145,6 +149,7 @@ impl Default for MatchingConfig {
             answer_margin: 0.02,
             lexical_weight: 0.05,
             fuzzy_weight: 0.08,
+            out_of_scope_margin: 0.02,
         }
     }
 }

@@ -288,6 +288,11 @@ enum EvalCommand {
         /// Take at most N rows from each --oos file, spread evenly.
         #[arg(long)]
         oos_limit: Option<usize>,
+        /// Out-of-scope examples for the KB (JSONL with `text`, `query` or `question`; every
+        /// row of an intent file counts), as `/v1/out-of-scope` holds them for a service.
+        /// Keep them apart from the --oos rows measured (e.g. clinc150 train here, test there).
+        #[arg(long, num_args = 1..)]
+        out_of_scope: Vec<PathBuf>,
         /// Weight of the word BM25 signal in the fused score.
         #[arg(long)]
         lexical_weight: Option<f32>,
@@ -758,28 +763,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let mut documents = Vec::new();
+            let (mut documents, mut out_of_scope) = (Vec::new(), Vec::new());
             let (entries, cal) = match &kb {
                 Some(path) => (kefu::eval::faq::read_kb(path)?, cfg.matching.calibration()),
                 None => {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    let (stored, docs, cal) = rt.block_on(async {
+                    let (stored, docs, cal, oos) = rt.block_on(async {
                         let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
                         Ok::<_, kefu::kb::store::StoreError>((
                             store.all().await?,
                             store.documents().await?,
                             store.calibration().await?,
+                            store.out_of_scope().await?,
                         ))
                     })?;
                     let cal = cal.unwrap_or_else(|| cfg.matching.calibration());
                     // As `kefu serve`: the demo only when the KB has neither entries nor documents.
                     if stored.is_empty() && docs.is_empty() && cfg.kb.load_demo {
                         documents = kefu::kb::demo::documents();
+                        out_of_scope = kefu::kb::demo::out_of_scope();
                         (kefu::kb::demo::entries(), cal)
                     } else {
                         documents = docs;
+                        out_of_scope = oos;
                         (stored.into_iter().map(|s| s.entry).collect(), cal)
                     }
                 }
@@ -789,6 +797,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let index = kefu::matcher::KbIndex::build(
                 entries,
                 &documents,
+                &out_of_scope,
                 &e,
                 None,
                 &cfg.index.options(),
@@ -803,7 +812,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let w = cal.weights();
             let found = index.search(&v[0].vector, &query, top_k.clamp(1, 50), w);
             let scores: Vec<f32> = found.iter().map(|c| c.score).collect();
-            println!("decision: {}", cal.decide(&scores).as_str());
+            let oos = index.out_of_scope_similarity(&v[0].vector);
+            let gap = found.first().zip(oos).map(|(c, o)| c.dense - o);
+            println!("decision: {}", cal.decide(&scores, gap).as_str());
+            if let Some(o) = oos {
+                println!("nearest out-of-scope example: cosine {o:.3}");
+            }
             println!(
                 "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6}  question / matched text",
                 "#", "faq_id", "score", "dense", "lex", "fuzzy"
@@ -976,6 +990,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             oos,
             oos_limit,
+            out_of_scope,
             lexical_weight,
             fuzzy_weight,
             calibration,
@@ -996,6 +1011,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for f in &oos {
                 qs.extend(kefu::eval::faq::read_oos(f, oos_limit)?);
             }
+            let mut examples = Vec::new();
+            for f in &out_of_scope {
+                examples.extend(kefu::kb::out_of_scope::read(f)?);
+            }
+            let examples = kefu::kb::out_of_scope::check(examples)
+                .map_err(|_| anyhow::anyhow!("too many out-of-scope examples"))?;
             let (mut cal, mut source) = (cfg.matching.calibration(), "config".to_string());
             if let Some(f) = &calibration {
                 cal = read_calibration(f)?;
@@ -1022,6 +1043,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sweep,
                 report: report.clone(),
                 index: cfg.index.options(),
+                out_of_scope: examples,
             };
             let r = kefu::eval::faq::run(&e, &kb, &queries, entries, qs, &opts)?;
             if calibrate && !r.interrupted {

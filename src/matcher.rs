@@ -81,6 +81,8 @@ pub struct BuildStats {
     pub hnsw: bool,
     /// Rows in the graph, dead ones (tombstoned) included.
     pub graph_rows: usize,
+    /// Out-of-scope examples.
+    pub out_of_scope: usize,
     pub seconds: f64,
 }
 
@@ -105,6 +107,9 @@ pub struct KbIndex {
     words: Bm25,
     grams: Bm25,
     speller: Speller,
+    /// Questions the KB must not answer (`/v1/out-of-scope`), and their vectors.
+    pub out_of_scope: Vec<String>,
+    out_of_scope_vectors: DenseIndex,
     pub model_version: String,
     pub stats: BuildStats,
 }
@@ -119,12 +124,13 @@ const MAX_DEAD_SHARE: f32 = 0.25;
 const MAX_LIVE_INSERTS: usize = 256;
 
 impl KbIndex {
-    /// Embeds every question of `entries` (enabled ones only) and builds the indexes. Vectors
-    /// of texts that `prior` (the previous generation or a snapshot of the same model) already
-    /// has are reused, and so is its graph.
+    /// Embeds every question of `entries` (enabled ones only) and the out-of-scope examples,
+    /// and builds the indexes. Vectors of texts that `prior` (the previous generation or a
+    /// snapshot of the same model) already has are reused, and so is its graph.
     pub fn build(
         entries: Vec<FaqEntry>,
         documents: &[Document],
+        out_of_scope: &[String],
         embedder: &Embedder,
         prior: Option<Prior>,
         opts: &IndexOptions,
@@ -156,10 +162,16 @@ impl KbIndex {
                     .collect()
             })
             .unwrap_or_default();
-        let mut vectors = vec![0f32; texts.len() * dim];
+        // KB texts, then out-of-scope examples: one embedding pass for both.
+        let every: Vec<&str> = texts
+            .iter()
+            .map(|t| t.1.as_str())
+            .chain(out_of_scope.iter().map(String::as_str))
+            .collect();
+        let mut vectors = vec![0f32; every.len() * dim];
         let mut missing = Vec::new();
-        for (slot, (_, t)) in texts.iter().enumerate() {
-            match (known.get(t.as_str()), &prior) {
+        for (slot, t) in every.iter().enumerate() {
+            match (known.get(t), &prior) {
                 (Some(&row), Some(p)) => vectors[slot * dim..(slot + 1) * dim]
                     .copy_from_slice(&p.vectors[row * dim..(row + 1) * dim]),
                 _ => missing.push(slot),
@@ -167,15 +179,18 @@ impl KbIndex {
         }
         progress(0, missing.len());
         for (n, chunk) in missing.chunks(64).enumerate() {
-            let batch: Vec<String> = chunk.iter().map(|&s| texts[s].1.clone()).collect();
+            let batch: Vec<String> = chunk.iter().map(|&s| every[s].to_string()).collect();
             for (v, &slot) in embedder.embed_blocking(&batch)?.iter().zip(chunk) {
                 vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&v.vector);
             }
             progress((n * 64 + chunk.len()).min(missing.len()), missing.len());
         }
-        let mut dense = DenseIndex::new(dim);
-        for v in vectors.chunks_exact(dim.max(1)) {
-            dense.push(v);
+        let (mut dense, mut out_of_scope_vectors) = (DenseIndex::new(dim), DenseIndex::new(dim));
+        for (slot, v) in vectors.chunks_exact(dim.max(1)).enumerate() {
+            match slot < texts.len() {
+                true => dense.push(v),
+                false => out_of_scope_vectors.push(v),
+            }
         }
         let ann = (texts.len() >= opts.exact_below).then(|| {
             let graph = prior
@@ -191,9 +206,10 @@ impl KbIndex {
             entries: entries.len(),
             texts: texts.len(),
             embedded: missing.len(),
-            reused: texts.len() - missing.len(),
+            reused: every.len() - missing.len(),
             hnsw: ann.is_some(),
             graph_rows: ann.as_ref().map_or(0, |a| a.graph.len()),
+            out_of_scope: out_of_scope.len(),
             seconds: started.elapsed().as_secs_f64(),
         };
         Ok(Self {
@@ -206,6 +222,8 @@ impl KbIndex {
             words,
             grams,
             speller,
+            out_of_scope: out_of_scope.to_vec(),
+            out_of_scope_vectors,
             model_version: embedder.version().to_string(),
             stats,
         })
@@ -222,10 +240,19 @@ impl KbIndex {
         Prior {
             model_version: self.model_version.clone(),
             dim: self.dim,
-            texts: self.texts.iter().map(|t| t.1.clone()).collect(),
-            vectors: self.dense.data().to_vec(),
+            texts: (self.texts.iter().map(|t| &t.1))
+                .chain(&self.out_of_scope)
+                .cloned()
+                .collect(),
+            vectors: [self.dense.data(), self.out_of_scope_vectors.data()].concat(),
             graph: self.ann.as_ref().map(|a| a.graph.clone()),
         }
+    }
+
+    /// The cosine between `q` and the out-of-scope example nearest to it (exact search), or
+    /// `None` when the KB has none.
+    pub fn out_of_scope_similarity(&self, q: &[f32]) -> Option<f32> {
+        (self.out_of_scope_vectors.all_scores(q).into_iter()).reduce(f32::max)
     }
 
     /// The `k` texts nearest to `q` by cosine: through the graph when there is one.
@@ -351,6 +378,15 @@ pub struct Calibration {
     pub answer_margin: f32,
     /// Fused score at or above which options are offered; below it, no answer.
     pub clarify_threshold: f32,
+    /// How much closer (cosine) the query must be to the best entry's question than to the
+    /// nearest out-of-scope example for a direct answer; with less, options at most. Only
+    /// applies when the KB has out-of-scope examples.
+    #[serde(default = "default_out_of_scope_margin")]
+    pub out_of_scope_margin: f32,
+}
+
+fn default_out_of_scope_margin() -> f32 {
+    crate::config::MatchingConfig::default().out_of_scope_margin
 }
 
 impl Calibration {
@@ -369,6 +405,7 @@ impl Calibration {
             ("answer_threshold", self.answer_threshold),
             ("answer_margin", self.answer_margin),
             ("clarify_threshold", self.clarify_threshold),
+            ("out_of_scope_margin", self.out_of_scope_margin),
         ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must lie in [0, 1], got {v}"));
@@ -383,14 +420,17 @@ impl Calibration {
         Ok(())
     }
 
-    /// The decision for matches' fused scores, best first. A threshold of 1 means never (a
-    /// fused score reaches exactly 1 for a query identical to a KB question).
-    pub fn decide(&self, scores: &[f32]) -> Decision {
+    /// The decision for matches' fused scores, best first, and `out_of_scope_gap`: the best
+    /// match's dense cosine minus the nearest out-of-scope example's (`None` without
+    /// examples). A threshold of 1 means never (a fused score reaches exactly 1 for a query
+    /// identical to a KB question).
+    pub fn decide(&self, scores: &[f32], out_of_scope_gap: Option<f32>) -> Decision {
         let reaches = |s: f32, t: f32| t < 1.0 && s >= t;
         match (scores.first(), scores.get(1)) {
             (Some(&a), second)
                 if reaches(a, self.answer_threshold)
-                    && second.is_none_or(|&b| a - b >= self.answer_margin) =>
+                    && second.is_none_or(|&b| a - b >= self.answer_margin)
+                    && out_of_scope_gap.is_none_or(|g| g >= self.out_of_scope_margin) =>
             {
                 Decision::Answer
             }
@@ -469,19 +509,28 @@ mod tests {
             answer_threshold: 0.9,
             answer_margin: 0.02,
             clarify_threshold: 0.8,
+            out_of_scope_margin: 0.05,
         };
-        assert_eq!(c.decide(&[0.95, 0.90]), Decision::Answer);
-        assert_eq!(c.decide(&[0.95, 0.94]), Decision::Clarify, "lead too small");
-        assert_eq!(c.decide(&[0.85]), Decision::Clarify);
-        assert_eq!(c.decide(&[0.7]), Decision::NoAnswer);
-        assert_eq!(c.decide(&[]), Decision::NoAnswer);
+        assert_eq!(c.decide(&[0.95, 0.90], None), Decision::Answer);
+        assert_eq!(
+            c.decide(&[0.95, 0.94], None),
+            Decision::Clarify,
+            "lead too small"
+        );
+        assert_eq!(c.decide(&[0.85], None), Decision::Clarify);
+        assert_eq!(c.decide(&[0.7], None), Decision::NoAnswer);
+        assert_eq!(c.decide(&[], None), Decision::NoAnswer);
+        // Out-of-scope examples: an answer needs the margin over the nearest one.
+        assert_eq!(c.decide(&[0.95, 0.90], Some(0.06)), Decision::Answer);
+        assert_eq!(c.decide(&[0.95, 0.90], Some(0.04)), Decision::Clarify);
+        assert_eq!(c.decide(&[0.7], Some(0.5)), Decision::NoAnswer);
         // A query identical to a KB question fuses to exactly 1: still never answered at 1.
         let never = Calibration {
             answer_threshold: 1.0,
             clarify_threshold: 1.0,
             ..c
         };
-        assert_eq!(never.decide(&[1.0]), Decision::NoAnswer);
-        assert_eq!(never.decide(&[1.0, 0.5]), Decision::NoAnswer);
+        assert_eq!(never.decide(&[1.0], None), Decision::NoAnswer);
+        assert_eq!(never.decide(&[1.0, 0.5], None), Decision::NoAnswer);
     }
 }

@@ -71,10 +71,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         let s = kb.upsert_all(&crate::kb::demo::entries()).await?;
         let docs = crate::kb::demo::documents();
         kb.upsert_documents(&docs).await?;
+        let mut examples = kb.out_of_scope().await?;
+        if examples.is_empty() {
+            examples = crate::kb::demo::out_of_scope();
+            kb.set_out_of_scope(&examples).await?;
+        }
         tracing::info!(
-            "knowledge base was empty: loaded the demo KB ({} entries, {} documents)",
+            "knowledge base was empty: loaded the demo KB ({} entries, {} documents, {} out-of-scope examples)",
             s.created,
-            docs.len()
+            docs.len(),
+            examples.len()
         );
     }
     let metrics = Arc::new(Metrics::new());
@@ -266,10 +272,19 @@ async fn index_builder(state: Arc<AppState>) {
         };
         let read = async {
             let entries = state.kb.all().await?;
-            Ok::<_, crate::kb::store::StoreError>((entries, state.kb.documents().await?))
+            let documents = state.kb.documents().await?;
+            Ok::<_, crate::kb::store::StoreError>((
+                entries,
+                documents,
+                state.kb.out_of_scope().await?,
+            ))
         };
-        let (entries, documents) = match read.await {
-            Ok((all, docs)) => (all.into_iter().map(|s| s.entry).collect::<Vec<_>>(), docs),
+        let (entries, documents, out_of_scope) = match read.await {
+            Ok((all, docs, oos)) => (
+                all.into_iter().map(|s| s.entry).collect::<Vec<_>>(),
+                docs,
+                oos,
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "reading the knowledge base for indexing failed");
                 continue;
@@ -287,6 +302,7 @@ async fn index_builder(state: Arc<AppState>) {
             let index = crate::matcher::KbIndex::build(
                 entries,
                 &documents,
+                &out_of_scope,
                 &embedder,
                 prior,
                 &opts,
@@ -528,9 +544,10 @@ pub async fn reload_model(state: &Arc<AppState>) -> Result<ModelReload, crate::e
             .map_err(|e| failed("intent models", e))?
     };
     // The whole KB, embedded with the new model.
-    let (entries, documents) = async {
+    let (entries, documents, out_of_scope) = async {
         let entries = state.kb.all().await?;
-        Ok::<_, crate::kb::store::StoreError>((entries, state.kb.documents().await?))
+        let documents = state.kb.documents().await?;
+        Ok::<_, crate::kb::store::StoreError>((entries, documents, state.kb.out_of_scope().await?))
     }
     .await
     .map_err(|e| ApiError::Storage(e.to_string()))?;
@@ -538,7 +555,15 @@ pub async fn reload_model(state: &Arc<AppState>) -> Result<ModelReload, crate::e
         let (e, opts) = (new.clone(), state.config.index.options());
         let entries: Vec<_> = entries.into_iter().map(|s| s.entry).collect();
         tokio::task::spawn_blocking(move || {
-            crate::matcher::KbIndex::build(entries, &documents, &e, None, &opts, |_, _| {})
+            crate::matcher::KbIndex::build(
+                entries,
+                &documents,
+                &out_of_scope,
+                &e,
+                None,
+                &opts,
+                |_, _| {},
+            )
         })
         .await
         .map_err(|e| failed("indexing the KB", e.into()))?

@@ -126,6 +126,48 @@ fn typos_keep_most_of_the_clean_top1() {
 }
 
 #[test]
+fn out_of_scope_examples_gate_answers_and_calibrate_their_margin() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Examples identical to the first ten queries: none of those may be answered directly.
+    let queries: Vec<Value> = std::fs::read_to_string(demo("queries.jsonl"))
+        .unwrap()
+        .lines()
+        .take(10)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let examples = tmp.path().join("examples.jsonl");
+    let lines: Vec<String> = (queries.iter())
+        .map(|q| serde_json::json!({"query": q["query"]}).to_string())
+        .collect();
+    std::fs::write(&examples, lines.join("\n")).unwrap();
+    let args = ["--queries", &demo("queries.jsonl"), "--limit", "10"];
+    let plain = eval_faq(&args);
+    assert!(plain["decisions"]["answered"].as_u64() > Some(0), "{plain}");
+    let gated = eval_faq(&[&args[..], &["--out-of-scope", examples.to_str().unwrap()]].concat());
+    assert_eq!(gated["decisions"]["answered"], 0, "{gated}");
+    // Retrieval is unchanged: examples only gate the decision.
+    assert_eq!(gated["top1"], plain["top1"]);
+
+    // Calibration fits the margin among its candidates when there are examples.
+    let r = eval_faq(&[
+        "--queries",
+        &demo("calibration_queries.jsonl"),
+        "--out-of-scope",
+        &demo("out_of_scope.jsonl"),
+        "--calibrate",
+        "--fixed-weights",
+        "--calibration-out",
+        tmp.path().join("c.json").to_str().unwrap(),
+    ]);
+    let m = r["calibration"]["out_of_scope_margin"].as_f64().unwrap();
+    assert!((0.0..=0.12).contains(&m), "{r}");
+    assert!(
+        r["decisions"]["answer_precision"].as_f64() >= Some(0.95),
+        "{r}"
+    );
+}
+
+#[test]
 fn bad_inputs_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let no_oos = tmp.path().join("intent.jsonl");
@@ -136,8 +178,14 @@ fn bad_inputs_are_named() {
         r#"{"lexical_weight": 0.05, "fuzzy_weight": 0.08, "answer_threshold": 0.5, "answer_margin": 0.02, "clarify_threshold": 0.9}"#,
     )
     .unwrap();
+    let bad_examples = tmp.path().join("oos-examples.jsonl");
+    std::fs::write(&bad_examples, "{\"text\": \"fine\"}\n{\"text\": \"\"}\n").unwrap();
     for (args, needle) in [
         (vec!["--oos", no_oos.to_str().unwrap()], "no rows labelled"),
+        (
+            vec!["--out-of-scope", bad_examples.to_str().unwrap()],
+            "line 2: is empty",
+        ),
         (
             vec!["--calibration", bad_cal.to_str().unwrap()],
             "clarify_threshold",

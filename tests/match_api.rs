@@ -253,3 +253,75 @@ async fn import_is_all_or_nothing_and_export_reads_back() {
         .unwrap();
     assert_eq!(r.status(), 415);
 }
+
+/// Polls `/v1/match` until `done` holds for the response (the index rebuild after a change).
+async fn match_until(c: &Client, s: &Server, body: Value, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
+    loop {
+        let v = matching(c, s, body.clone()).await;
+        if done(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the change never applied: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn out_of_scope_examples_stop_direct_answers() {
+    let s = Server::start(&common::model_dir(), &[]);
+    s.ready().await;
+    let c = Client::new();
+    let q = json!({"query": "退款多久能到账", "explain": true});
+
+    // The demo KB comes with the demo shop's examples.
+    let (st, body) = call(&c, reqwest::Method::GET, s.url("/v1/out-of-scope"), None).await;
+    assert_eq!(st, 200);
+    let demo = body["examples"].as_array().unwrap().clone();
+    assert_eq!(demo.len(), kefu::kb::demo::out_of_scope().len());
+    let v = matching(&c, &s, q.clone()).await;
+    assert_eq!(v["decision"], "answer", "{v}");
+    let nearest = v["out_of_scope_similarity"].as_f64().unwrap();
+    assert!(nearest < 0.95, "{v}");
+
+    // An example identical to the question: no direct answer, the options stay.
+    let mut examples = demo.clone();
+    examples.push(json!("退款多久能到账"));
+    let (st, body) = call(
+        &c,
+        reqwest::Method::PUT,
+        s.url("/v1/out-of-scope"),
+        Some(json!({ "examples": examples })),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    let v = match_until(&c, &s, q.clone(), |v| v["decision"] != "answer").await;
+    assert_eq!(v["decision"], "clarify", "{v}");
+    assert_eq!(top(&v), "zh-refunds-001");
+    assert!(v["out_of_scope_similarity"].as_f64().unwrap() > 0.99, "{v}");
+
+    // Bad examples: 422 naming each, nothing stored.
+    let (st, body) = call(
+        &c,
+        reqwest::Method::PUT,
+        s.url("/v1/out-of-scope"),
+        Some(json!({"examples": ["fine", " ", "x".repeat(2000)]})),
+    )
+    .await;
+    assert_eq!(st, 422, "{body}");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("examples[1]") && msg.contains("examples[2]"),
+        "{msg}"
+    );
+    let (_, body) = call(&c, reqwest::Method::GET, s.url("/v1/out-of-scope"), None).await;
+    assert_eq!(body["examples"].as_array().unwrap().len(), demo.len() + 1);
+
+    // Removed: answered again, and nothing to compare with.
+    let (st, _) = call(&c, reqwest::Method::DELETE, s.url("/v1/out-of-scope"), None).await;
+    assert_eq!(st, 204);
+    let v = match_until(&c, &s, q, |v| v["decision"] == "answer").await;
+    assert!(v.get("out_of_scope_similarity").is_none(), "{v}");
+    let (_, body) = call(&c, reqwest::Method::GET, s.url("/v1/out-of-scope"), None).await;
+    assert_eq!(body["examples"], json!([]));
+}

@@ -18,7 +18,7 @@ fn demo_index() -> (Embedder, KbIndex) {
     .unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo/faq.jsonl");
     let kb = kefu::eval::faq::read_kb(std::path::Path::new(path)).unwrap();
-    let idx = KbIndex::build(kb, &[], &e, None, &Default::default(), |_, _| {}).unwrap();
+    let idx = KbIndex::build(kb, &[], &[], &e, None, &Default::default(), |_, _| {}).unwrap();
     (e, idx)
 }
 
@@ -92,12 +92,17 @@ fn cli_match_prints_a_table_from_the_demo_kb() {
     // then matched and answered.
     assert_eq!(
         rows.len(),
-        6,
-        "correction + decision + header + 3 rows:\n{stdout}"
+        7,
+        "correction + decision + nearest out-of-scope example + header + 3 rows:\n{stdout}"
     );
     assert_eq!(rows[0], "corrected: 退款多久能到账", "{stdout}");
     assert_eq!(rows[1], "decision: answer", "{stdout}");
-    assert!(rows[3].contains("zh-refunds-001"), "{stdout}");
+    // The demo KB's out-of-scope examples come with it.
+    assert!(
+        rows[2].starts_with("nearest out-of-scope example: cosine 0."),
+        "{stdout}"
+    );
+    assert!(rows[4].contains("zh-refunds-001"), "{stdout}");
 }
 
 #[test]

@@ -86,6 +86,11 @@ pub struct MatchResponse {
     /// The query as matched when spelling correction changed it (e.g. 退宽 → 退款).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrected_query: Option<String>,
+    /// With `explain`, when the KB has out-of-scope examples: the cosine between the query and
+    /// the nearest one (an answer needs the first match's dense signal `out_of_scope_margin`
+    /// above it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_scope_similarity: Option<f32>,
     pub model: String,
     pub took_ms: f64,
 }
@@ -154,6 +159,8 @@ pub async fn search(
     // Over-fetch so that filters and entries deleted since the last rebuild still leave top_k.
     let candidates = index.search(&v[0].vector, query, (top_k * 4).max(40), weights);
     let mut matches = Vec::new();
+    // The dense signal of the first match kept (filters can skip the first candidates).
+    let mut first_dense = None;
     let today = crate::kb::entry::today();
     for c in candidates {
         let indexed = &index.entries[c.entry];
@@ -178,6 +185,7 @@ pub async fn search(
             {
                 continue;
             }
+            first_dense.get_or_insert(c.dense);
             matches.push(Match {
                 faq_id: p.id.clone(),
                 kind: "passage",
@@ -212,6 +220,7 @@ pub async fn search(
             {
                 continue;
             }
+            first_dense.get_or_insert(c.dense);
             matches.push(Match {
                 faq_id: e.id.clone(),
                 kind: "faq",
@@ -229,7 +238,9 @@ pub async fn search(
         }
     }
     let scores: Vec<f32> = matches.iter().map(|m| m.score).collect();
-    let decision = cal.decide(&scores);
+    let out_of_scope = index.out_of_scope_similarity(&v[0].vector);
+    let gap = first_dense.zip(out_of_scope).map(|(d, o)| d - o);
+    let decision = cal.decide(&scores, gap);
     if decision == Decision::Clarify {
         matches.truncate(3);
     }
@@ -237,6 +248,7 @@ pub async fn search(
         decision,
         matches,
         corrected_query: corrected,
+        out_of_scope_similarity: out_of_scope.filter(|_| explain),
         model: embedder.version().to_string(),
         took_ms: started.elapsed().as_secs_f64() * 1000.0,
     })

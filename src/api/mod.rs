@@ -12,6 +12,7 @@ pub mod match_;
 pub mod model;
 pub mod openapi;
 pub mod ops;
+pub mod out_of_scope;
 pub mod recommend;
 
 use std::sync::Arc;
@@ -253,6 +254,12 @@ pub fn router(state: SharedState) -> Router {
             get(calibration::get)
                 .put(calibration::put)
                 .delete(calibration::delete),
+        )
+        .route(
+            "/v1/out-of-scope",
+            get(out_of_scope::get)
+                .put(out_of_scope::put)
+                .delete(out_of_scope::delete),
         )
         .route("/v1/model", get(model::get))
         .route("/v1/model/reload", post(model::reload))

@@ -5,7 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::{
-    calibration, chat, documents, embed, faqs, index, intent, match_, model, ops, recommend,
+    calibration, chat, documents, embed, faqs, index, intent, match_, model, ops, out_of_scope,
+    recommend,
 };
 use crate::error::{ErrorBody, ErrorDetail};
 
@@ -34,6 +35,9 @@ use crate::error::{ErrorBody, ErrorDetail};
         calibration::get,
         calibration::put,
         calibration::delete,
+        out_of_scope::get,
+        out_of_scope::put,
+        out_of_scope::delete,
         intent::classify,
         intent::models,
         chat::chat,
@@ -99,6 +103,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::kb::Passage,
         crate::kb::document::DocFormat,
         calibration::ActiveCalibration,
+        out_of_scope::OutOfScope,
         crate::matcher::Calibration,
         crate::matcher::Decision,
         crate::matcher::BuildStats,

@@ -125,6 +125,11 @@ pub struct SweepPoint {
 pub const SWEEP: &[f32] = &[0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2];
 /// Answer margins tried by `--calibrate`.
 const MARGINS: &[f32] = &[0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05];
+/// Out-of-scope margins tried by `--calibrate` (with out-of-scope examples), largest first:
+/// of margins answering as many queries, the largest is kept.
+const OUT_OF_SCOPE_MARGINS: &[f32] = &[
+    0.12, 0.1, 0.09, 0.08, 0.07, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01, 0.0,
+];
 /// Fewest direct answers a calibrated threshold may rest on.
 const MIN_ANSWERED: usize = 5;
 
@@ -148,6 +153,8 @@ pub struct FaqOptions {
     pub sweep: bool,
     pub report: Option<PathBuf>,
     pub index: IndexOptions,
+    /// Out-of-scope examples indexed with the KB (`/v1/out-of-scope`).
+    pub out_of_scope: Vec<String>,
 }
 
 pub fn read_queries(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
@@ -212,6 +219,8 @@ struct Scored {
     corrected: Option<String>,
     /// Signals of the uncorrected query (for the plain dense baseline), when corrected.
     raw: Option<Vec<Candidate>>,
+    /// Cosine to the nearest out-of-scope example, when there are examples.
+    out_of_scope: Option<f32>,
 }
 
 impl Scored {
@@ -281,6 +290,8 @@ struct Outcome {
     top1_right: bool,
     /// A gold entry among the first three (the options a clarification shows).
     top3_hit: bool,
+    /// The first entry's dense cosine minus the nearest out-of-scope example's.
+    gap: Option<f32>,
 }
 
 fn outcomes(scored: &[&Scored], w: FusionWeights) -> Vec<Outcome> {
@@ -294,6 +305,7 @@ fn outcomes(scored: &[&Scored], w: FusionWeights) -> Vec<Outcome> {
                 answerable: s.answerable,
                 top1_right: r.first().is_some_and(|c| s.gold.contains(&c.entry)),
                 top3_hit: r.iter().any(|c| s.gold.contains(&c.entry)),
+                gap: r.first().zip(s.out_of_scope).map(|(c, o)| c.dense - o),
             }
         })
         .collect()
@@ -311,7 +323,7 @@ fn tally<'a>(items: impl Iterator<Item = (&'a Outcome, &'a Calibration)>) -> Dec
         n += 1;
         oos += !o.answerable as usize;
         let scores: Vec<f32> = std::iter::once(o.s1).chain(o.s2).collect();
-        match c.decide(&scores) {
+        match c.decide(&scores, o.gap) {
             Decision::Answer => {
                 ans += 1;
                 ans_ok += o.top1_right as usize;
@@ -366,12 +378,20 @@ fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool
     }
     let w = best.0;
     let out = outcomes(scored, w);
-    // (answered, margin, threshold)
-    let mut choice: Option<(usize, f32, f32)> = None;
-    for &m in MARGINS {
+    // (answered, margin, out-of-scope margin, threshold)
+    let mut choice: Option<(usize, f32, f32, f32)> = None;
+    let gates: &[f32] = match out.iter().any(|o| o.gap.is_some()) {
+        true => OUT_OF_SCOPE_MARGINS,
+        false => &[],
+    };
+    let tried = (gates.iter().map(|&g| Some(g)))
+        .chain(gates.is_empty().then_some(None))
+        .flat_map(|g| MARGINS.iter().map(move |&m| (m, g)));
+    for (m, g) in tried {
         let mut eligible: Vec<(f32, bool)> = out
             .iter()
             .filter(|o| o.s2.is_none_or(|s2| o.s1 - s2 >= m))
+            .filter(|o| g.is_none_or(|g| o.gap.is_none_or(|x| x >= g)))
             .map(|o| (o.s1, o.top1_right))
             .collect();
         eligible.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -390,13 +410,13 @@ fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool
         if let Some(t) = t
             && choice.is_none_or(|c| answered > c.0)
         {
-            choice = Some((answered, m, t));
+            choice = Some((answered, m, g.unwrap_or(start.out_of_scope_margin), t));
         }
     }
-    let (answer_margin, answer_threshold) = match choice {
-        Some((_, m, t)) => (m, t),
+    let (answer_margin, out_of_scope_margin, answer_threshold) = match choice {
+        Some((_, m, g, t)) => (m, g, t),
         // Nothing reaches the target: never answer directly.
-        None => (start.answer_margin, 1.0),
+        None => (start.answer_margin, start.out_of_scope_margin, 1.0),
     };
     let s1: Vec<f32> = out.iter().map(|o| o.s1).collect();
     let hit: Vec<bool> = out.iter().map(|o| o.top3_hit).collect();
@@ -411,6 +431,7 @@ fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool
         answer_threshold,
         answer_margin,
         clarify_threshold: clarify.min(answer_threshold).clamp(0.0, 1.0),
+        out_of_scope_margin,
     }
 }
 
@@ -485,6 +506,7 @@ fn score_all(
         let used = corrected.as_ref().unwrap_or(text);
         let v = e.embed_blocking(std::slice::from_ref(used))?;
         let signals = index.signals(&v[0].vector, used);
+        let out_of_scope = index.out_of_scope_similarity(&v[0].vector);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         // The plain dense baseline sees the query as typed.
         let raw = match &corrected {
@@ -504,6 +526,7 @@ fn score_all(
             signals,
             corrected,
             raw,
+            out_of_scope,
         });
         b.inc(1);
     }
@@ -521,10 +544,18 @@ pub fn run(
 ) -> anyhow::Result<FaqReport> {
     let started = Instant::now();
     let b = bar("indexing KB questions");
-    let index = KbIndex::build(entries, &[], e, None, &opts.index, |done, total| {
-        b.set_length(total as u64);
-        b.set_position(done as u64);
-    })?;
+    let index = KbIndex::build(
+        entries,
+        &[],
+        &opts.out_of_scope,
+        e,
+        None,
+        &opts.index,
+        |done, total| {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        },
+    )?;
     b.finish_and_clear();
     let index_seconds = started.elapsed().as_secs_f64();
 
@@ -656,6 +687,8 @@ struct QueryRow<'a> {
     lexical: f32,
     fuzzy: f32,
     second_score: Option<f32>,
+    /// Cosine to the nearest out-of-scope example (empty: no examples).
+    out_of_scope: Option<f32>,
     /// 1-based rank of the first gold entry in the top 10 (empty: not found or no gold).
     gold_rank: Option<usize>,
     correct: bool,
@@ -683,7 +716,7 @@ fn write_report(
     let cal = &rep.calibration;
     let w = cal.weights();
     let mut rows = Vec::new();
-    for ((q, a), s) in queries.iter().zip(asked).zip(scored) {
+    for (((q, a), s), o) in queries.iter().zip(asked).zip(scored).zip(out) {
         let r = s.ranked(w, 10);
         let first = r.first();
         let scores: Vec<f32> = r.iter().take(2).map(|c| c.score).collect();
@@ -692,7 +725,7 @@ fn write_report(
             asked: a,
             corrected: s.corrected.as_deref().unwrap_or(""),
             gold: q.gold.join("|"),
-            decision: cal.decide(&scores).as_str(),
+            decision: cal.decide(&scores, o.gap).as_str(),
             top1: first.map_or("", |c| index.entries[c.entry].id.as_str()),
             top1_question: first.map_or("", |c| index.entries[c.entry].question.as_str()),
             score: first.map_or(0.0, |c| c.score),
@@ -700,6 +733,7 @@ fn write_report(
             lexical: first.map_or(0.0, |c| c.lexical),
             fuzzy: first.map_or(0.0, |c| c.fuzzy),
             second_score: r.get(1).map(|c| c.score),
+            out_of_scope: s.out_of_scope,
             gold_rank: r
                 .iter()
                 .position(|c| s.gold.contains(&c.entry))

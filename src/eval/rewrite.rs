@@ -146,7 +146,7 @@ pub fn run(
     }
     let kb_entries = entries.len();
     let b = super::texts_bar(0, "indexing the gold rewrites");
-    let index = KbIndex::build(entries, &[], e, None, index_opts, |done, total| {
+    let index = KbIndex::build(entries, &[], &[], e, None, index_opts, |done, total| {
         b.set_length(total as u64);
         b.set_position(done as u64);
     })?;

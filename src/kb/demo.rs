@@ -10,6 +10,14 @@ pub fn entries() -> Vec<FaqEntry> {
     import::parse(Format::Jsonl, FAQ_JSONL, "demo").expect("the demo KB is valid (tested)")
 }
 
+pub const OUT_OF_SCOPE_JSONL: &str = include_str!("../../datasets/demo/out_of_scope.jsonl");
+
+/// Questions the demo shop does not answer (weather, banks, taxes, other shops' orders …).
+pub fn out_of_scope() -> Vec<String> {
+    super::out_of_scope::parse_jsonl(OUT_OF_SCOPE_JSONL)
+        .expect("the demo examples are valid (tested)")
+}
+
 const RETURN_POLICY: &str = include_str!("../../datasets/demo/docs/return-policy.md");
 const SHIPPING_POLICY: &str = include_str!("../../datasets/demo/docs/shipping-policy.en.md");
 
@@ -41,4 +49,17 @@ pub fn documents() -> Vec<super::Document> {
             "en",
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn demo_out_of_scope_examples_are_valid() {
+        let texts = super::out_of_scope();
+        assert!(texts.len() >= 300, "{} examples", texts.len());
+        let zh = (texts.iter())
+            .filter(|t| t.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c)))
+            .count();
+        assert!(zh >= 150 && texts.len() - zh >= 150, "{zh} Chinese");
+    }
 }

@@ -4,6 +4,7 @@ pub mod demo;
 pub mod document;
 pub mod entry;
 pub mod import;
+pub mod out_of_scope;
 pub mod store;
 
 pub use document::{Document, Passage};

@@ -266,34 +266,64 @@ impl KbStore {
 
     /// The calibration stored with this KB (`kefu eval faq --calibrate`), if any.
     pub async fn calibration(&self) -> Result<Option<Calibration>, StoreError> {
-        let row = sqlx::query("SELECT value FROM kb_settings WHERE key = 'calibration'")
+        self.setting("calibration").await
+    }
+
+    /// Stores (or with `None` removes) the KB's calibration.
+    pub async fn set_calibration(&self, c: Option<&Calibration>) -> Result<(), StoreError> {
+        self.set_setting("calibration", c).await
+    }
+
+    /// Questions this KB must not answer (`/v1/out-of-scope`): the queries nearest to them are
+    /// not answered directly.
+    pub async fn out_of_scope(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.setting("out_of_scope").await?.unwrap_or_default())
+    }
+
+    /// Replaces the out-of-scope examples (none: removes them).
+    pub async fn set_out_of_scope(&self, texts: &[String]) -> Result<(), StoreError> {
+        self.set_setting("out_of_scope", (!texts.is_empty()).then_some(texts))
+            .await
+    }
+
+    async fn setting<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let row = sqlx::query("SELECT value FROM kb_settings WHERE key = ?1")
+            .bind(key)
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| {
             let v: String = r.get(0);
             serde_json::from_str(&v).map_err(|e| StoreError::Corrupt {
-                id: "calibration".into(),
+                id: key.into(),
                 message: e.to_string(),
             })
         })
         .transpose()
     }
 
-    /// Stores (or with `None` removes) the KB's calibration.
-    pub async fn set_calibration(&self, c: Option<&Calibration>) -> Result<(), StoreError> {
-        match c {
-            Some(c) => {
-                let v = serde_json::to_string(c).expect("calibration serialises");
+    async fn set_setting<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: Option<&T>,
+    ) -> Result<(), StoreError> {
+        match value {
+            Some(v) => {
+                let v = serde_json::to_string(v).expect("setting serialises");
                 sqlx::query(
-                    "INSERT INTO kb_settings (key, value) VALUES ('calibration', ?1) \
+                    "INSERT INTO kb_settings (key, value) VALUES (?1, ?2) \
                      ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 )
+                .bind(key)
                 .bind(v)
                 .execute(&self.pool)
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM kb_settings WHERE key = 'calibration'")
+                sqlx::query("DELETE FROM kb_settings WHERE key = ?1")
+                    .bind(key)
                     .execute(&self.pool)
                     .await?;
             }

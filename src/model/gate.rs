@@ -169,6 +169,8 @@ pub fn run(
         sweep: false,
         report: None,
         index: cfg.index.options(),
+        // Top-1 and MRR@10 compare the models; decisions are not gated.
+        out_of_scope: Vec::new(),
     };
     let mut checks = Vec::new();
     let mut check = |name: String, s: f64, c: f64| {

@@ -1,0 +1,61 @@
+//! `/v1/out-of-scope`: questions the KB must not answer. `/v1/match` answers a query directly
+//! only when it is `out_of_scope_margin` closer to its best entry than to the nearest example;
+//! changes apply once the background index rebuild has swapped in.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::SharedState;
+use super::json::ApiJson;
+use crate::error::{ApiError, ErrorBody};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutOfScope {
+    /// Example questions (trimmed; duplicates kept once), e.g. "what's the weather tomorrow".
+    pub examples: Vec<String>,
+}
+
+/// The out-of-scope examples stored with the KB.
+#[utoipa::path(get, path = "/v1/out-of-scope", tag = "matching", responses(
+    (status = 200, body = OutOfScope)))]
+pub async fn get(State(s): State<SharedState>) -> Result<Json<OutOfScope>, ApiError> {
+    Ok(Json(OutOfScope {
+        examples: s.kb.out_of_scope().await?,
+    }))
+}
+
+/// Replace the out-of-scope examples. Every example is checked first (422 naming each bad
+/// `examples[i]`, nothing stored); they are embedded in the background index rebuild.
+#[utoipa::path(put, path = "/v1/out-of-scope", tag = "matching", request_body = OutOfScope,
+    responses((status = 200, body = OutOfScope), (status = 422, body = ErrorBody)))]
+pub async fn put(
+    State(s): State<SharedState>,
+    ApiJson(body): ApiJson<OutOfScope>,
+) -> Result<Json<OutOfScope>, ApiError> {
+    let examples = crate::kb::out_of_scope::check(body.examples).map_err(|ps| {
+        ApiError::Invalid(
+            ps.iter()
+                .map(|p| match p.line {
+                    0 => p.message.clone(),
+                    i => format!("examples[{}]: {}", i - 1, p.message),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    s.kb.set_out_of_scope(&examples).await?;
+    s.reindex.notify_one();
+    Ok(Json(OutOfScope { examples }))
+}
+
+/// Remove every out-of-scope example.
+#[utoipa::path(delete, path = "/v1/out-of-scope", tag = "matching", responses((status = 204)))]
+pub async fn delete(State(s): State<SharedState>) -> Result<StatusCode, ApiError> {
+    s.kb.set_out_of_scope(&[]).await?;
+    s.reindex.notify_one();
+    Ok(StatusCode::NO_CONTENT)
+}
