@@ -225,6 +225,18 @@ enum KbCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Replace the KB's out-of-scope examples (questions it must not answer) with those of
+    /// FILEs (JSONL: `text`, `query` or `question` a line; every row of an intent file counts);
+    /// the service uses them from its next start (or at once through `PUT /v1/out-of-scope`).
+    /// Without FILE, print the stored ones as JSONL; with --clear, remove them.
+    OutOfScope {
+        files: Vec<PathBuf>,
+        #[arg(long, conflicts_with = "files")]
+        clear: bool,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Write every entry to standard output (or --out) in a format `kb import` reads.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -843,6 +855,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 KbCommand::Import { data_dir, .. }
                 | KbCommand::Export { data_dir, .. }
                 | KbCommand::Calibrate { data_dir, .. }
+                | KbCommand::OutOfScope { data_dir, .. }
                 | KbCommand::AddDocument { data_dir, .. } => data_dir.clone(),
             };
             let cfg = config_with_data_dir(cfg_path.as_ref(), data_dir)?;
@@ -1011,12 +1024,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for f in &oos {
                 qs.extend(kefu::eval::faq::read_oos(f, oos_limit)?);
             }
-            let mut examples = Vec::new();
-            for f in &out_of_scope {
-                examples.extend(kefu::kb::out_of_scope::read(f)?);
-            }
-            let examples = kefu::kb::out_of_scope::check(examples)
-                .map_err(|_| anyhow::anyhow!("too many out-of-scope examples"))?;
+            let examples = kefu::kb::out_of_scope::read_all(&out_of_scope)?;
             let (mut cal, mut source) = (cfg.matching.calibration(), "config".to_string());
             if let Some(f) = &calibration {
                 cal = read_calibration(f)?;
@@ -1656,6 +1664,25 @@ async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
                     "{}",
                     serde_json::to_string_pretty(&cfg.matching.calibration())?
                 ),
+            }
+        }
+        KbCommand::OutOfScope { files, clear, .. } => {
+            let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
+            if clear {
+                store.set_out_of_scope(&[]).await?;
+                eprintln!("out-of-scope examples removed");
+            } else if files.is_empty() {
+                for t in store.out_of_scope().await? {
+                    println!("{}", serde_json::json!({ "text": t }));
+                }
+            } else {
+                let examples = kefu::kb::out_of_scope::read_all(&files)?;
+                store.set_out_of_scope(&examples).await?;
+                eprintln!(
+                    "{} out-of-scope examples stored with the KB in {}",
+                    examples.len(),
+                    cfg.server.data_dir.display()
+                );
             }
         }
         KbCommand::Import { files, format, .. } => {

@@ -146,3 +146,45 @@ fn demo_kb_round_trips_through_every_format() {
         assert_eq!(again, reference, "{fmt} round trip");
     }
 }
+
+#[test]
+fn out_of_scope_examples_are_stored_printed_and_cleared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("oos.jsonl");
+    std::fs::write(
+        &file,
+        "{\"text\": \"明天北京天气怎么样\"}\n{\"query\": \"book me a flight to Paris\"}\n{\"text\": \"明天北京天气怎么样\"}\n",
+    )
+    .unwrap();
+    let out = kb(&data, &["out-of-scope", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let out = kb(&data, &["out-of-scope"]);
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        printed, "{\"text\":\"明天北京天气怎么样\"}\n{\"text\":\"book me a flight to Paris\"}\n",
+        "duplicates kept once, in order"
+    );
+    // What it prints reads back.
+    let again = tmp.path().join("again.jsonl");
+    std::fs::write(&again, &printed).unwrap();
+    assert!(
+        kb(&data, &["out-of-scope", again.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    // A bad line: refused with its line, the stored examples untouched.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"txt\": \"typo\"}\n").unwrap();
+    let out = kb(&data, &["out-of-scope", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2"), "{err}");
+    let out = kb(&data, &["out-of-scope"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 2);
+
+    assert!(kb(&data, &["out-of-scope", "--clear"]).status.success());
+    let out = kb(&data, &["out-of-scope"]);
+    assert!(out.stdout.is_empty());
+}

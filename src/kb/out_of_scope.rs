@@ -112,6 +112,18 @@ pub fn read(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// The examples of every file, together (duplicates across files kept once).
+pub fn read_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut examples = Vec::new();
+    for p in paths {
+        examples.extend(read(p)?);
+    }
+    check(examples).map_err(|ps| {
+        let messages: Vec<&str> = ps.iter().map(|p| p.message.as_str()).collect();
+        anyhow::anyhow!("out-of-scope examples: {}", messages.join("; "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
