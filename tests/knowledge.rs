@@ -3,24 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{Server, call, matching};
+use common::{Server, call, matching, matching_until};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
-
-/// Waits until a /v1/match for `q` satisfies `ok`.
-async fn eventually(c: &Client, s: &Server, body: Value, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + common::BACKGROUND_WAIT;
-    loop {
-        let v = matching(c, s, body.clone()).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "never: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 fn ids(v: &Value) -> Vec<String> {
     v["matches"]
@@ -58,7 +43,7 @@ async fn documents_calibration_validity_and_clarify() {
     assert_eq!(v["passages"][1]["heading"], "除垢", "{v}");
     assert_eq!(v["passages"][1]["id"], "manual-kettle#2");
     let q = json!({"query": "水壶里有白色水垢怎么清除", "top_k": 3});
-    let v = eventually(&c, &s, q.clone(), |v| {
+    let v = matching_until(&c, &s, q.clone(), |v| {
         ids(v).contains(&"manual-kettle#2".to_string())
     })
     .await;

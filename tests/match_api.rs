@@ -254,19 +254,6 @@ async fn import_is_all_or_nothing_and_export_reads_back() {
     assert_eq!(r.status(), 415);
 }
 
-/// Polls `/v1/match` until `done` holds for the response (the index rebuild after a change).
-async fn match_until(c: &Client, s: &Server, body: Value, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + common::BACKGROUND_WAIT;
-    loop {
-        let v = matching(c, s, body.clone()).await;
-        if done(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "the change never applied: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn out_of_scope_examples_stop_direct_answers() {
     let s = Server::start(&common::model_dir(), &[]);
@@ -295,7 +282,7 @@ async fn out_of_scope_examples_stop_direct_answers() {
     )
     .await;
     assert_eq!(st, 200, "{body}");
-    let v = match_until(&c, &s, q.clone(), |v| v["decision"] != "answer").await;
+    let v = common::matching_until(&c, &s, q.clone(), |v| v["decision"] != "answer").await;
     assert_eq!(v["decision"], "clarify", "{v}");
     assert_eq!(top(&v), "zh-refunds-001");
     assert!(v["out_of_scope_similarity"].as_f64().unwrap() > 0.99, "{v}");
@@ -320,7 +307,7 @@ async fn out_of_scope_examples_stop_direct_answers() {
     // Removed: answered again, and nothing to compare with.
     let (st, _) = call(&c, reqwest::Method::DELETE, s.url("/v1/out-of-scope"), None).await;
     assert_eq!(st, 204);
-    let v = match_until(&c, &s, q, |v| v["decision"] == "answer").await;
+    let v = common::matching_until(&c, &s, q, |v| v["decision"] == "answer").await;
     assert!(v.get("out_of_scope_similarity").is_none(), "{v}");
     let (_, body) = call(&c, reqwest::Method::GET, s.url("/v1/out-of-scope"), None).await;
     assert_eq!(body["examples"], json!([]));

@@ -191,3 +191,22 @@ pub async fn matching(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `POST /v1/match` until the response satisfies `ok` (a change applied by the background
+/// index rebuild), returning it.
+pub async fn matching_until(
+    c: &reqwest::Client,
+    s: &Server,
+    body: serde_json::Value,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + BACKGROUND_WAIT;
+    loop {
+        let v = matching(c, s, body.clone()).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the change never applied: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
