@@ -782,13 +782,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()?;
-                    let (stored, docs, cal, oos) = rt.block_on(async {
+                    let ((stored, docs, oos), cal) = rt.block_on(async {
                         let store = kefu::kb::KbStore::open(&cfg.server.data_dir).await?;
                         Ok::<_, kefu::kb::store::StoreError>((
-                            store.all().await?,
-                            store.documents().await?,
+                            store.index_inputs().await?,
                             store.calibration().await?,
-                            store.out_of_scope().await?,
                         ))
                     })?;
                     let cal = cal.unwrap_or_else(|| cfg.matching.calibration());
@@ -800,7 +798,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     } else {
                         documents = docs;
                         out_of_scope = oos;
-                        (stored.into_iter().map(|s| s.entry).collect(), cal)
+                        (stored, cal)
                     }
                 }
             };

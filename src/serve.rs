@@ -270,21 +270,8 @@ async fn index_builder(state: Arc<AppState>) {
         let Some(embedder) = state.embedder.load_full() else {
             continue;
         };
-        let read = async {
-            let entries = state.kb.all().await?;
-            let documents = state.kb.documents().await?;
-            Ok::<_, crate::kb::store::StoreError>((
-                entries,
-                documents,
-                state.kb.out_of_scope().await?,
-            ))
-        };
-        let (entries, documents, out_of_scope) = match read.await {
-            Ok((all, docs, oos)) => (
-                all.into_iter().map(|s| s.entry).collect::<Vec<_>>(),
-                docs,
-                oos,
-            ),
+        let (entries, documents, out_of_scope) = match state.kb.index_inputs().await {
+            Ok(inputs) => inputs,
             Err(e) => {
                 tracing::error!(error = %e, "reading the knowledge base for indexing failed");
                 continue;
@@ -544,16 +531,10 @@ pub async fn reload_model(state: &Arc<AppState>) -> Result<ModelReload, crate::e
             .map_err(|e| failed("intent models", e))?
     };
     // The whole KB, embedded with the new model.
-    let (entries, documents, out_of_scope) = async {
-        let entries = state.kb.all().await?;
-        let documents = state.kb.documents().await?;
-        Ok::<_, crate::kb::store::StoreError>((entries, documents, state.kb.out_of_scope().await?))
-    }
-    .await
-    .map_err(|e| ApiError::Storage(e.to_string()))?;
+    let (entries, documents, out_of_scope) =
+        (state.kb.index_inputs().await).map_err(|e| ApiError::Storage(e.to_string()))?;
     let index = {
         let (e, opts) = (new.clone(), state.config.index.options());
-        let entries: Vec<_> = entries.into_iter().map(|s| s.entry).collect();
         tokio::task::spawn_blocking(move || {
             crate::matcher::KbIndex::build(
                 entries,

@@ -264,6 +264,14 @@ impl KbStore {
         })
     }
 
+    /// What an index is built from: the entries, the documents and the out-of-scope examples.
+    pub async fn index_inputs(
+        &self,
+    ) -> Result<(Vec<FaqEntry>, Vec<Document>, Vec<String>), StoreError> {
+        let entries = self.all().await?.into_iter().map(|s| s.entry).collect();
+        Ok((entries, self.documents().await?, self.out_of_scope().await?))
+    }
+
     /// The calibration stored with this KB (`kefu eval faq --calibrate`), if any.
     pub async fn calibration(&self) -> Result<Option<Calibration>, StoreError> {
         self.setting("calibration").await
