@@ -311,6 +311,9 @@ enum EvalCommand {
         /// Weight of the fuzzy (character and pinyin bigram) signal in the fused score.
         #[arg(long)]
         fuzzy_weight: Option<f32>,
+        /// Weight of the query–answer cosine in the fused score.
+        #[arg(long)]
+        answer_weight: Option<f32>,
         /// Measure with this calibration (JSON written by --calibrate) instead of [matching].
         #[arg(long, conflicts_with = "calibrate")]
         calibration: Option<PathBuf>,
@@ -829,19 +832,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("nearest out-of-scope example: cosine {o:.3}");
             }
             println!(
-                "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6}  question / matched text",
-                "#", "faq_id", "score", "dense", "lex", "fuzzy"
+                "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6} {:>6}  question / matched text",
+                "#", "faq_id", "score", "dense", "lex", "fuzzy", "answer"
             );
             for (i, c) in found.iter().enumerate() {
                 let entry = &index.entries[c.entry];
                 println!(
-                    "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
+                    "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
                     i + 1,
                     entry.id,
                     c.score.clamp(0.0, 1.0),
                     c.dense,
                     c.lexical,
                     c.fuzzy,
+                    c.answer,
                     entry.question,
                     index.texts[c.text].1
                 );
@@ -1004,6 +1008,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out_of_scope,
             lexical_weight,
             fuzzy_weight,
+            answer_weight,
             calibration,
             calibrate,
             fixed_weights,
@@ -1033,6 +1038,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(f) = fuzzy_weight {
                 cal.fuzzy_weight = f;
+            }
+            if let Some(a) = answer_weight {
+                cal.answer_weight = a;
             }
             cal.validate()
                 .map_err(|e| anyhow::anyhow!("calibration: {e}"))?;
@@ -2039,10 +2047,11 @@ fn print_faq_report(r: &kefu::eval::faq::FaqReport) {
     );
     let c = &r.calibration;
     println!(
-        "calibration ({}): lexical {:.2} fuzzy {:.2}, answer ≥ {:.4} with margin {:.3}, clarify ≥ {:.4}",
+        "calibration ({}): lexical {:.2} fuzzy {:.2} answer {:.2}, answer ≥ {:.4} with margin {:.3}, clarify ≥ {:.4}",
         r.calibration_source,
         c.lexical_weight,
         c.fuzzy_weight,
+        c.answer_weight,
         c.answer_threshold,
         c.answer_margin,
         c.clarify_threshold

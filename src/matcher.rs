@@ -1,7 +1,7 @@
 //! FAQ matching: one query against the knowledge base through three signals — dense cosine
 //! (the encoder), lexical BM25 over words (jieba for Chinese) and BM25 over fuzzy keys
-//! (character bigrams for typos, pinyin bigrams for homophone slips) — fused into one score
-//! per entry.
+//! (character bigrams for typos, pinyin bigrams for homophone slips) — and the cosine between
+//! the query and each entry's answer, fused into one score per entry.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +18,13 @@ use crate::kb::{Document, FaqEntry, Passage};
 use crate::text;
 use crate::text::correct::Speller;
 
-/// Weights of the fused score `dense + lexical_weight · lexical + fuzzy_weight · fuzzy`.
+/// Weights of the fused score `dense + lexical_weight · lexical + fuzzy_weight · fuzzy +
+/// answer_weight · answer`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FusionWeights {
     pub lexical: f32,
     pub fuzzy: f32,
+    pub answer: f32,
 }
 
 impl Default for FusionWeights {
@@ -31,6 +33,7 @@ impl Default for FusionWeights {
         Self {
             lexical: c.lexical_weight,
             fuzzy: c.fuzzy_weight,
+            answer: c.answer_weight,
         }
     }
 }
@@ -48,8 +51,10 @@ pub struct Candidate {
     pub lexical: f32,
     /// Character-bigram BM25, normalised the same way (0–1).
     pub fuzzy: f32,
-    /// Fused similarity in [0, 1]: `(dense + w_lex·lexical + w_fuzzy·fuzzy) / (1 + w_lex +
-    /// w_fuzzy)`, so that with no lexical evidence it is the cosine itself.
+    /// Cosine between the query and the entry's answer (a passage's text for a passage).
+    pub answer: f32,
+    /// Fused similarity in [0, 1]: `(dense + w_lex·lexical + w_fuzzy·fuzzy + w_ans·answer) /
+    /// (1 + w_lex + w_fuzzy + w_ans)`: a weighted mean of the signals.
     pub score: f32,
 }
 
@@ -110,6 +115,8 @@ pub struct KbIndex {
     /// Questions the KB must not answer (`/v1/out-of-scope`), and their vectors.
     pub out_of_scope: Vec<String>,
     out_of_scope_vectors: DenseIndex,
+    /// Per entry: its answer's vector.
+    answer_vectors: DenseIndex,
     pub model_version: String,
     pub stats: BuildStats,
 }
@@ -162,10 +169,11 @@ impl KbIndex {
                     .collect()
             })
             .unwrap_or_default();
-        // KB texts, then out-of-scope examples: one embedding pass for both.
+        // KB texts, answers, then out-of-scope examples: one embedding pass for all.
         let every: Vec<&str> = texts
             .iter()
             .map(|t| t.1.as_str())
+            .chain(entries.iter().map(|e| e.answer.as_str()))
             .chain(out_of_scope.iter().map(String::as_str))
             .collect();
         let mut vectors = vec![0f32; every.len() * dim];
@@ -186,10 +194,14 @@ impl KbIndex {
             progress((n * 64 + chunk.len()).min(missing.len()), missing.len());
         }
         let (mut dense, mut out_of_scope_vectors) = (DenseIndex::new(dim), DenseIndex::new(dim));
+        let mut answer_vectors = DenseIndex::new(dim);
         for (slot, v) in vectors.chunks_exact(dim.max(1)).enumerate() {
-            match slot < texts.len() {
-                true => dense.push(v),
-                false => out_of_scope_vectors.push(v),
+            if slot < texts.len() {
+                dense.push(v);
+            } else if slot < texts.len() + entries.len() {
+                answer_vectors.push(v);
+            } else {
+                out_of_scope_vectors.push(v);
             }
         }
         let ann = (texts.len() >= opts.exact_below).then(|| {
@@ -224,6 +236,7 @@ impl KbIndex {
             speller,
             out_of_scope: out_of_scope.to_vec(),
             out_of_scope_vectors,
+            answer_vectors,
             model_version: embedder.version().to_string(),
             stats,
         })
@@ -241,10 +254,16 @@ impl KbIndex {
             model_version: self.model_version.clone(),
             dim: self.dim,
             texts: (self.texts.iter().map(|t| &t.1))
+                .chain(self.entries.iter().map(|e| &e.answer))
                 .chain(&self.out_of_scope)
                 .cloned()
                 .collect(),
-            vectors: [self.dense.data(), self.out_of_scope_vectors.data()].concat(),
+            vectors: [
+                self.dense.data(),
+                self.answer_vectors.data(),
+                self.out_of_scope_vectors.data(),
+            ]
+            .concat(),
             graph: self.ann.as_ref().map(|a| a.graph.clone()),
         }
     }
@@ -308,6 +327,7 @@ impl KbIndex {
                     dense: f32::MIN,
                     lexical: 0.0,
                     fuzzy: 0.0,
+                    answer: dot(self.answer_vectors.row(e), q_vec),
                     score: 0.0,
                 };
                 for t in lo..hi {
@@ -334,9 +354,10 @@ impl KbIndex {
 
 /// Scores `signals` with weights `w` and keeps the best `top_k`, best first.
 pub fn fuse(mut signals: Vec<Candidate>, w: FusionWeights, top_k: usize) -> Vec<Candidate> {
-    let norm = 1.0 + w.lexical + w.fuzzy;
+    let norm = 1.0 + w.lexical + w.fuzzy + w.answer;
     for c in &mut signals {
-        c.score = ((c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy) / norm).clamp(0.0, 1.0);
+        let sum = c.dense + w.lexical * c.lexical + w.fuzzy * c.fuzzy + w.answer * c.answer;
+        c.score = (sum / norm).clamp(0.0, 1.0);
     }
     signals.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.entry.cmp(&b.entry)));
     signals.truncate(top_k);
@@ -372,6 +393,10 @@ impl Decision {
 pub struct Calibration {
     pub lexical_weight: f32,
     pub fuzzy_weight: f32,
+    /// Weight of the query–answer cosine. Calibrations stored before it existed were fitted
+    /// without it, so it defaults to 0 there.
+    #[serde(default)]
+    pub answer_weight: f32,
     /// Fused score at or above which the best entry is answered directly.
     pub answer_threshold: f32,
     /// Lead over the runner-up an answer needs; with less, the customer is asked to choose.
@@ -394,6 +419,7 @@ impl Calibration {
         FusionWeights {
             lexical: self.lexical_weight,
             fuzzy: self.fuzzy_weight,
+            answer: self.answer_weight,
         }
     }
 
@@ -402,6 +428,7 @@ impl Calibration {
         for (name, v) in [
             ("lexical_weight", self.lexical_weight),
             ("fuzzy_weight", self.fuzzy_weight),
+            ("answer_weight", self.answer_weight),
             ("answer_threshold", self.answer_threshold),
             ("answer_margin", self.answer_margin),
             ("clarify_threshold", self.clarify_threshold),
@@ -502,10 +529,56 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_answer_cosine_is_weighted_into_the_score() {
+        let c = |entry, dense, answer| Candidate {
+            entry,
+            text: 0,
+            dense,
+            lexical: 0.0,
+            fuzzy: 0.0,
+            answer,
+            score: 0.0,
+        };
+        let signals = vec![c(0, 0.90, 0.70), c(1, 0.88, 0.85)];
+        let questions_only = FusionWeights {
+            lexical: 0.0,
+            fuzzy: 0.0,
+            answer: 0.0,
+        };
+        let r = fuse(signals.clone(), questions_only, 2);
+        assert_eq!((r[0].entry, r[0].score), (0, 0.90));
+        // The runner-up's answer fits the query better: with weight, it comes first.
+        let w = FusionWeights {
+            answer: 0.3,
+            ..questions_only
+        };
+        let r = fuse(signals, w, 2);
+        assert_eq!(r[0].entry, 1);
+        assert!((r[0].score - (0.88 + 0.3 * 0.85) / 1.3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn calibrations_stored_without_an_answer_weight_keep_it_at_zero() {
+        let c: Calibration = serde_json::from_str(
+            r#"{"lexical_weight": 0.05, "fuzzy_weight": 0.08, "answer_threshold": 0.9,
+                "answer_margin": 0.02, "clarify_threshold": 0.8}"#,
+        )
+        .unwrap();
+        assert_eq!(c.answer_weight, 0.0);
+        assert!(c.validate().is_ok());
+        let bad = Calibration {
+            answer_weight: 1.5,
+            ..c
+        };
+        assert!(bad.validate().unwrap_err().contains("answer_weight"));
+    }
+
+    #[test]
     fn decisions_follow_thresholds_and_one_means_never() {
         let c = Calibration {
             lexical_weight: 0.05,
             fuzzy_weight: 0.08,
+            answer_weight: 0.3,
             answer_threshold: 0.9,
             answer_margin: 0.02,
             clarify_threshold: 0.8,

@@ -88,9 +88,11 @@ async fn hnsw_updates_snapshot_reload_and_model_mismatch_rebuild() {
     s.ready().await;
     let first = index_where(&c, &s, |v| v["texts"].as_u64() > Some(0)).await;
     let texts = first["texts"].as_u64().unwrap() as usize;
-    // The demo KB's questions and its out-of-scope examples are embedded (and snapshotted)
-    // together.
-    let vectors = texts + first["out_of_scope"].as_u64().unwrap() as usize;
+    // The demo KB's questions, its entries' answers and its out-of-scope examples are embedded
+    // (and snapshotted) together.
+    let vectors = texts
+        + first["entries"].as_u64().unwrap() as usize
+        + first["out_of_scope"].as_u64().unwrap() as usize;
     assert!(vectors > texts, "{first}");
     assert_eq!(first["hnsw"], true, "{first}");
     assert_eq!(first["embedded"].as_u64(), Some(vectors as u64), "{first}");
@@ -99,13 +101,13 @@ async fn hnsw_updates_snapshot_reload_and_model_mismatch_rebuild() {
         before.push(top_ids(&c, &s, q).await);
     }
 
-    // A new entry goes into the live graph: only its own questions are embedded.
+    // A new entry goes into the live graph: only its own questions and answer are embedded.
     let entry = json!({"id": "zh-custom-hnsw", "question": "企鹅玩偶能刻字吗",
         "similar": ["毛绒企鹅可以定制名字吗"], "answer": "可以，下单时备注刻字内容。"});
     let r = c.post(s.url("/v1/faqs")).json(&entry).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let after_add = index_where(&c, &s, |v| v["texts"].as_u64() == Some(texts as u64 + 2)).await;
-    assert_eq!(after_add["embedded"], 2, "{after_add}");
+    assert_eq!(after_add["embedded"], 3, "{after_add}");
     assert_eq!(after_add["hnsw"], true);
     assert_eq!(after_add["graph_rows"].as_u64(), Some(texts as u64 + 2));
     assert_eq!(

@@ -25,6 +25,22 @@ async fn demo_kb_decisions_crud_and_filters() {
         v["matches"][0]["signals"]["dense"].as_f64().unwrap() > 0.9,
         "{v}"
     );
+    // The score is the weighted mean of the signals, the answer's cosine included.
+    let m = kefu::config::MatchingConfig::default();
+    let sig = |k: &str| v["matches"][0]["signals"][k].as_f64().unwrap();
+    assert!(sig("answer") > 0.5 && sig("answer") < sig("dense"), "{v}");
+    let (wl, wf, wa) = (
+        m.lexical_weight as f64,
+        m.fuzzy_weight as f64,
+        m.answer_weight as f64,
+    );
+    let fused = (sig("dense") + wl * sig("lexical") + wf * sig("fuzzy") + wa * sig("answer"))
+        / (1.0 + wl + wf + wa);
+    let score = v["matches"][0]["score"].as_f64().unwrap();
+    assert!(
+        (score - fused.min(1.0)).abs() < 1e-4,
+        "{score} vs {fused}: {v}"
+    );
     assert!(
         v["matches"][0]["answer"]
             .as_str()

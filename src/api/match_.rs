@@ -34,7 +34,7 @@ pub struct MatchRequest {
     /// Channel for the answer variant: web, app, wechat, sms.
     #[serde(default)]
     pub channel: Option<String>,
-    /// Include the dense, lexical and fuzzy signals of each match.
+    /// Include the dense, lexical, fuzzy and answer signals of each match.
     #[serde(default)]
     pub explain: bool,
     /// The customer asking: the question is recorded as a consult event in their profile.
@@ -44,9 +44,14 @@ pub struct MatchRequest {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Signals {
+    /// Cosine to the entry's closest question.
     pub dense: f32,
+    /// Word BM25 against that question, over the query's own BM25 (0–1).
     pub lexical: f32,
+    /// Character- and pinyin-bigram BM25, normalised the same way (0–1).
     pub fuzzy: f32,
+    /// Cosine to the entry's answer (a passage's text).
+    pub answer: f32,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -168,6 +173,7 @@ pub async fn search(
             dense: c.dense,
             lexical: c.lexical,
             fuzzy: c.fuzzy,
+            answer: c.answer,
         });
         let score = c.score.clamp(0.0, 1.0);
         if let Some(p) = &index.passages[c.entry] {

@@ -117,12 +117,15 @@ pub struct PerturbReport {
 pub struct SweepPoint {
     pub lexical: f32,
     pub fuzzy: f32,
+    pub answer: f32,
     pub top1: f64,
     pub mrr_at_10: f64,
 }
 
-/// Weights tried by `--sweep` and `--calibrate`.
+/// Lexical and fuzzy weights tried by `--sweep` and `--calibrate`.
 pub const SWEEP: &[f32] = &[0.0, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2];
+/// Answer weights tried by `--sweep` and `--calibrate`.
+pub const ANSWER_SWEEP: &[f32] = &[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0];
 /// Answer margins tried by `--calibrate`.
 const MARGINS: &[f32] = &[0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.05];
 /// Out-of-scope margins tried by `--calibrate` (with out-of-scope examples), largest first:
@@ -265,6 +268,7 @@ fn dense_baseline(scored: &[&Scored]) -> Retrieval {
     let w = FusionWeights {
         lexical: 0.0,
         fuzzy: 0.0,
+        answer: 0.0,
     };
     let mut acc = Acc::default();
     for s in scored.iter().filter(|s| s.answerable) {
@@ -364,16 +368,10 @@ fn tally<'a>(items: impl Iterator<Item = (&'a Outcome, &'a Calibration)>) -> Dec
 /// from the rest with the best accuracy.
 fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool) -> Calibration {
     let mut best = (start.weights(), retrieval(scored, start.weights()));
-    for &l in SWEEP.iter().filter(|_| !fixed_weights) {
-        for &f in SWEEP {
-            let w = FusionWeights {
-                lexical: l,
-                fuzzy: f,
-            };
-            let r = retrieval(scored, w);
-            if (r.top1, r.mrr_at_10) > (best.1.top1, best.1.mrr_at_10) {
-                best = (w, r);
-            }
+    for w in sweep_weights().filter(|_| !fixed_weights) {
+        let r = retrieval(scored, w);
+        if (r.top1, r.mrr_at_10) > (best.1.top1, best.1.mrr_at_10) {
+            best = (w, r);
         }
     }
     let w = best.0;
@@ -428,11 +426,25 @@ fn fit(scored: &[&Scored], start: &Calibration, target: f64, fixed_weights: bool
     Calibration {
         lexical_weight: w.lexical,
         fuzzy_weight: w.fuzzy,
+        answer_weight: w.answer,
         answer_threshold,
         answer_margin,
         clarify_threshold: clarify.min(answer_threshold).clamp(0.0, 1.0),
         out_of_scope_margin,
     }
+}
+
+/// Every weighting `--sweep` and `--calibrate` try.
+fn sweep_weights() -> impl Iterator<Item = FusionWeights> {
+    ANSWER_SWEEP.iter().flat_map(|&answer| {
+        SWEEP.iter().flat_map(move |&lexical| {
+            SWEEP.iter().map(move |&fuzzy| FusionWeights {
+                lexical,
+                fuzzy,
+                answer,
+            })
+        })
+    })
 }
 
 /// 2-fold cross-validation: fit on even queries, measure on odd, and back; decisions and
@@ -618,26 +630,19 @@ pub fn run(
     };
 
     let mut sweep = Vec::new();
-    for &l in SWEEP.iter().filter(|_| opts.sweep) {
-        for &fz in SWEEP {
-            let p = retrieval(
-                &all,
-                FusionWeights {
-                    lexical: l,
-                    fuzzy: fz,
-                },
-            );
-            eprintln!(
-                "sweep lexical {l:.2} fuzzy {fz:.2}: top1 {:.4} MRR@10 {:.4}",
-                p.top1, p.mrr_at_10
-            );
-            sweep.push(SweepPoint {
-                lexical: l,
-                fuzzy: fz,
-                top1: p.top1,
-                mrr_at_10: p.mrr_at_10,
-            });
-        }
+    for w in sweep_weights().filter(|_| opts.sweep) {
+        let p = retrieval(&all, w);
+        eprintln!(
+            "sweep lexical {:.2} fuzzy {:.2} answer {:.1}: top1 {:.4} MRR@10 {:.4}",
+            w.lexical, w.fuzzy, w.answer, p.top1, p.mrr_at_10
+        );
+        sweep.push(SweepPoint {
+            lexical: w.lexical,
+            fuzzy: w.fuzzy,
+            answer: w.answer,
+            top1: p.top1,
+            mrr_at_10: p.mrr_at_10,
+        });
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let n = scored.iter().filter(|s| s.answerable).count();
@@ -686,6 +691,8 @@ struct QueryRow<'a> {
     dense: f32,
     lexical: f32,
     fuzzy: f32,
+    /// Cosine between the query and the first entry's answer.
+    answer: f32,
     second_score: Option<f32>,
     /// Cosine to the nearest out-of-scope example (empty: no examples).
     out_of_scope: Option<f32>,
@@ -732,6 +739,7 @@ fn write_report(
             dense: first.map_or(0.0, |c| c.dense),
             lexical: first.map_or(0.0, |c| c.lexical),
             fuzzy: first.map_or(0.0, |c| c.fuzzy),
+            answer: first.map_or(0.0, |c| c.answer),
             second_score: r.get(1).map(|c| c.score),
             out_of_scope: s.out_of_scope,
             gold_rank: r
