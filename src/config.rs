@@ -153,7 +153,7 @@ impl Default for MatchingConfig {
             answer_margin: 0.01,
             lexical_weight: 0.05,
             fuzzy_weight: 0.08,
-            answer_weight: 0.3,
+            answer_weight: 0.2,
             out_of_scope_margin: 0.02,
         }
     }
