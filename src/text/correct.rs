@@ -2,7 +2,8 @@
 //! whose neighbours never occur next to it anywhere in the KB, while a homophone of it does
 //! with both (退宽 → 退款), is taken for an input-method slip and replaced; so is a pair of
 //! characters typed the wrong way round. Only full support from every neighbour counts, so
-//! text the KB merely lacks is left alone; among several supported fixes, the one the KB uses
+//! text the KB merely lacks is left alone, and so is a character that makes a word of the
+//! dictionary (jieba's) with a neighbour (试用 is not 使用 mistyped); among several supported fixes, the one the KB uses
 //! most wins (为渗么 → 为什么, not 为甚么), and swaps supported from both sides go first.
 
 use std::collections::HashMap;
@@ -39,6 +40,12 @@ impl Speller {
         self.bigrams.contains_key(&(a, b))
     }
 
+    /// Whether `a` and `b` make a word of the dictionary (jieba's): such a pair is what the
+    /// customer meant (试用, 一半, 物理), however rarely the KB uses it.
+    fn word(a: char, b: char) -> bool {
+        super::jieba().has_word(&String::from_iter([a, b]))
+    }
+
     /// The corrected text, or `None` when nothing needed correcting.
     pub fn correct(&self, text: &str) -> Option<String> {
         let norm = super::normalize(text);
@@ -66,7 +73,11 @@ impl Speller {
         let mut changed = false;
         let mut i = 0;
         while i + 1 < n {
-            if cjk(c, i) && cjk(c, i + 1) && !self.known(c[i], c[i + 1]) {
+            if cjk(c, i)
+                && cjk(c, i + 1)
+                && !self.known(c[i], c[i + 1])
+                && !Self::word(c[i], c[i + 1])
+            {
                 let (a, b) = (c[i + 1], c[i]);
                 let left = i > 0 && cjk(c, i - 1);
                 let right = cjk(c, i + 2);
@@ -102,7 +113,9 @@ impl Speller {
             let support = |x: char| {
                 (left && self.known(c[i - 1], x)) as u8 + (right && self.known(x, c[i + 1])) as u8
             };
-            if need == 0 || support(c[i]) > 0 {
+            let in_word =
+                (left && Self::word(c[i - 1], c[i])) || (right && Self::word(c[i], c[i + 1]));
+            if need == 0 || support(c[i]) > 0 || in_word {
                 continue;
             }
             // The most used of the fully supported homophones: its rarer side, then both.
@@ -143,6 +156,9 @@ impl Speller {
                 || self.known(l, a)
                 || self.known(a, b)
                 || self.known(b, r)
+                || Self::word(l, a)
+                || Self::word(a, b)
+                || Self::word(b, r)
             {
                 continue;
             }
@@ -235,5 +251,16 @@ mod tests {
         // plain question must not be "corrected" into nonsense.
         let s2 = Speller::new(["到期怎么办", "今天能发货吗"]);
         assert_eq!(s2.correct("今天天气怎么样"), None);
+    }
+
+    #[test]
+    fn leaves_dictionary_words_alone() {
+        // 试 has no support in this KB and 使 has (使用), but 试用 is a word: meant, not mistyped.
+        let s = Speller::new(["使用方法", "使用期限"]);
+        assert_eq!(s.correct("试用期多久"), None);
+        assert_eq!(s.correct("式用期多久").as_deref(), Some("使用期多久"));
+        // 不收 is a word too, though the KB only knows 收不: not a swapped pair.
+        let s = Speller::new(["收不到验证码", "能收到吗"]);
+        assert_eq!(s.correct("怎么才能不收"), None);
     }
 }
