@@ -52,6 +52,7 @@ pub struct EfPoint {
 
 #[derive(Debug, Serialize)]
 pub struct AnnReport {
+    /// Question vectors searched: the graph's live rows (answers and examples left out).
     pub vectors: usize,
     /// Exact search over every vector, per query.
     pub exact_p50_us: f64,
@@ -269,7 +270,10 @@ pub async fn run(opts: &MatchBenchOptions, embedder: Embedder) -> anyhow::Result
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
         Some(v["texts"].as_array()?.len())
     };
-    let want = info["texts"].as_u64().unwrap_or(0) as usize + 2;
+    // The snapshot holds every question, every answer and the out-of-scope examples: the
+    // generation after the update has the new entry's two questions and its answer more.
+    let count = |k: &str| info[k].as_u64().unwrap_or(0) as usize;
+    let want = count("texts") + count("entries") + count("out_of_scope") + 3;
     while snapshot_texts(&snap.join("meta.json")) != Some(want) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -307,12 +311,26 @@ fn ann_report(
     let prior = snapshot::load(snap, model)
         .map_err(|e| anyhow::anyhow!("loading the server's index snapshot: {e:?}"))?;
     let graph = prior.graph.context("the snapshot has no HNSW graph")?;
+    // Graph rows and snapshot texts can differ in order: compare by text. The graph holds the
+    // questions; the snapshot also answers and out-of-scope examples, which exact search
+    // must leave out too.
+    let rows: Vec<String> = (0..graph.len() as u32)
+        .map(|r| graph.row_text(r).unwrap_or_default())
+        .collect();
+    let in_graph: std::collections::HashSet<&str> = rows.iter().map(String::as_str).collect();
     let mut exact = DenseIndex::new(prior.dim);
-    for v in prior.vectors.chunks_exact(prior.dim) {
-        exact.push(v);
+    let mut exact_texts = Vec::new();
+    for (t, v) in prior
+        .texts
+        .iter()
+        .zip(prior.vectors.chunks_exact(prior.dim))
+    {
+        if in_graph.contains(t.as_str()) {
+            exact.push(v);
+            exact_texts.push(t.as_str());
+        }
     }
-    // Graph rows and snapshot texts can differ in order: compare by text.
-    let texts: std::collections::HashSet<&str> = prior.texts.iter().map(String::as_str).collect();
+    let texts: std::collections::HashSet<&str> = exact_texts.iter().copied().collect();
     let qs: Vec<String> = questions.iter().take(n).cloned().collect();
     let mut vecs = Vec::new();
     for chunk in qs.chunks(32) {
@@ -332,14 +350,11 @@ fn ann_report(
         top.sort_by(|a, b| b.1.total_cmp(&a.1));
         truth.push(
             top.iter()
-                .map(|(i, _)| prior.texts[*i as usize].clone())
+                .map(|(i, _)| exact_texts[*i as usize].to_string())
                 .collect::<std::collections::HashSet<_>>(),
         );
     }
     exact_times.sort_by(|a, b| a.total_cmp(b));
-    let rows: Vec<String> = (0..graph.len() as u32)
-        .map(|r| graph.row_text(r).unwrap_or_default())
-        .collect();
     let live: Vec<bool> = rows.iter().map(|t| texts.contains(t.as_str())).collect();
     let alive = |r: u32| live[r as usize];
     let mut points = Vec::new();
@@ -362,7 +377,7 @@ fn ann_report(
         });
     }
     Ok(AnnReport {
-        vectors: prior.texts.len(),
+        vectors: exact_texts.len(),
         exact_p50_us: crate::eval::percentile(&exact_times, 0.5),
         ef: points,
         configured_ef: graph.params().ef_search,
