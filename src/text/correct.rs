@@ -3,8 +3,9 @@
 //! with both (退宽 → 退款), is taken for an input-method slip and replaced; so is a pair of
 //! characters typed the wrong way round. Only full support from every neighbour counts, so
 //! text the KB merely lacks is left alone, and so is a character that makes a word of the
-//! dictionary (jieba's) with a neighbour (试用 is not 使用 mistyped); among several supported fixes, the one the KB uses
-//! most wins (为渗么 → 为什么, not 为甚么), and swaps supported from both sides go first.
+//! dictionary (jieba's) with a neighbour (试用 is not 使用 mistyped); among several supported
+//! fixes, the one the KB uses most wins (为渗么 → 为什么, not 为甚么), and swaps supported from
+//! both sides go first.
 
 use std::collections::HashMap;
 
