@@ -115,8 +115,8 @@ impl Speller {
                 (left && self.known(c[i - 1], x)) as u8 + (right && self.known(x, c[i + 1])) as u8
             };
             let in_word =
-                (left && Self::word(c[i - 1], c[i])) || (right && Self::word(c[i], c[i + 1]));
-            if need == 0 || support(c[i]) > 0 || in_word {
+                || (left && Self::word(c[i - 1], c[i])) || (right && Self::word(c[i], c[i + 1]));
+            if need == 0 || support(c[i]) > 0 || in_word() {
                 continue;
             }
             // The most used of the fully supported homophones: its rarer side, then both.
