@@ -1,13 +1,15 @@
 //! Spelling correction against the knowledge base's own vocabulary: a Chinese character
 //! whose neighbours never occur next to it anywhere in the KB, while a homophone of it does
 //! with both (退宽 → 退款), is taken for an input-method slip and replaced; so is a pair of
-//! characters typed the wrong way round. Only full support from every neighbour counts, so
-//! text the KB merely lacks is left alone, and so is a character that makes a word of the
-//! dictionary (jieba's) with a neighbour (试用 is not 使用 mistyped); among several supported
-//! fixes, the one the KB uses most wins (为渗么 → 为什么, not 为甚么), and swaps supported from
-//! both sides go first.
+//! characters typed the wrong way round. Support from one neighbour alone counts only when
+//! the fix makes a dictionary word (jieba's) on that side: at a phrase's edge (怎么半 →
+//! 怎么办), or inside one for a character the KB never uses (银行颠话 → 银行电话). So text
+//! the KB merely lacks is left alone, and so is a character that already makes a dictionary
+//! word with a neighbour (试用 is not 使用 mistyped); among
+//! several fixes, the one the KB uses most wins (为渗么 → 为什么, not 为甚么), and swaps
+//! supported from both sides go first.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::is_cjk;
 use super::typo::homophones;
@@ -16,21 +18,25 @@ use super::typo::homophones;
 pub struct Speller {
     /// How often each pair of Chinese characters occurs in the KB.
     bigrams: HashMap<(char, char), u32>,
+    /// The Chinese characters the KB uses.
+    chars: HashSet<char>,
 }
 
 impl Speller {
-    /// Learns which Chinese character pairs occur in `texts`.
+    /// Learns which Chinese characters and pairs of them occur in `texts`.
     pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let mut bigrams = HashMap::new();
+        let mut chars = HashSet::new();
         for t in texts {
-            let chars: Vec<char> = super::normalize(t).chars().collect();
-            for w in chars.windows(2) {
+            let text: Vec<char> = super::normalize(t).chars().collect();
+            chars.extend(text.iter().copied().filter(|&c| is_cjk(c)));
+            for w in text.windows(2) {
                 if is_cjk(w[0]) && is_cjk(w[1]) {
                     *bigrams.entry((w[0], w[1])).or_insert(0) += 1;
                 }
             }
         }
-        Self { bigrams }
+        Self { bigrams, chars }
     }
 
     fn count(&self, a: char, b: char) -> u32 {
@@ -45,6 +51,24 @@ impl Speller {
     /// customer meant (试用, 一半, 物理), however rarely the KB uses it.
     fn word(a: char, b: char) -> bool {
         super::jieba().has_word(&String::from_iter([a, b]))
+    }
+
+    /// Whether `h` in place of `c[i]` makes a word on a side: a dictionary word of two or
+    /// three characters with its neighbours there (怎么半 → 怎么办), or three characters the
+    /// KB chains together (微粒 and 粒贷: 开通微粒殆 → 开通微粒贷, a word jieba lacks).
+    fn makes_word(&self, c: &[char], i: usize, h: char) -> bool {
+        let cjk = |j: usize| j < c.len() && is_cjk(c[j]);
+        let has = |w: &[char]| super::jieba().has_word(&String::from_iter(w));
+        let left2 = i >= 2 && cjk(i - 1) && cjk(i - 2);
+        let right2 = cjk(i + 1) && cjk(i + 2);
+        (i >= 1 && cjk(i - 1) && has(&[c[i - 1], h]))
+            || (cjk(i + 1) && has(&[h, c[i + 1]]))
+            || (left2
+                && (has(&[c[i - 2], c[i - 1], h])
+                    || self.known(c[i - 2], c[i - 1]) && self.known(c[i - 1], h)))
+            || (right2
+                && (has(&[h, c[i + 1], c[i + 2]])
+                    || self.known(h, c[i + 1]) && self.known(c[i + 1], c[i + 2])))
     }
 
     /// The corrected text, or `None` when nothing needed correcting.
@@ -133,11 +157,39 @@ impl Speller {
                 };
                 (l.min(r), l.max(r))
             };
-            if let Some(&h) = homophones(c[i])
-                .iter()
-                .filter(|&&h| h != c[i] && support(h) == need)
-                .max_by_key(|&&h| usage(h))
-            {
+            // At a phrase's edge one neighbour is all the support there is, so the fix must
+            // also make a dictionary word on that side (签证吗 is not 签证码 mistyped).
+            let full = |h: char| support(h) == need && (need == 2 || self.makes_word(c, i, h));
+            // Inside a phrase, one side is enough for a character the KB never uses when the
+            // fix makes a dictionary word the KB uses with it (银行颠话 → 银行电话: 电话, though
+            // never 行电).
+            let word_side = |h: char| {
+                let l = self.known(c[i - 1], h) && Self::word(c[i - 1], h);
+                let r = self.known(h, c[i + 1]) && Self::word(h, c[i + 1]);
+                match (l, r) {
+                    (true, true) => self.count(c[i - 1], h).max(self.count(h, c[i + 1])),
+                    (true, false) => self.count(c[i - 1], h),
+                    (false, true) => self.count(h, c[i + 1]),
+                    (false, false) => 0,
+                }
+            };
+            let options = homophones(c[i]).iter().copied().filter(|&h| h != c[i]);
+            let fix = options
+                .clone()
+                .filter(|&h| full(h))
+                .max_by_key(|&h| usage(h));
+            let fix = fix.or_else(|| {
+                (need == 2 && !self.chars.contains(&c[i]))
+                    .then(|| {
+                        options
+                            .map(|h| (word_side(h), h))
+                            .filter(|&(n, _)| n > 0)
+                            .max()
+                    })
+                    .flatten()
+                    .map(|(_, h)| h)
+            });
+            if let Some(h) = fix {
                 c[i] = h;
                 changed = true;
             }
@@ -263,5 +315,19 @@ mod tests {
         // 不收 is a word too, though the KB only knows 收不: not a swapped pair.
         let s = Speller::new(["收不到验证码", "能收到吗"]);
         assert_eq!(s.correct("怎么才能不收"), None);
+    }
+
+    #[test]
+    fn one_neighbour_is_enough_only_for_a_dictionary_word() {
+        // 始 is unknown to this KB; 时 makes 何时 with its left neighbour, never 时审.
+        let s = Speller::new(["何时放款", "审批多久"]);
+        assert_eq!(s.correct("何始审批").as_deref(), Some("何时审批"));
+        // A character the KB uses elsewhere is taken as meant.
+        let s = Speller::new(["何时放款", "审批多久", "开始还款"]);
+        assert_eq!(s.correct("何始审批"), None);
+        // At a phrase's edge, the fix must make a word: 怎么办 does, 证码 does not.
+        let s = Speller::new(["不会怎么办", "验证码收不到"]);
+        assert_eq!(s.correct("忘了怎么半").as_deref(), Some("忘了怎么办"));
+        assert_eq!(s.correct("要签证吗"), None);
     }
 }
