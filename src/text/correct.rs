@@ -2,12 +2,11 @@
 //! whose neighbours never occur next to it anywhere in the KB, while a homophone of it does
 //! with both (退宽 → 退款), is taken for an input-method slip and replaced; so is a pair of
 //! characters typed the wrong way round. Support from one neighbour alone counts only when
-//! the fix makes a dictionary word (jieba's) on that side: at a phrase's edge (怎么半 →
-//! 怎么办), or inside one for a character the KB never uses (银行颠话 → 银行电话). So text
-//! the KB merely lacks is left alone, and so is a character that already makes a dictionary
-//! word with a neighbour (试用 is not 使用 mistyped); among
-//! several fixes, the one the KB uses most wins (为渗么 → 为什么, not 为甚么), and swaps
-//! supported from both sides go first.
+//! the fix makes a word on that side: at a phrase's edge (怎么半 → 怎么办), or inside one
+//! for a character the KB never uses (何始审批 → 何时审批). So text the KB merely lacks is
+//! left alone, and so is a character that already makes a dictionary word (jieba's) with a
+//! neighbour (试用 is not 使用 mistyped); among several fixes, the one the KB uses most wins
+//! (为渗么 → 为什么, not 为甚么), and swaps supported from both sides go first.
 
 use std::collections::{HashMap, HashSet};
 
@@ -158,11 +157,11 @@ impl Speller {
                 (l.min(r), l.max(r))
             };
             // At a phrase's edge one neighbour is all the support there is, so the fix must
-            // also make a dictionary word on that side (签证吗 is not 签证码 mistyped).
+            // also make a word on that side (签证吗 is not 签证码 mistyped).
             let full = |h: char| support(h) == need && (need == 2 || self.makes_word(c, i, h));
             // Inside a phrase, one side is enough for a character the KB never uses when the
-            // fix makes a dictionary word the KB uses with it (银行颠话 → 银行电话: 电话, though
-            // never 行电).
+            // fix makes a dictionary word the KB uses with it (何始审批 → 何时审批: 何时, though
+            // never 时审).
             let word_side = |h: char| {
                 let l = self.known(c[i - 1], h) && Self::word(c[i - 1], h);
                 let r = self.known(h, c[i + 1]) && Self::word(h, c[i + 1]);
