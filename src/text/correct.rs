@@ -49,7 +49,11 @@ impl Speller {
     /// Whether `a` and `b` make a word of the dictionary (jieba's): such a pair is what the
     /// customer meant (试用, 一半, 物理), however rarely the KB uses it.
     fn word(a: char, b: char) -> bool {
-        super::jieba().has_word(&String::from_iter([a, b]))
+        Self::in_dictionary(&[a, b])
+    }
+
+    fn in_dictionary(w: &[char]) -> bool {
+        super::jieba().has_word(&String::from_iter(w))
     }
 
     /// Whether `h` in place of `c[i]` makes a word on a side: a dictionary word of two or
@@ -57,7 +61,7 @@ impl Speller {
     /// KB chains together (微粒 and 粒贷: 开通微粒殆 → 开通微粒贷, a word jieba lacks).
     fn makes_word(&self, c: &[char], i: usize, h: char) -> bool {
         let cjk = |j: usize| j < c.len() && is_cjk(c[j]);
-        let has = |w: &[char]| super::jieba().has_word(&String::from_iter(w));
+        let has = Self::in_dictionary;
         let left2 = i >= 2 && cjk(i - 1) && cjk(i - 2);
         let right2 = cjk(i + 1) && cjk(i + 2);
         (i >= 1 && cjk(i - 1) && has(&[c[i - 1], h]))
@@ -165,12 +169,9 @@ impl Speller {
             let word_side = |h: char| {
                 let l = self.known(c[i - 1], h) && Self::word(c[i - 1], h);
                 let r = self.known(h, c[i + 1]) && Self::word(h, c[i + 1]);
-                match (l, r) {
-                    (true, true) => self.count(c[i - 1], h).max(self.count(h, c[i + 1])),
-                    (true, false) => self.count(c[i - 1], h),
-                    (false, true) => self.count(h, c[i + 1]),
-                    (false, false) => 0,
-                }
+                let l = if l { self.count(c[i - 1], h) } else { 0 };
+                let r = if r { self.count(h, c[i + 1]) } else { 0 };
+                l.max(r)
             };
             let options = homophones(c[i]).iter().copied().filter(|&h| h != c[i]);
             let fix = options
@@ -178,15 +179,11 @@ impl Speller {
                 .filter(|&h| full(h))
                 .max_by_key(|&h| usage(h));
             let fix = fix.or_else(|| {
-                (need == 2 && !self.chars.contains(&c[i]))
-                    .then(|| {
-                        options
-                            .map(|h| (word_side(h), h))
-                            .filter(|&(n, _)| n > 0)
-                            .max()
-                    })
-                    .flatten()
-                    .map(|(_, h)| h)
+                if need < 2 || self.chars.contains(&c[i]) {
+                    return None;
+                }
+                let scored = options.map(|h| (word_side(h), h)).filter(|&(n, _)| n > 0);
+                scored.max().map(|(_, h)| h)
             });
             if let Some(h) = fix {
                 c[i] = h;
