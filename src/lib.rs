@@ -5,6 +5,7 @@ pub mod api;
 pub mod atomic;
 pub mod bench;
 pub mod config;
+pub mod core;
 pub mod dialog;
 pub mod embed;
 pub mod error;

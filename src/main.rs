@@ -743,7 +743,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let cfg = config_with_model(cfg_path.as_ref(), common)?;
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let out = e.embed_blocking(&texts)?;
             if cosine {
                 for i in 0..texts.len() {
@@ -806,7 +806,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let index = kefu::matcher::KbIndex::build(
                 entries,
                 &documents,
@@ -816,38 +816,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 &cfg.index.options(),
                 |_, _| {},
             )?;
-            let corrected = index.correct(&query);
-            if let Some(c) = &corrected {
+            let o = kefu::core::matching::MatchOptions {
+                top_k: top_k.clamp(1, kefu::core::matching::MAX_TOP_K),
+                explain: true,
+                ..Default::default()
+            };
+            let r = kefu::core::matching::match_offline(&e, &index, &documents, &cal, &query, &o)?;
+            if let Some(c) = &r.corrected_query {
                 println!("corrected: {c}");
             }
-            let query = corrected.unwrap_or(query);
-            let v = e.embed_blocking(std::slice::from_ref(&query))?;
-            let w = cal.weights();
-            let found = index.search(&v[0].vector, &query, top_k.clamp(1, 50), w);
-            let scores: Vec<f32> = found.iter().map(|c| c.score).collect();
-            let oos = index.out_of_scope_similarity(&v[0].vector);
-            let gap = found.first().zip(oos).map(|(c, o)| c.dense - o);
-            println!("decision: {}", cal.decide(&scores, gap).as_str());
-            if let Some(o) = oos {
+            println!("decision: {}", r.decision.as_str());
+            if let Some(o) = r.out_of_scope_similarity {
                 println!("nearest out-of-scope example: cosine {o:.3}");
             }
             println!(
                 "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6} {:>6}  question / matched text",
                 "#", "faq_id", "score", "dense", "lex", "fuzzy", "answer"
             );
-            for (i, c) in found.iter().enumerate() {
-                let entry = &index.entries[c.entry];
+            for (i, m) in r.matches.iter().enumerate() {
+                let s = m.signals.clone().expect("explain asks for signals");
                 println!(
                     "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
                     i + 1,
-                    entry.id,
-                    c.score.clamp(0.0, 1.0),
-                    c.dense,
-                    c.lexical,
-                    c.fuzzy,
-                    c.answer,
-                    entry.question,
-                    index.texts[c.text].1
+                    m.faq_id,
+                    m.score,
+                    s.dense,
+                    s.lexical,
+                    s.fuzzy,
+                    s.answer,
+                    m.question,
+                    m.matched_text
                 );
             }
             Ok(())
@@ -882,7 +880,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrency.iter().all(|&c| c > 0) && requests > 0 && entries > 0,
                 "--entries, --requests and every --concurrency must be at least 1"
             );
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let opts = kefu::bench::matching::MatchBenchOptions {
                 kb,
                 queries,
@@ -964,7 +962,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             choose_engine(&mut cfg, engine, weights);
             cfg.embed.cache_size = 0;
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let opts = kefu::bench::BenchOptions {
                 iterations: iterations.max(10),
                 threads: candle_threads(),
@@ -1045,7 +1043,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cal.validate()
                 .map_err(|e| anyhow::anyhow!("calibration: {e}"))?;
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let opts = kefu::eval::faq::FaqOptions {
                 calibration: cal,
                 calibration_source: source,
@@ -1091,7 +1089,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = config_with_model(cfg_path.as_ref(), common)?;
             let rows = kefu::eval::rewrite::read(&data, limit)?;
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let r = kefu::eval::rewrite::run(
                 &e,
                 &data,
@@ -1211,7 +1209,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let r = kefu::eval::pairs::run(&e, &data, pairs, dev_pairs)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -1344,7 +1342,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 refit: !no_refit,
             };
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             let cache =
                 cache.unwrap_or_else(|| intent::features::default_cache_dir(&cfg.server.data_dir));
             let sha = |p: &PathBuf| model::manifest::sha256_file(p).map_err(anyhow::Error::from);
@@ -1503,7 +1501,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut m = intent::IntentModel::load(&model_dir)?;
             let rows = intent::read_examples(&test, limit)?;
             set_threads(cfg.embed.threads);
-            let e = kefu::serve::load_embedder(&cfg, Arc::new(Metrics::new()))?;
+            let e = kefu::core::background::load_embedder(&cfg, Arc::new(Metrics::new()))?;
             m.check_encoder(e.manifest()).with_context(|| {
                 format!(
                     "intent model {} cannot be evaluated with this encoder",

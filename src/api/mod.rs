@@ -18,7 +18,6 @@ pub mod recommend;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
@@ -26,179 +25,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
-use crate::analytics::metrics::Metrics;
-use crate::config::Config;
-use crate::embed::Embedder;
+use crate::core::Kefu;
 use crate::error::ApiError;
-use crate::kb::KbStore;
-use crate::matcher::{Calibration, KbIndex};
 
-/// What every handler can reach.
-pub struct AppState {
-    pub config: Config,
-    pub metrics: Arc<Metrics>,
-    /// The serving model; empty until it has loaded. Swapped atomically, so a request keeps
-    /// the model it started with.
-    pub embedder: ArcSwapOption<Embedder>,
-    /// The knowledge base on disk.
-    pub kb: KbStore,
-    /// The searchable index of the KB, rebuilt in the background after every change and
-    /// swapped in whole; empty until the first build.
-    pub index: ArcSwapOption<KbIndex>,
-    /// Wakes the index builder.
-    pub reindex: tokio::sync::Notify,
-    /// Weights and thresholds for `/v1/match`; `true` when stored with the KB (else config).
-    pub calibration: ArcSwap<(bool, Calibration)>,
-    /// The intent models by name; empty until loaded (after the encoder).
-    pub intents: ArcSwapOption<IntentModels>,
-    /// Conversations (`/v1/chat`), in memory or in Redis.
-    pub sessions: Arc<dyn crate::dialog::session::SessionStore>,
-    pub session_locks: crate::dialog::session::SessionLocks,
-    /// The business flows, checked at start.
-    pub flows: Arc<crate::dialog::flows::Flows>,
-    /// For flow calls and hand-off webhooks.
-    pub http: reqwest::Client,
-    pub feedback: crate::analytics::feedback::FeedbackStore,
-    /// Catalogue, events, profiles and the recommendation models.
-    pub recommender: Arc<crate::recommend::serving::Recommender>,
-    /// Held while the index or the encoder is being swapped, so that the index builder never
-    /// stores an index of a model that is being replaced.
-    pub swap_lock: std::sync::Mutex<()>,
-    /// The last model reload (`POST /v1/model/reload`, `GET /v1/model`).
-    pub reload: std::sync::Mutex<crate::serve::ReloadStatus>,
-}
+/// What every handler reaches: the core.
+pub type SharedState = Arc<Kefu>;
 
-pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
-
-impl AppState {
-    pub fn new(
-        config: Config,
-        metrics: Arc<Metrics>,
-        kb: KbStore,
-        stored: Option<Calibration>,
-        sessions: Arc<dyn crate::dialog::session::SessionStore>,
-        feedback: crate::analytics::feedback::FeedbackStore,
-        recommender: Arc<crate::recommend::serving::Recommender>,
-    ) -> Self {
-        let calibration = match stored {
-            Some(c) => (true, c),
-            None => (false, config.matching.calibration()),
-        };
-        Self {
-            calibration: ArcSwap::from_pointee(calibration),
-            metrics,
-            embedder: ArcSwapOption::empty(),
-            kb,
-            index: ArcSwapOption::empty(),
-            reindex: tokio::sync::Notify::new(),
-            intents: ArcSwapOption::empty(),
-            sessions,
-            session_locks: Default::default(),
-            flows: crate::dialog::chat::compile_flows(&config.dialog),
-            http: reqwest::Client::new(),
-            feedback,
-            recommender,
-            swap_lock: std::sync::Mutex::new(()),
-            reload: std::sync::Mutex::new(crate::serve::ReloadStatus {
-                state: "idle",
-                ..Default::default()
-            }),
-            config,
-        }
-    }
-
-    pub fn embedder(&self) -> Result<Arc<Embedder>, ApiError> {
-        self.embedder.load_full().ok_or(ApiError::NotReady)
-    }
-
-    /// The encoder and the KB index made with it. A model swap stores both under `swap_lock`;
-    /// a request that reads them in the middle of one waits for the lock and reads again.
-    pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
-        self.with_encoder(
-            || self.index.load_full(),
-            |e, index| index.model_version == e.version(),
-            || ApiError::IndexNotReady,
-        )
-    }
-
-    /// The encoder and the intent models trained on it (read as in
-    /// [`Self::encoder_and_index`]).
-    pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
-        self.with_encoder(
-            || self.intents.load_full(),
-            |e, models| {
-                models
-                    .values()
-                    .all(|m| m.check_encoder(e.manifest()).is_ok())
-            },
-            || ApiError::IntentNotReady,
-        )
-    }
-
-    /// The encoder with a part made for it (`fits`): read once, and once more after any
-    /// model swap in progress has ended; `not_ready` when the part is missing or still does
-    /// not fit.
-    fn with_encoder<T>(
-        &self,
-        part: impl Fn() -> Option<Arc<T>>,
-        fits: impl Fn(&Embedder, &T) -> bool,
-        not_ready: fn() -> ApiError,
-    ) -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
-        let read = || -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
-            Ok((self.embedder()?, part().ok_or_else(not_ready)?))
-        };
-        let (e, p) = read()?;
-        if fits(&e, &p) {
-            return Ok((e, p));
-        }
-        drop(self.swap_lock.lock().expect("swap lock"));
-        let (e, p) = read()?;
-        if fits(&e, &p) {
-            Ok((e, p))
-        } else {
-            Err(not_ready())
-        }
-    }
-
-    pub fn set_embedder(&self, e: Embedder) {
-        self.embedder.store(Some(Arc::new(e)));
-        self.metrics.model_ready.set(1);
-    }
-}
-
-pub type SharedState = Arc<AppState>;
-
-/// `text` without surrounding whitespace; 422 when nothing is left, 413 beyond
-/// `limits.max_input_chars`. `field` names it in the message.
-pub fn checked_text<'a>(
-    field: &str,
-    text: &'a str,
-    limits: &crate::config::LimitsConfig,
-) -> Result<&'a str, ApiError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(ApiError::EmptyInput(format!("{field} is empty")));
-    }
-    let chars = text.chars().count();
-    if chars > limits.max_input_chars {
-        return Err(ApiError::TooLarge(format!(
-            "{field} has {chars} characters; at most {} are allowed (limits.max_input_chars)",
-            limits.max_input_chars
-        )));
-    }
-    Ok(text)
-}
-
-/// 422 unless `channel` is absent or one of the answer channels (web, app, wechat, sms).
-pub fn checked_channel(channel: Option<&str>) -> Result<(), ApiError> {
-    match channel {
-        Some(c) if !crate::kb::entry::CHANNELS.contains(&c) => Err(ApiError::Invalid(format!(
-            "channel {c:?} is unknown (one of {})",
-            crate::kb::entry::CHANNELS.join(", ")
-        ))),
-        _ => Ok(()),
-    }
-}
+pub(crate) use crate::core::checked_text;
 
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;

@@ -8,9 +8,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
+use crate::core::ReloadStatus;
 use crate::error::{ApiError, ErrorBody};
 use crate::model::registry::{Activation, ModelRef};
-use crate::serve::ReloadStatus;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelInfo {
@@ -40,7 +40,7 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, ApiErr
         .map_err(|e| ApiError::Storage(format!("{e:#}")))?;
     let m = e.manifest();
     Ok(Json(ModelInfo {
-        model: crate::serve::model_ref(&e),
+        model: crate::model::registry::model_ref(&e),
         dim: e.dim(),
         pooling: format!("{:?}", m.pooling).to_lowercase(),
         prefix: m.prefix.clone(),
@@ -63,5 +63,8 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, ApiErr
 pub async fn reload(
     State(s): State<SharedState>,
 ) -> Result<(StatusCode, Json<ReloadStatus>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(crate::serve::start_reload(&s)?)))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::core::reload::start_reload(&s)?),
+    ))
 }

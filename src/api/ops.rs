@@ -15,13 +15,7 @@ pub struct Health {
     pub status: &'static str,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `loading`.
-    pub status: &'static str,
-    /// The serving model's version, once loaded.
-    pub model: Option<String>,
-}
+pub use crate::core::Readiness;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = Health)))]
@@ -29,28 +23,20 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// 200 once the embedding model is loaded, 503 before.
+/// 200 once every component the configuration serves is up (the encoder, the KB index made
+/// with it, the intent models), 503 before; the body names each component's state.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses(
-    (status = 200, body = Readiness),
-    (status = 503, body = Readiness, description = "The model is still loading")
+    (status = 200, body = Readiness, description = "Every component is ready"),
+    (status = 503, body = Readiness, description = "A component is still loading")
 ))]
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    match state.embedder.load_full() {
-        Some(e) => (
-            StatusCode::OK,
-            Json(Readiness {
-                status: "ready",
-                model: Some(e.version().into()),
-            }),
-        ),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness {
-                status: "loading",
-                model: None,
-            }),
-        ),
-    }
+    let r = state.readiness();
+    let status = if r.status == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(r))
 }
 
 /// Prometheus metrics in the text exposition format.

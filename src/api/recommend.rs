@@ -14,7 +14,7 @@ use crate::recommend::serving::{
     EventIn, Profile, RecommendRequest, RecommendResponse, check_event, now_secs,
 };
 use crate::recommend::store::{
-    Customer, Event, EventType, Item, ItemFormat, ItemSummary, StoredItem, parse_items, valid_id,
+    Customer, Event, Item, ItemFormat, ItemSummary, StoredItem, parse_items,
 };
 
 /// At most this many events per `POST /v1/events`.
@@ -22,22 +22,6 @@ pub const MAX_EVENTS: usize = 10_000;
 
 fn storage(e: impl std::fmt::Display) -> ApiError {
     ApiError::Storage(e.to_string())
-}
-
-/// The serving encoder's version, or "" before it has loaded (embeddings are then made later).
-fn model_version(s: &super::AppState) -> String {
-    s.embedder
-        .load_full()
-        .map(|e| e.version().to_string())
-        .unwrap_or_default()
-}
-
-/// Embeds what the catalogue change left without an embedding and swaps in the new catalogue.
-async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
-    match s.embedder.load_full() {
-        Some(e) => s.recommender.embed_missing(&e).await.map_err(storage),
-        None => Ok(()),
-    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -68,7 +52,7 @@ pub async fn list_items(
     let all: Vec<StoredItem> = s
         .recommender
         .store
-        .items(&model_version(&s))
+        .items(&s.model_version())
         .await
         .map_err(storage)?
         .into_iter()
@@ -88,10 +72,10 @@ pub async fn list_items(
     }))
 }
 
-async fn find_item(s: &super::AppState, id: &str) -> Result<StoredItem, ApiError> {
+async fn find_item(s: &crate::core::Kefu, id: &str) -> Result<StoredItem, ApiError> {
     s.recommender
         .store
-        .item(id, &model_version(s))
+        .item(id, &s.model_version())
         .await
         .map_err(storage)?
         .ok_or_else(|| ApiError::NotFound(format!("item {id:?} does not exist")))
@@ -131,7 +115,7 @@ pub async fn upsert_item(
         .upsert_items(std::slice::from_ref(&item))
         .await
         .map_err(storage)?;
-    refresh(&s).await?;
+    s.refresh_catalogue().await?;
     let status = if summary.created > 0 {
         StatusCode::CREATED
     } else {
@@ -156,7 +140,7 @@ pub async fn delete_item(
     {
         return Err(ApiError::NotFound(format!("item {id:?} does not exist")));
     }
-    refresh(&s).await?;
+    s.refresh_catalogue().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,7 +187,7 @@ pub async fn import_items(
         .upsert_items(&items)
         .await
         .map_err(storage)?;
-    refresh(&s).await?;
+    s.refresh_catalogue().await?;
     tracing::info!(?summary, "items imported and embedded");
     Ok(Json(summary))
 }
@@ -274,77 +258,13 @@ pub async fn post_events(
         )));
     }
     let events: Vec<Event> = events.into_iter().map(|(_, e)| e).collect();
-    store_events(&s, events).await?;
+    s.record_events(events).await?;
     Ok(Json(EventsAccepted {
         accepted: batch.events.len(),
     }))
 }
 
-/// Stores checked events, consult events with their question's embedding when the encoder is
-/// ready (else it is made later).
-async fn store_events(s: &super::AppState, events: Vec<Event>) -> Result<(), ApiError> {
-    let embedder = s.embedder.load_full();
-    let texts: Vec<String> = events
-        .iter()
-        .filter(|e| e.kind == EventType::Consult)
-        .filter_map(|e| e.text.clone())
-        .collect();
-    let mut vectors = match (&embedder, texts.is_empty()) {
-        (Some(e), false) => e.embed(&texts).await?.into_iter(),
-        _ => Vec::new().into_iter(),
-    };
-    let rows: Vec<(Event, Option<Vec<f32>>)> = events
-        .into_iter()
-        .map(|e| {
-            let v = (e.kind == EventType::Consult && e.text.is_some())
-                .then(|| vectors.next().map(|v| v.vector.to_vec()))
-                .flatten();
-            (e, v)
-        })
-        .collect();
-    let model = embedder
-        .map(|e| e.version().to_string())
-        .unwrap_or_default();
-    s.recommender
-        .store
-        .add_events(&rows, &model)
-        .await
-        .map_err(storage)
-}
-
-/// Records a question a known customer asked (from `/v1/chat` and `/v1/match`), with the entry
-/// that answered it. Failures are logged, never the caller's problem.
-pub async fn record_consult(
-    s: &super::AppState,
-    customer_id: &str,
-    text: &str,
-    answered: Option<(&str, Option<&str>)>,
-) {
-    let event = Event {
-        customer_id: customer_id.to_string(),
-        kind: EventType::Consult,
-        item_id: None,
-        text: Some(text.to_string()),
-        value: None,
-        ts: now_secs(),
-        faq_id: answered.map(|a| a.0.to_string()),
-        topic: answered.and_then(|a| a.1.map(str::to_string)),
-    };
-    if let Err(e) = store_events(s, vec![event]).await {
-        tracing::warn!(customer_id, "recording a consultation failed: {e}");
-    }
-}
-
-/// 422 unless `id` is a customer id.
-pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
-    if valid_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!(
-            "{field} {id:?} is not an id (1–128 characters, no spaces or control characters)"
-        )))
-    }
-}
+pub use crate::core::checked_customer_id;
 
 /// Sets a customer's tier and locale (fields left out keep their value).
 #[utoipa::path(put, path = "/v1/customers/{id}", tag = "recommendations", params(("id" = String, Path)),
@@ -383,7 +303,7 @@ pub async fn profile(
     Path(id): Path<String>,
 ) -> Result<Json<Profile>, ApiError> {
     s.recommender
-        .profile(&id, &model_version(&s))
+        .profile(&id, &s.model_version())
         .await
         .map_err(storage)?
         .map(Json)

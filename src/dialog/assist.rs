@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::chat::{IntentView, understand};
 use super::session::{CustomerRef, Role, Session};
-use crate::api::AppState;
+use crate::core::Kefu;
 use crate::error::ApiError;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -65,7 +65,7 @@ pub struct AssistResponse {
     pub took_ms: f64,
 }
 
-pub async fn assist(s: &AppState, req: AssistRequest) -> Result<AssistResponse, ApiError> {
+pub async fn assist(s: &Kefu, req: AssistRequest) -> Result<AssistResponse, ApiError> {
     let started = std::time::Instant::now();
     let top_k = req.top_k.unwrap_or(3);
     if !(1..=5).contains(&top_k) {
@@ -80,7 +80,7 @@ pub async fn assist(s: &AppState, req: AssistRequest) -> Result<AssistResponse, 
         (None, Some(lines)) => {
             let mut session = Session::new("assist".into(), CustomerRef::default(), None);
             for (i, l) in lines.iter().enumerate() {
-                let t = crate::api::checked_text(
+                let t = crate::core::checked_text(
                     &format!("transcript[{i}].text"),
                     &l.text,
                     &s.config.limits,

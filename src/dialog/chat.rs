@@ -11,9 +11,9 @@ use utoipa::ToSchema;
 use super::flows::{Extracted, Flow, FlowState, Flows};
 use super::handoff::{self, Cause, HandoffPackage, Reason};
 use super::session::{Choice, CustomerRef, Role, Session, SessionStore};
-use crate::api::AppState;
-use crate::api::intent::{Customer, IntentResponse};
-use crate::api::match_::{Filters, Match, MatchResponse};
+use crate::core::Kefu;
+use crate::core::matching::{Match, MatchOptions, MatchResponse};
+use crate::core::understand::{Customer, IntentResponse};
 use crate::error::ApiError;
 use crate::intent::routing::{Route, RouteInput, Target};
 use crate::matcher::Decision;
@@ -156,10 +156,14 @@ pub struct Understanding {
 }
 
 /// Runs one customer turn and stores the session.
-pub async fn turn(s: &AppState, req: ChatRequest) -> Result<ChatResponse, ApiError> {
+pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, ApiError> {
     let started = Instant::now();
-    let text = crate::api::checked_text("text", &req.text, &s.config.limits)?;
-    crate::api::checked_channel(req.channel.as_deref())?;
+    let text = crate::core::checked_text("text", &req.text, &s.config.limits)?;
+    crate::core::checked_channel(req.channel.as_deref())?;
+    s.checked_tier(
+        "customer.tier",
+        req.customer.as_ref().and_then(|c| c.tier.as_deref()),
+    )?;
     let id = match req.session_id {
         Some(id) if !super::session::valid_id(&id) => {
             return Err(ApiError::Invalid(format!(
@@ -251,7 +255,7 @@ pub async fn turn(s: &AppState, req: ChatRequest) -> Result<ChatResponse, ApiErr
 }
 
 /// Counts the hand-off and posts it to the desk's webhook in the background.
-pub fn send_handoff(s: &AppState, p: HandoffPackage) {
+pub fn send_handoff(s: &Kefu, p: HandoffPackage) {
     s.metrics
         .handoffs
         .with_label_values(&[p.reason.as_str()])
@@ -284,7 +288,7 @@ pub fn send_handoff(s: &AppState, p: HandoffPackage) {
     });
 }
 
-async fn respond(s: &AppState, session: &mut Session, text: &str) -> Result<Outcome, ApiError> {
+async fn respond(s: &Kefu, session: &mut Session, text: &str) -> Result<Outcome, ApiError> {
     // A number after a `clarify` reply picks an option.
     if let Some(c) = pick(&session.choices, text) {
         session.choices.clear();
@@ -348,7 +352,7 @@ fn pick(choices: &[Choice], text: &str) -> Option<Choice> {
 
 /// Rewrites the turn with the conversation's context, classifies it and matches it.
 pub async fn understand(
-    s: &AppState,
+    s: &Kefu,
     session: &Session,
     text: &str,
 ) -> Result<Understanding, ApiError> {
@@ -363,21 +367,18 @@ pub async fn understand(
     let query = rewritten.clone().unwrap_or_else(|| text.to_string());
     let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
     let tier = session.customer.tier.as_deref();
-    let filters = Filters::default();
-    let channel = session.channel.as_deref();
+    let o = MatchOptions {
+        channel: session.channel.as_deref(),
+        ..Default::default()
+    };
     let classify = async {
         if models.is_empty() {
             Ok(None)
         } else {
-            crate::api::intent::understand(s, &query, None, tier)
-                .await
-                .map(Some)
+            s.understand(&query, None, tier).await.map(Some)
         }
     };
-    let (intent, matched) = tokio::join!(
-        classify,
-        crate::api::match_::search(s, &query, 5, &filters, channel, false)
-    );
+    let (intent, matched) = tokio::join!(classify, s.search(&query, &o));
     Ok(Understanding {
         query,
         rewritten,
@@ -448,7 +449,7 @@ pub fn asks_about_policy(text: &str) -> bool {
 const SMALL_TALK: &[&str] = &["greeting", "thanks", "goodbye"];
 
 async fn decide(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     text: &str,
     u: Understanding,
@@ -602,7 +603,7 @@ async fn decide(
 
 /// Where an unanswerable conversation goes: the routing policy's answer for an out-of-scope
 /// turn, or an agent when the policy would keep it with the bot.
-fn unanswered_route(s: &AppState, session: &Session) -> Route {
+fn unanswered_route(s: &Kefu, session: &Session) -> Route {
     let r = s.config.routing.route(&RouteInput {
         text: "",
         intent: "oos",
@@ -632,7 +633,7 @@ enum FlowTurn {
 }
 
 /// Leaves the flow at the customer's word.
-fn cancelled(s: &AppState, session: &mut Session, state: &FlowState) -> FlowTurn {
+fn cancelled(s: &Kefu, session: &mut Session, state: &FlowState) -> FlowTurn {
     session.flow = None;
     let mut o = Outcome::say(
         s.config
@@ -649,7 +650,7 @@ fn cancelled(s: &AppState, session: &mut Session, state: &FlowState) -> FlowTurn
 
 /// A turn while a flow runs: leave it, confirm, or fill the slot asked for.
 async fn continue_flow(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
@@ -727,7 +728,7 @@ async fn continue_flow(
 /// The turn's understanding when a turn that fills nothing is about something else: the KB
 /// answers it, or the classifier is sure of another intent; `None` when it is not.
 async fn switches_topic(
-    s: &AppState,
+    s: &Kefu,
     session: &Session,
     flow: &Flow,
     text: &str,
@@ -748,7 +749,7 @@ async fn switches_topic(
 
 /// Asks for the next missing slot, asks to confirm, or calls.
 async fn advance(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
@@ -778,7 +779,7 @@ async fn advance(
 }
 
 fn ask_confirm(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
@@ -795,7 +796,7 @@ fn ask_confirm(
 
 /// Calls the operator's system and renders its reply; a failure hands the customer on.
 async fn execute(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     flow: &Flow,
     state: FlowState,
@@ -841,7 +842,7 @@ async fn execute(
 
 /// Hands the customer on when a flow cannot finish; the flow's slots travel in the package.
 fn flow_failed(
-    s: &AppState,
+    s: &Kefu,
     session: &mut Session,
     flow: &Flow,
     state: FlowState,
@@ -864,7 +865,7 @@ fn flow_failed(
 }
 
 /// Hands the customer to a person: the package and the hand-off reply in `o`.
-fn hand_over(s: &AppState, session: &mut Session, cause: Cause, mut o: Outcome) -> Outcome {
+fn hand_over(s: &Kefu, session: &mut Session, cause: Cause, mut o: Outcome) -> Outcome {
     o.handoff = Some(handoff::hand_off(session, cause));
     o.reply = s.config.dialog.replies.handoff.get(&session.locale).into();
     o.action = Action::Handoff;
@@ -883,7 +884,7 @@ fn view(state: &FlowState, status: &'static str, result: Option<serde_json::Valu
 
 /// What flow templates see.
 fn context(
-    s: &AppState,
+    s: &Kefu,
     session: &Session,
     flow: &Flow,
     state: &FlowState,

@@ -13,11 +13,10 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::report;
+use crate::core::matching::{self, Current, MatchOptions};
 use crate::embed::Embedder;
 use crate::kb::import::{self, Format};
-use crate::matcher::{
-    Calibration, Candidate, Decision, FusionWeights, IndexOptions, KbIndex, fuse,
-};
+use crate::matcher::{Calibration, Candidate, Decision, FusionWeights, IndexOptions, KbIndex};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Query {
@@ -217,6 +216,8 @@ struct Scored {
     /// Entry index → whether it is gold; empty gold = unanswerable.
     gold: HashSet<usize>,
     answerable: bool,
+    /// Every signal of the candidates the pipeline admits (as `/v1/match` would, with the KB
+    /// file as the store), before fusion: fused again for every weighting tried.
     signals: Vec<Candidate>,
     /// The query after spelling correction, when it changed.
     corrected: Option<String>,
@@ -228,7 +229,7 @@ struct Scored {
 
 impl Scored {
     fn ranked(&self, w: FusionWeights, k: usize) -> Vec<Candidate> {
-        fuse(self.signals.clone(), w, k)
+        matching::rank(self.signals.clone(), w, k)
     }
 }
 
@@ -273,7 +274,7 @@ fn dense_baseline(scored: &[&Scored]) -> Retrieval {
     let mut acc = Acc::default();
     for s in scored.iter().filter(|s| s.answerable) {
         let signals = s.raw.clone().unwrap_or_else(|| s.signals.clone());
-        acc.add(&fuse(signals, w, 10), &s.gold);
+        acc.add(&matching::rank(signals, w, 10), &s.gold);
     }
     acc.finish()
 }
@@ -309,7 +310,7 @@ fn outcomes(scored: &[&Scored], w: FusionWeights) -> Vec<Outcome> {
                 answerable: s.answerable,
                 top1_right: r.first().is_some_and(|c| s.gold.contains(&c.entry)),
                 top3_hit: r.iter().any(|c| s.gold.contains(&c.entry)),
-                gap: r.first().zip(s.out_of_scope).map(|(c, o)| c.dense - o),
+                gap: matching::out_of_scope_gap(&r, s.out_of_scope),
             }
         })
         .collect()
@@ -499,6 +500,9 @@ fn score_all(
     times: &mut Vec<f64>,
 ) -> anyhow::Result<(Vec<Scored>, bool)> {
     let stop = super::interrupt_flag();
+    let current = &Current::of_index(index, &[]);
+    let no_filters = MatchOptions::default().filters;
+    let today = crate::kb::entry::today();
     let ids: std::collections::HashMap<&str, usize> = index
         .entries
         .iter()
@@ -514,17 +518,24 @@ fn score_all(
             return Ok((out, true));
         }
         let t = Instant::now();
-        let corrected = index.correct(text);
-        let used = corrected.as_ref().unwrap_or(text);
-        let v = e.embed_blocking(std::slice::from_ref(used))?;
-        let signals = index.signals(&v[0].vector, used);
-        let out_of_scope = index.out_of_scope_similarity(&v[0].vector);
+        let corrected = matching::prepare(index, text);
+        let used = corrected.clone().unwrap_or_else(|| text.clone());
+        let v = e.embed_blocking(std::slice::from_ref(&used))?;
+        let scored = matching::score(index, &used, &v[0].vector, corrected);
+        let signals = matching::admit(index, scored.signals, current, no_filters, &today);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         // The plain dense baseline sees the query as typed.
-        let raw = match &corrected {
+        let raw = match &scored.corrected {
             Some(_) => {
                 let v = e.embed_blocking(std::slice::from_ref(text))?;
-                Some(index.signals(&v[0].vector, text))
+                let raw = matching::score(index, text, &v[0].vector, None);
+                Some(matching::admit(
+                    index,
+                    raw.signals,
+                    current,
+                    no_filters,
+                    &today,
+                ))
             }
             None => None,
         };
@@ -536,9 +547,9 @@ fn score_all(
                 .collect(),
             answerable: !q.gold.is_empty(),
             signals,
-            corrected,
+            corrected: scored.corrected,
             raw,
-            out_of_scope,
+            out_of_scope: scored.out_of_scope,
         });
         b.inc(1);
     }
@@ -685,8 +696,8 @@ struct QueryRow<'a> {
     corrected: &'a str,
     gold: String,
     decision: &'static str,
-    top1: &'a str,
-    top1_question: &'a str,
+    top1: String,
+    top1_question: String,
     score: f32,
     dense: f32,
     lexical: f32,
@@ -722,19 +733,32 @@ fn write_report(
     report::create_dir(dir)?;
     let cal = &rep.calibration;
     let w = cal.weights();
+    let current = Current::of_index(index, &[]);
     let mut rows = Vec::new();
-    for (((q, a), s), o) in queries.iter().zip(asked).zip(scored).zip(out) {
+    for ((q, a), s) in queries.iter().zip(asked).zip(scored) {
         let r = s.ranked(w, 10);
         let first = r.first();
-        let scores: Vec<f32> = r.iter().take(2).map(|c| c.score).collect();
+        // What `/v1/match` would answer: the pipeline's own decision and first match.
+        let served = matching::respond(
+            index,
+            matching::Scored {
+                corrected: s.corrected.clone(),
+                signals: s.signals.clone(),
+                out_of_scope: s.out_of_scope,
+            },
+            &current,
+            cal,
+            &MatchOptions::default(),
+        );
+        let top = served.matches.first();
         rows.push(QueryRow {
             query: &q.query,
             asked: a,
             corrected: s.corrected.as_deref().unwrap_or(""),
             gold: q.gold.join("|"),
-            decision: cal.decide(&scores, o.gap).as_str(),
-            top1: first.map_or("", |c| index.entries[c.entry].id.as_str()),
-            top1_question: first.map_or("", |c| index.entries[c.entry].question.as_str()),
+            decision: served.decision.as_str(),
+            top1: top.map_or(String::new(), |m| m.faq_id.clone()),
+            top1_question: top.map_or(String::new(), |m| m.question.clone()),
             score: first.map_or(0.0, |c| c.score),
             dense: first.map_or(0.0, |c| c.dense),
             lexical: first.map_or(0.0, |c| c.lexical),

@@ -66,6 +66,9 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
+    /// Every customer tier requests may name (case-insensitive); any other is refused, so that
+    /// a mistyped tier never silently loses its routing. Empty: any tier is accepted.
+    pub tiers: Vec<String>,
     /// Customer tiers treated as VIP.
     pub vip_tiers: Vec<String>,
     /// Intents that are a request for a person.
@@ -100,6 +103,9 @@ impl Default for RoutingConfig {
         use Priority::*;
         use Target::*;
         Self {
+            tiers: ["regular", "silver", "gold", "diamond", "vip"]
+                .map(String::from)
+                .to_vec(),
             vip_tiers: vec!["vip".into(), "gold".into(), "diamond".into()],
             human_intents: vec!["transfer_to_human".into()],
             human_phrases: [
@@ -232,7 +238,19 @@ impl RoutingConfig {
                 self.min_confidence
             ));
         }
+        let unknown = |t: &String| self.checked_tier(t).is_err();
+        if let Some(t) = self.vip_tiers.iter().find(|t| unknown(t)) {
+            return Err(format!(
+                "routing.vip_tiers names {t:?}, which routing.tiers does not list"
+            ));
+        }
         for (i, r) in self.rules.iter().enumerate() {
+            if let Some(t) = r.tiers.iter().find(|t| unknown(t)) {
+                return Err(format!(
+                    "routing.rules[{i}] ({}): tier {t:?} is not in routing.tiers",
+                    r.name
+                ));
+            }
             if r.name.trim().is_empty() {
                 return Err(format!("routing.rules[{i}].name is empty"));
             }
@@ -241,6 +259,18 @@ impl RoutingConfig {
             }
         }
         Ok(())
+    }
+
+    /// `Err` naming the known tiers unless `tier` is one of `tiers` (or `tiers` is empty).
+    pub fn checked_tier(&self, tier: &str) -> Result<(), String> {
+        if self.tiers.is_empty() || self.tiers.iter().any(|t| t.eq_ignore_ascii_case(tier)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "tier {tier:?} is unknown (one of {}; routing.tiers)",
+                self.tiers.join(", ")
+            ))
+        }
     }
 
     /// Whether the text or the intent asks for a person.
@@ -437,5 +467,23 @@ mod tests {
         cfg.min_confidence = 0.5;
         cfg.rules[0].reason = " ".into();
         assert!(cfg.validate().unwrap_err().contains("refunds_to_agents"));
+    }
+
+    #[test]
+    fn unknown_tiers_are_refused_and_config_must_name_known_ones() {
+        let c = RoutingConfig::default();
+        assert!(c.checked_tier("Gold").is_ok());
+        let e = c.checked_tier("platinum").unwrap_err();
+        assert!(e.contains("platinum") && e.contains("routing.tiers"), "{e}");
+        let any = RoutingConfig {
+            tiers: vec![],
+            ..RoutingConfig::default()
+        };
+        assert!(any.checked_tier("platinum").is_ok());
+        let bad = RoutingConfig {
+            vip_tiers: vec!["platinum".into()],
+            ..RoutingConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().contains("routing.vip_tiers"));
     }
 }

@@ -113,14 +113,8 @@ impl KbStore {
     }
 
     fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<StoredEntry, StoreError> {
-        let id: String = row.get("id");
-        let body: String = row.get("body");
-        let entry = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-            id,
-            message: e.to_string(),
-        })?;
         Ok(StoredEntry {
-            entry,
+            entry: Self::decode_body(row)?,
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
         })
@@ -222,7 +216,35 @@ impl KbStore {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(Self::decode_document).transpose()
+        row.as_ref().map(Self::decode_body).transpose()
+    }
+
+    /// The FAQ entries and documents with these ids as stored now, in one query (ids that are
+    /// gone are simply absent): what a match checks its candidates against.
+    pub async fn current(
+        &self,
+        faq_ids: &[&str],
+        document_ids: &[&str],
+    ) -> Result<(Vec<FaqEntry>, Vec<Document>), StoreError> {
+        let json = |ids: &[&str]| serde_json::to_string(ids).expect("strings serialise");
+        let rows = sqlx::query(
+            "SELECT 'faq' AS kind, id, body FROM faqs WHERE id IN (SELECT value FROM json_each(?1))
+             UNION ALL
+             SELECT 'doc' AS kind, id, body FROM documents WHERE id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(json(faq_ids))
+        .bind(json(document_ids))
+        .fetch_all(&self.pool)
+        .await?;
+        let (mut faqs, mut docs) = (Vec::new(), Vec::new());
+        for row in &rows {
+            if row.get::<String, _>("kind") == "faq" {
+                faqs.push(Self::decode_body(row)?);
+            } else {
+                docs.push(Self::decode_body(row)?);
+            }
+        }
+        Ok((faqs, docs))
     }
 
     /// Every document, ordered by id.
@@ -230,7 +252,7 @@ impl KbStore {
         let rows = sqlx::query("SELECT id, body FROM documents ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Self::decode_document).collect()
+        rows.iter().map(Self::decode_body).collect()
     }
 
     /// Removes document `id`; false when there was none.
@@ -255,7 +277,10 @@ impl KbStore {
         Ok(n > 0)
     }
 
-    fn decode_document(row: &sqlx::sqlite::SqliteRow) -> Result<Document, StoreError> {
+    /// A row's JSON body (an entry or a document), named by its id when unreadable.
+    fn decode_body<T: serde::de::DeserializeOwned>(
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> Result<T, StoreError> {
         let id: String = row.get("id");
         let body: String = row.get("body");
         serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {

@@ -220,8 +220,8 @@ pub fn run(
     }
     let passed = checks.iter().all(|c| c.passed);
     Ok(GateReport {
-        candidate: crate::serve::model_ref(&candidate),
-        serving: crate::serve::model_ref(&serving),
+        candidate: super::registry::model_ref(&candidate),
+        serving: super::registry::model_ref(&serving),
         max_drop: opts.max_drop,
         checks,
         passed,

@@ -20,6 +20,19 @@ pub struct ModelRef {
     pub version: String,
 }
 
+/// The encoder's directory (absolute, so that other processes can find it) and version.
+pub fn model_ref(e: &crate::embed::Embedder) -> ModelRef {
+    let dir = e.dir();
+    ModelRef {
+        path: dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .display()
+            .to_string(),
+        version: e.version().to_string(),
+    }
+}
+
 /// One activation: the model, when, what the gate measured, and what served before.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Activation {
