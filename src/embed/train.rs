@@ -655,11 +655,7 @@ fn mine_negatives(
     bar.finish_and_clear();
     let dot = |a: u32, b: u32| -> f32 {
         let (a, b) = (a as usize * dim, b as usize * dim);
-        vectors[a..a + dim]
-            .iter()
-            .zip(&vectors[b..b + dim])
-            .map(|(x, y)| x * y)
-            .sum()
+        crate::index::dense::dot(&vectors[a..a + dim], &vectors[b..b + dim])
     };
     // Every text of an example with its least similar positive's cosine.
     let mut bound: BTreeMap<u32, f32> = BTreeMap::new();
