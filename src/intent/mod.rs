@@ -1,7 +1,7 @@
 //! Intent classification over the encoder's embeddings: training (`train`), the model
 //! directory and prediction (`model`), the embedding cache for training and evaluation
 //! (`features`), evaluation (`eval`), the demo models (`demo`) and the routing policy
-//! (`routing`).
+//! (`routing`); fine-tuned encoder layers: inference (`tuned`) and training (`finetune`).
 
 pub mod demo;
 pub mod eval;
@@ -10,6 +10,7 @@ pub mod finetune;
 pub mod model;
 pub mod routing;
 pub mod train;
+pub mod tuned;
 
 use std::path::Path;
 
