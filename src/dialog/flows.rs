@@ -412,7 +412,7 @@ impl Flows {
         let idempotent = matches!(method.as_str(), "GET" | "PUT" | "DELETE");
         let keyed = c.idempotency_key && !idempotent;
         let (method, url, body, headers) = (&method, &url, &body, &headers);
-        let attempt = |_| async move {
+        let attempt = |_: u32| async move {
             let mut req = client
                 .request(method.clone(), url)
                 .timeout(Duration::from_millis(c.timeout_ms));
@@ -426,9 +426,10 @@ impl Flows {
                 req = req.json(b);
             }
             match req.send().await {
-                Ok(resp) if retry::retryable(resp.status()) => {
-                    Attempt::Retry(format!("{method} {url} answered {}", resp.status().as_u16()))
-                }
+                Ok(resp) if retry::retryable(resp.status()) => Attempt::Retry(format!(
+                    "{method} {url} answered {}",
+                    resp.status().as_u16()
+                )),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
@@ -605,14 +606,22 @@ mod tests {
     use super::*;
 
     /// Calls the demo's first flow with its call pointed at `url`, changed by `edit`.
-    async fn call_at(url: &str, edit: impl FnOnce(&mut Call)) -> Result<(u16, serde_json::Value), String> {
+    async fn call_at(
+        url: &str,
+        edit: impl FnOnce(&mut Call),
+    ) -> Result<(u16, serde_json::Value), String> {
         let mut flow = demo_flows().remove(0);
         flow.call.url = url.to_string();
         flow.call.body = None;
         edit(&mut flow.call);
         let f = Flows::compile(vec![flow.clone()]).unwrap();
-        f.call(&reqwest::Client::new(), &flow, &serde_json::json!({}), "s1-f1")
-            .await
+        f.call(
+            &reqwest::Client::new(),
+            &flow,
+            &serde_json::json!({}),
+            "s1-f1",
+        )
+        .await
     }
 
     #[tokio::test]
@@ -623,7 +632,10 @@ mod tests {
         let r = call_at(&url, |c| c.method = "POST".into()).await;
         assert_eq!(r.unwrap(), (200, serde_json::json!({"ok": true})));
         assert_eq!(*seen.lock().unwrap(), vec![Some("s1-f1".to_string()); 3]);
-        assert!(started.elapsed() >= Duration::from_millis(600), "200 + 400 ms");
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "200 + 400 ms"
+        );
 
         // Without a key a POST is not repeated.
         let (url, seen) = retry::flaky_server(1, 503).await;

@@ -213,7 +213,7 @@ pub async fn deliver(
     let Some(url) = &cfg.webhook_url else {
         return Ok(0);
     };
-    let attempt = |_| async move {
+    let attempt = |_: u32| async move {
         let mut req = client
             .post(url)
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
@@ -280,13 +280,20 @@ mod tests {
 
         let (url, seen) = crate::dialog::retry::flaky_server(9, 503).await;
         let started = std::time::Instant::now();
-        let e = deliver(&c, &cfg(&url), &package("s1-h2")).await.unwrap_err();
+        let e = deliver(&c, &cfg(&url), &package("s1-h2"))
+            .await
+            .unwrap_err();
         assert!(e.contains("503"), "{e}");
         assert_eq!(seen.lock().unwrap().len(), 3, "one attempt, two retries");
-        assert!(started.elapsed() >= Duration::from_millis(750), "250 + 500 ms");
+        assert!(
+            started.elapsed() >= Duration::from_millis(750),
+            "250 + 500 ms"
+        );
 
         let (url, seen) = crate::dialog::retry::flaky_server(9, 400).await;
-        let e = deliver(&c, &cfg(&url), &package("s1-h3")).await.unwrap_err();
+        let e = deliver(&c, &cfg(&url), &package("s1-h3"))
+            .await
+            .unwrap_err();
         assert!(e.contains("refused"), "{e}");
         assert_eq!(seen.lock().unwrap().len(), 1);
 

@@ -160,7 +160,10 @@ mod tests {
 pub(crate) async fn flaky_server(
     fail: usize,
     status: u16,
-) -> (String, std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>) {
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
     use axum::http::{HeaderMap, StatusCode};
     use std::sync::{Arc, Mutex};
     let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();

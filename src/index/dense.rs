@@ -21,7 +21,12 @@ fn dot16(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     let tail = n - n % 16;
-    acc.iter().sum::<f32>() + a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum::<f32>()
+    acc.iter().sum::<f32>()
+        + a[tail..]
+            .iter()
+            .zip(&b[tail..])
+            .map(|(x, y)| x * y)
+            .sum::<f32>()
 }
 
 pub struct DenseIndex {
@@ -103,6 +108,9 @@ mod tests {
         let mut ix = DenseIndex::new(3);
         ix.push(&[1.0, 0.0, 0.0]);
         ix.push(&[0.0, 0.6, 0.8]);
-        assert_eq!(ix.all_scores(&[0.0, 0.6, 0.8]), [dot(ix.row(0), &[0.0, 0.6, 0.8]), 1.0]);
+        assert_eq!(
+            ix.all_scores(&[0.0, 0.6, 0.8]),
+            [dot(ix.row(0), &[0.0, 0.6, 0.8]), 1.0]
+        );
     }
 }
