@@ -117,7 +117,11 @@ fn check_data_dir(dir: &Path) -> Result<(), String> {
         .prefix(".kefu-write-check")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(|e| format!("server.data_dir {} is not writable: {e}", dir.display()))
+        .map_err(|e| {
+            // The kind alone: the error's own path is the probe file's, not the setting's.
+            let why = std::io::Error::from(e.kind());
+            format!("server.data_dir {} is not writable ({why})", dir.display())
+        })
 }
 
 impl LimitsConfig {

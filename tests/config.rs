@@ -230,7 +230,10 @@ fn data_dir_must_be_a_writable_directory() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
         assert!(!ok);
         assert!(
-            err.contains(&format!("server.data_dir {} is not writable", ro.display())),
+            err.contains(&format!(
+                "server.data_dir {} is not writable (",
+                ro.display()
+            )),
             "{err}"
         );
     }

@@ -70,6 +70,43 @@ pub fn may_repeat(method: &reqwest::Method, keyed: bool) -> bool {
     keyed || matches!(method.as_str(), "GET" | "PUT" | "DELETE")
 }
 
+/// A local HTTP server for the callers' tests: answers `fail` requests with `status`, then 200
+/// with `{"ok": true}`, and records the `idempotency-key` header of every request.
+#[cfg(test)]
+pub(crate) async fn flaky_server(
+    fail: usize,
+    status: u16,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode};
+    use std::sync::{Arc, Mutex};
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let log = seen.clone();
+    let handler = move |headers: HeaderMap| {
+        let log = log.clone();
+        async move {
+            let mut log = log.lock().unwrap();
+            log.push(
+                headers
+                    .get("idempotency-key")
+                    .map(|v| v.to_str().unwrap().to_string()),
+            );
+            if log.len() <= fail {
+                (StatusCode::from_u16(status).unwrap(), "{}".to_string())
+            } else {
+                (StatusCode::OK, r#"{"ok":true}"#.to_string())
+            }
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, seen)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,41 +189,4 @@ mod tests {
             assert!(may_repeat(&m, true), "{m} with a key");
         }
     }
-}
-
-/// A local HTTP server for the callers' tests: answers `fail` requests with `status`, then 200
-/// with `{"ok": true}`, and records the `idempotency-key` header of every request.
-#[cfg(test)]
-pub(crate) async fn flaky_server(
-    fail: usize,
-    status: u16,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
-) {
-    use axum::http::{HeaderMap, StatusCode};
-    use std::sync::{Arc, Mutex};
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let log = seen.clone();
-    let handler = move |headers: HeaderMap| {
-        let log = log.clone();
-        async move {
-            let mut log = log.lock().unwrap();
-            log.push(
-                headers
-                    .get("idempotency-key")
-                    .map(|v| v.to_str().unwrap().to_string()),
-            );
-            if log.len() <= fail {
-                (StatusCode::from_u16(status).unwrap(), "{}".to_string())
-            } else {
-                (StatusCode::OK, r#"{"ok":true}"#.to_string())
-            }
-        }
-    };
-    let app = axum::Router::new().fallback(handler);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, seen)
 }
