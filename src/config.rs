@@ -1,6 +1,10 @@
 //! One `Config`: built-in defaults, then `kefu.toml`, then `KEFU_*` environment variables
 //! (`KEFU_SECTION__KEY`, e.g. `KEFU_SERVER__PORT=9000`), then command-line flags. Validated once
 //! at start; an invalid value stops startup with a message naming the key.
+//!
+//! Each module owns its section (type, defaults, checks); this file layers the sources and
+//! collects the sections. Only the entry point's own sections, `[server]` and `[limits]`, live
+//! here.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +12,14 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::embed::{EngineKind, Weights};
-use crate::model::Pooling;
+// The sections' types under the names they had when they lived here.
+pub use crate::embed::EmbedConfig;
+pub use crate::index::IndexConfig;
+pub use crate::intent::IntentConfig;
+pub use crate::kb::KbConfig;
+pub use crate::model::{DEFAULT_MODEL_DIR, ModelConfig};
 
 pub const DEFAULT_CONFIG_FILE: &str = "kefu.toml";
-pub const DEFAULT_MODEL_DIR: &str = "models/multilingual-e5-small";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -22,142 +29,13 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub limits: LimitsConfig,
     pub kb: KbConfig,
-    pub matching: MatchingConfig,
+    /// `[matching]`: the calibration used until one is stored with the KB.
+    pub matching: crate::matcher::Calibration,
     pub index: IndexConfig,
     pub intent: IntentConfig,
     pub routing: crate::intent::routing::RoutingConfig,
     pub dialog: crate::dialog::DialogConfig,
     pub recommend: crate::recommend::serving::RecommendConfig,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IntentConfig {
-    /// Named intent models to serve: name = model directory (written by `kefu train intent`).
-    pub models: std::collections::BTreeMap<String, PathBuf>,
-    /// For the names `service` and `complaint_severity` when `models` does not set them: train
-    /// the demo models from datasets/demo/intents at first start (kept in `<data_dir>/intent`).
-    pub load_demo: bool,
-    /// The model `/v1/intent` uses when the request names none.
-    pub default_model: String,
-}
-
-impl Default for IntentConfig {
-    fn default() -> Self {
-        Self {
-            models: Default::default(),
-            load_demo: true,
-            default_model: "service".into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexConfig {
-    /// Below this many indexed questions dense search is exact (faster there: about half the
-    /// time of HNSW at 10,000, docs/BENCHMARKS.md); from it on it goes through an HNSW graph.
-    pub exact_below: usize,
-    /// HNSW neighbours per node.
-    pub hnsw_m: usize,
-    /// HNSW candidate list while building (higher: better graph, slower build).
-    pub hnsw_ef_construction: usize,
-    /// HNSW candidate list while searching (higher: better recall, slower search).
-    pub hnsw_ef_search: usize,
-    /// Save the index (vectors and graph, with the model version) in `<data_dir>/index` and
-    /// reload it at start instead of embedding the KB again.
-    pub snapshot: bool,
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        Self {
-            exact_below: 20_000,
-            hnsw_m: 16,
-            hnsw_ef_construction: 200,
-            hnsw_ef_search: 64,
-            snapshot: true,
-        }
-    }
-}
-
-impl MatchingConfig {
-    pub fn calibration(&self) -> crate::matcher::Calibration {
-        crate::matcher::Calibration {
-            lexical_weight: self.lexical_weight,
-            fuzzy_weight: self.fuzzy_weight,
-            answer_weight: self.answer_weight,
-            answer_threshold: self.answer_threshold,
-            answer_margin: self.answer_margin,
-            clarify_threshold: self.clarify_threshold,
-            out_of_scope_margin: self.out_of_scope_margin,
-        }
-    }
-}
-
-impl IndexConfig {
-    pub fn options(&self) -> crate::matcher::IndexOptions {
-        crate::matcher::IndexOptions {
-            exact_below: self.exact_below,
-            ann: crate::index::hnsw::AnnParams {
-                m: self.hnsw_m,
-                ef_construction: self.hnsw_ef_construction,
-                ef_search: self.hnsw_ef_search,
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KbConfig {
-    /// Load the built-in demo knowledge base (datasets/demo) when the KB is empty at start.
-    pub load_demo: bool,
-}
-
-impl Default for KbConfig {
-    fn default() -> Self {
-        Self { load_demo: true }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MatchingConfig {
-    /// Score at or above which the best entry is answered directly.
-    pub answer_threshold: f32,
-    /// Score at or above which close candidates are offered as options; below it, no answer.
-    pub clarify_threshold: f32,
-    /// An answer also needs this lead over the runner-up; otherwise the customer is asked.
-    pub answer_margin: f32,
-    /// Weight of the word BM25 signal in the fused score.
-    pub lexical_weight: f32,
-    /// Weight of the character-bigram signal in the fused score.
-    pub fuzzy_weight: f32,
-    /// Weight of the cosine between the query and an entry's answer in the fused score.
-    pub answer_weight: f32,
-    /// With out-of-scope examples in the KB, an answer also needs the query this much closer
-    /// (cosine) to the best entry than to the nearest example.
-    pub out_of_scope_margin: f32,
-}
-
-impl Default for MatchingConfig {
-    fn default() -> Self {
-        // Calibrated for the default model (docs/EVALUATION.md): lexical and fuzzy weights from
-        // the sweep over the shared FAQ sets; the answer weight is the largest tried that keeps
-        // every shared set above its dense baseline (bq_dev's answers are placeholders);
-        // thresholds by `kefu eval faq --calibrate --fixed-weights` on the demo calibration
-        // queries with out-of-scope rows, for answer precision 0.95, rounded toward caution.
-        Self {
-            answer_threshold: 0.858,
-            clarify_threshold: 0.83,
-            answer_margin: 0.01,
-            lexical_weight: 0.05,
-            fuzzy_weight: 0.08,
-            answer_weight: 0.2,
-            out_of_scope_margin: 0.02,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,70 +67,6 @@ impl Default for ServerConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// The embedding model: a Hugging Face BERT-family directory.
-    pub path: PathBuf,
-    /// Fetch and import the default model when `path` is the default and missing.
-    pub auto_fetch: bool,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from(DEFAULT_MODEL_DIR),
-            auto_fetch: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EmbedConfig {
-    /// `kefu` (tuned, quantised weights) or `candle` (candle-transformers' BertModel, f32).
-    pub engine: EngineKind,
-    /// Weight storage for the `kefu` engine: `int8` (kefu's kernels), `q8_0`, `q4_0` (candle's
-    /// quantised matmul) or `f32`.
-    pub weights: Weights,
-    /// Override the manifest's pooling (`mean` or `cls`).
-    pub pooling: Option<Pooling>,
-    /// Override the manifest's input prefix.
-    pub prefix: Option<String>,
-    /// Truncate inputs to fewer tokens than the model allows.
-    pub max_tokens: Option<usize>,
-    /// Most padded tokens in one forward pass.
-    pub max_batch_tokens: usize,
-    /// Most sequences in one forward pass.
-    pub max_batch_size: usize,
-    /// Most requests waiting for the model; beyond it requests get 429.
-    pub max_queue: usize,
-    /// Query embeddings kept in the LRU cache (0 disables it).
-    pub cache_size: usize,
-    /// Threads for inference; 0 uses every core.
-    pub threads: usize,
-    /// Check the model files' sha256 against the manifest at load.
-    pub verify_checksums: bool,
-}
-
-impl Default for EmbedConfig {
-    fn default() -> Self {
-        Self {
-            engine: EngineKind::Kefu,
-            weights: Weights::Int8,
-            pooling: None,
-            prefix: None,
-            max_tokens: None,
-            max_batch_tokens: 16384,
-            max_batch_size: 64,
-            max_queue: 512,
-            cache_size: 20_000,
-            threads: 0,
-            verify_checksums: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest request body in bytes (413 beyond).
     pub max_body_bytes: usize,
@@ -269,6 +83,62 @@ impl Default for LimitsConfig {
             max_inputs: 256,
             max_input_chars: 8192,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.request_timeout_secs == 0 {
+            return Err("server.request_timeout_secs must be at least 1".into());
+        }
+        if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
+            return Err(format!("server.host {:?} is not an IP address", self.host));
+        }
+        check_data_dir(&self.data_dir)
+    }
+}
+
+/// An existing data directory must be a directory kefu can write in (it keeps the KB's
+/// database there); without this check SQLite only says "unable to open database file". A
+/// missing one is fine: `kefu serve` creates it.
+fn check_data_dir(dir: &Path) -> Result<(), String> {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Err(format!(
+            "server.data_dir {} is a file, not a directory",
+            dir.display()
+        ));
+    }
+    // Permission bits do not tell (root, ACLs, read-only mounts): try it.
+    tempfile::Builder::new()
+        .prefix(".kefu-write-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| {
+            // The kind alone: the error's own path is the probe file's, not the setting's.
+            let why = std::io::Error::from(e.kind());
+            format!("server.data_dir {} is not writable ({why})", dir.display())
+        })
+}
+
+impl LimitsConfig {
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("limits.max_inputs", self.max_inputs),
+            ("limits.max_input_chars", self.max_input_chars),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("limits.max_body_bytes must be at least 1024".into());
+        }
+        Ok(())
     }
 }
 
@@ -302,6 +172,14 @@ impl Config {
             }
             None => {}
         }
+        // Each layer's values must parse on their own: a higher layer overriding a bad value
+        // must not hide it (`port = "abc"` in the file with `--port 9000`).
+        let parses = |fig: &Figment| {
+            fig.extract::<Config>()
+                .map(drop)
+                .map_err(|e| ConfigError::Invalid(figment_message(e)))
+        };
+        parses(&fig)?;
         // Configuration variables name a section: KEFU_SECTION__KEY. Other KEFU_ variables
         // (KEFU_CONFIG, KEFU_LOG, test and bench knobs) are not configuration.
         fig = fig.merge(
@@ -309,6 +187,7 @@ impl Config {
                 .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         );
+        parses(&fig)?;
         let mut flat = serde_json::Map::new();
         let mut server = serde_json::Map::new();
         if let Some(h) = &overrides.host {
@@ -336,68 +215,24 @@ impl Config {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
-            ("embed.max_batch_tokens", self.embed.max_batch_tokens),
-            ("embed.max_batch_size", self.embed.max_batch_size),
-            ("embed.max_queue", self.embed.max_queue),
-            ("limits.max_inputs", self.limits.max_inputs),
-            ("limits.max_input_chars", self.limits.max_input_chars),
-            (
-                "server.request_timeout_secs",
-                self.server.request_timeout_secs as usize,
-            ),
-        ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(ConfigError::Invalid(format!("{key} must be at least 1")));
-            }
-        }
-        if self.limits.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid(
-                "limits.max_body_bytes must be at least 1024".into(),
-            ));
-        }
+        let invalid = ConfigError::Invalid;
+        self.server.validate().map_err(invalid)?;
+        self.limits.validate().map_err(invalid)?;
+        self.embed.validate().map_err(invalid)?;
         self.matching
-            .calibration()
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("matching.{e}")))?;
-        if self.embed.max_tokens == Some(0) {
-            return Err(ConfigError::Invalid(
-                "embed.max_tokens must be at least 1".into(),
-            ));
-        }
-        let ix = &self.index;
-        if !(2..=255).contains(&ix.hnsw_m) {
-            return Err(ConfigError::Invalid(format!(
-                "index.hnsw_m must be between 2 and 255, got {}",
-                ix.hnsw_m
-            )));
-        }
-        if ix.hnsw_ef_construction == 0 || ix.hnsw_ef_search == 0 {
-            return Err(ConfigError::Invalid(
-                "index.hnsw_ef_construction and index.hnsw_ef_search must be at least 1".into(),
-            ));
-        }
-        self.routing.validate().map_err(ConfigError::Invalid)?;
-        self.dialog.validate().map_err(ConfigError::Invalid)?;
-        self.recommend.validate().map_err(ConfigError::Invalid)?;
-        if self.intent.default_model.trim().is_empty() {
-            return Err(ConfigError::Invalid("intent.default_model is empty".into()));
-        }
-
-        if self.server.host.parse::<std::net::IpAddr>().is_err() && self.server.host != "localhost"
-        {
-            return Err(ConfigError::Invalid(format!(
-                "server.host {:?} is not an IP address",
-                self.server.host
-            )));
-        }
+        self.index.validate().map_err(invalid)?;
+        self.routing.validate().map_err(invalid)?;
+        self.dialog.validate().map_err(invalid)?;
+        self.recommend.validate().map_err(invalid)?;
+        self.intent.validate().map_err(invalid)?;
         Ok(())
     }
 
     /// Whether the model path is the built-in default (which kefu may fetch by itself).
     pub fn model_is_default(&self) -> bool {
-        self.model.path == Path::new(DEFAULT_MODEL_DIR)
+        self.model.is_default()
     }
 }
 

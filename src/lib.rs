@@ -15,6 +15,7 @@ pub mod intent;
 pub mod kb;
 pub mod matcher;
 pub mod model;
+pub mod optim;
 pub mod recommend;
 pub mod serve;
 pub mod text;

@@ -164,3 +164,107 @@ fn documented_example_is_valid_and_matches_the_defaults() {
         "kefu.example.toml documents the defaults"
     );
 }
+
+/// `kefu serve` with `args` in `dir`: (succeeded, stderr). Every case here fails before the
+/// server would need a model.
+fn serve(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = common::kefu()
+        .current_dir(dir)
+        .arg("serve")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_flag_does_not_hide_a_bad_file_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("kefu.toml"), "[server]\nport = \"abc\"\n").unwrap();
+    let (ok, err) = serve(tmp.path(), &["--port", "0"]);
+    assert!(!ok, "a bad port in kefu.toml is refused even with --port");
+    assert!(err.contains("server.port"), "{err}");
+    let (ok, _, err) = effective(tmp.path(), &[], &[("KEFU_SERVER__PORT", "9000")]);
+    assert!(
+        !ok && err.contains("server.port"),
+        "nor by the environment: {err}"
+    );
+}
+
+#[test]
+fn data_dir_must_be_a_writable_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("data");
+    std::fs::write(&file, "not a directory").unwrap();
+    let (ok, err) = serve(
+        tmp.path(),
+        &["--port", "0", "--data-dir", file.to_str().unwrap()],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(&format!(
+            "server.data_dir {} is a file, not a directory",
+            file.display()
+        )),
+        "{err}"
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = tmp.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+        // Root writes in a read-only directory anyway: nothing to refuse there.
+        if std::fs::write(ro.join("probe"), "").is_ok() {
+            eprintln!("skipping the read-only case: this user writes in read-only directories");
+            return;
+        }
+        let (ok, err) = serve(
+            tmp.path(),
+            &["--port", "0", "--data-dir", ro.to_str().unwrap()],
+        );
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!ok);
+        assert!(
+            err.contains(&format!(
+                "server.data_dir {} is not writable (",
+                ro.display()
+            )),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn matching_section_is_the_calibration_with_its_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("kefu.toml"),
+        "[matching]\nanswer_threshold = 0.9\n",
+    )
+    .unwrap();
+    let (ok, out, err) = effective(tmp.path(), &[], &[]);
+    assert!(ok, "{err}");
+    let m: kefu::matcher::Calibration = toml::from_str::<toml::Value>(&out).unwrap()["matching"]
+        .clone()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        m,
+        kefu::matcher::Calibration {
+            answer_threshold: 0.9,
+            ..Default::default()
+        }
+    );
+    std::fs::write(
+        tmp.path().join("kefu.toml"),
+        "[matching]\nanswer_weigth = 0.1\n",
+    )
+    .unwrap();
+    let (ok, _, err) = effective(tmp.path(), &[], &[]);
+    assert!(!ok && err.contains("answer_weigth"), "{err}");
+}

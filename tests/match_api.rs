@@ -26,7 +26,7 @@ async fn demo_kb_decisions_crud_and_filters() {
         "{v}"
     );
     // The score is the weighted mean of the signals, the answer's cosine included.
-    let m = kefu::config::MatchingConfig::default();
+    let m = kefu::matcher::Calibration::default();
     let sig = |k: &str| v["matches"][0]["signals"][k].as_f64().unwrap();
     assert!(sig("answer") > 0.5 && sig("answer") < sig("dense"), "{v}");
     let (wl, wf, wa) = (

@@ -12,6 +12,8 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::retry::{self, Attempt, Backoff};
+
 /// The demo shop's flows (order status, refund, change of address, ticket), built in.
 pub const DEMO_FLOWS: &str = include_str!("../../datasets/demo/flows.toml");
 
@@ -409,46 +411,60 @@ impl Flows {
         }
         let idempotent = matches!(method.as_str(), "GET" | "PUT" | "DELETE");
         let keyed = c.idempotency_key && !idempotent;
-        let attempts = if idempotent || keyed {
-            c.retries + 1
-        } else {
-            1
-        };
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 << (attempt - 1).min(4))).await;
-            }
+        let (method, url, body, headers) = (&method, &url, &body, &headers);
+        let attempt = |_: u32| async move {
             let mut req = client
-                .request(method.clone(), &url)
+                .request(method.clone(), url)
                 .timeout(Duration::from_millis(c.timeout_ms));
-            for (k, v) in &headers {
+            for (k, v) in headers {
                 req = req.header(k, v);
             }
             if keyed {
                 req = req.header("idempotency-key", idempotency_key);
             }
-            if let Some(b) = &body {
+            if let Some(b) = body {
                 req = req.json(b);
             }
             match req.send().await {
+                Ok(resp) if retry::retryable(resp.status()) => Attempt::Retry(format!(
+                    "{method} {url} answered {}",
+                    resp.status().as_u16()
+                )),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    if status == 429 || status >= 500 {
-                        last = format!("{} {url} answered {status}", method);
-                        continue;
+                    match resp.bytes().await {
+                        Ok(bytes) => Attempt::Done((
+                            status,
+                            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+                        )),
+                        Err(e) => Attempt::Fail(e.to_string()),
                     }
-                    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
-                    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-                    return Ok((status, json));
                 }
-                Err(e) if e.is_timeout() => {
-                    last = format!("{method} {url} timed out after {} ms", c.timeout_ms)
-                }
-                Err(e) => last = format!("{method} {url} failed: {e}"),
+                Err(e) if e.is_timeout() => Attempt::Retry(format!(
+                    "{method} {url} timed out after {} ms",
+                    c.timeout_ms
+                )),
+                Err(e) => Attempt::Retry(format!("{method} {url} failed: {e}")),
             }
-        }
-        Err(last)
+        };
+        backoff(c, method)
+            .run(attempt)
+            .await
+            .map(|(reply, _attempts)| reply)
+    }
+}
+
+/// The retry policy of a flow's call: its `retries` when the request may be repeated
+/// (see [`retry::may_repeat`]), none otherwise.
+fn backoff(c: &Call, method: &reqwest::Method) -> Backoff {
+    Backoff {
+        retries: if retry::may_repeat(method, c.idempotency_key) {
+            c.retries
+        } else {
+            0
+        },
+        first_delay: Duration::from_millis(200),
+        max_doublings: 4,
     }
 }
 
@@ -588,6 +604,73 @@ pub fn yes_no(text: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Calls the demo's first flow with its call pointed at `url`, changed by `edit`.
+    async fn call_at(
+        url: &str,
+        edit: impl FnOnce(&mut Call),
+    ) -> Result<(u16, serde_json::Value), String> {
+        let mut flow = demo_flows().remove(0);
+        flow.call.url = url.to_string();
+        flow.call.body = None;
+        edit(&mut flow.call);
+        let f = Flows::compile(vec![flow.clone()]).unwrap();
+        f.call(
+            &reqwest::Client::new(),
+            &flow,
+            &serde_json::json!({}),
+            "s1-f1",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn calls_retry_when_safe_with_the_shared_backoff() {
+        // A keyed POST is retried after 5xx, sending its key every time.
+        let (url, seen) = retry::flaky_server(2, 503).await;
+        let started = std::time::Instant::now();
+        let r = call_at(&url, |c| c.method = "POST".into()).await;
+        assert_eq!(r.unwrap(), (200, serde_json::json!({"ok": true})));
+        assert_eq!(*seen.lock().unwrap(), vec![Some("s1-f1".to_string()); 3]);
+        assert!(
+            started.elapsed() >= Duration::from_millis(600),
+            "200 + 400 ms"
+        );
+
+        // Without a key a POST is not repeated.
+        let (url, seen) = retry::flaky_server(1, 503).await;
+        let r = call_at(&url, |c| {
+            c.method = "POST".into();
+            c.idempotency_key = false;
+        })
+        .await;
+        assert!(r.unwrap_err().contains("answered 503"));
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        // A GET is repeated without a key, `retries` times; the last failure is returned.
+        let (url, seen) = retry::flaky_server(9, 429).await;
+        let r = call_at(&url, |c| c.retries = 1).await;
+        assert!(r.unwrap_err().contains("answered 429"));
+        assert_eq!(*seen.lock().unwrap(), vec![None, None]);
+
+        // A 4xx other than 429 is the operator's answer, not a failure.
+        let (url, seen) = retry::flaky_server(1, 404).await;
+        assert_eq!(call_at(&url, |_| {}).await.unwrap().0, 404);
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn backoff_of_a_call() {
+        let mut c = demo_flows().remove(0).call;
+        c.retries = 5;
+        let b = backoff(&c, &reqwest::Method::POST);
+        assert_eq!(b.retries, 5);
+        let waits: Vec<u64> = (0..7).map(|n| b.delay(n).as_millis() as u64).collect();
+        assert_eq!(waits, [0, 200, 400, 800, 1600, 3200, 3200]);
+        c.idempotency_key = false;
+        assert_eq!(backoff(&c, &reqwest::Method::POST).retries, 0);
+        assert_eq!(backoff(&c, &reqwest::Method::DELETE).retries, 5);
+    }
 
     fn flows() -> Flows {
         Flows::compile(demo_flows()).expect("demo flows compile")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::retry::{self, Attempt, Backoff};
 use super::session::{CustomerRef, Role, Session};
 use crate::intent::routing::Route;
 
@@ -212,11 +213,7 @@ pub async fn deliver(
     let Some(url) = &cfg.webhook_url else {
         return Ok(0);
     };
-    let mut last = String::new();
-    for attempt in 0..=cfg.webhook_retries {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(250 << (attempt - 1).min(5))).await;
-        }
+    let attempt = |_: u32| async move {
         let mut req = client
             .post(url)
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
@@ -226,21 +223,85 @@ pub async fn deliver(
             req = req.header(k, v);
         }
         match req.send().await {
-            Ok(r) if r.status().is_success() => return Ok(attempt + 1),
-            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                last = format!("the webhook answered {}", r.status())
+            Ok(r) if r.status().is_success() => Attempt::Done(()),
+            Ok(r) if retry::retryable(r.status()) => {
+                Attempt::Retry(format!("the webhook answered {}", r.status()))
             }
-            Ok(r) => return Err(format!("the webhook refused the package: {}", r.status())),
-            Err(e) => last = format!("posting to the webhook failed: {e}"),
+            Ok(r) => Attempt::Fail(format!("the webhook refused the package: {}", r.status())),
+            Err(e) => Attempt::Retry(format!("posting to the webhook failed: {e}")),
         }
+    };
+    backoff(cfg).run(attempt).await.map(|((), n)| n)
+}
+
+/// The webhook's retry policy: every failure but a refusal is retried (the package id is
+/// the idempotency key), `webhook_retries` times.
+fn backoff(cfg: &HandoffConfig) -> Backoff {
+    Backoff {
+        retries: cfg.webhook_retries,
+        first_delay: Duration::from_millis(250),
+        max_doublings: 5,
     }
-    Err(last)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::intent::routing::{Priority, Target};
+
+    #[tokio::test]
+    async fn delivery_retries_failures_but_not_refusals() {
+        let package = |id: &str| {
+            let mut s = Session::new("s1".into(), CustomerRef::default(), None);
+            s.push(Role::Customer, "转人工");
+            let cause = Cause {
+                reason: Reason::ExplicitRequest,
+                detail: "asked".into(),
+                route: route(),
+                intent: None,
+                severity: None,
+                vip: false,
+            };
+            HandoffPackage {
+                id: id.into(),
+                ..hand_off(&mut s, cause)
+            }
+        };
+        let cfg = |url: &str| HandoffConfig {
+            webhook_url: Some(url.to_string()),
+            webhook_retries: 2,
+            ..HandoffConfig::default()
+        };
+        let c = reqwest::Client::new();
+
+        let (url, seen) = crate::dialog::retry::flaky_server(1, 502).await;
+        assert_eq!(deliver(&c, &cfg(&url), &package("s1-h1")).await, Ok(2));
+        assert_eq!(*seen.lock().unwrap(), vec![Some("s1-h1".to_string()); 2]);
+
+        let (url, seen) = crate::dialog::retry::flaky_server(9, 503).await;
+        let started = std::time::Instant::now();
+        let e = deliver(&c, &cfg(&url), &package("s1-h2"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("503"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 3, "one attempt, two retries");
+        assert!(
+            started.elapsed() >= Duration::from_millis(750),
+            "250 + 500 ms"
+        );
+
+        let (url, seen) = crate::dialog::retry::flaky_server(9, 400).await;
+        let e = deliver(&c, &cfg(&url), &package("s1-h3"))
+            .await
+            .unwrap_err();
+        assert!(e.contains("refused"), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        let waits: Vec<u64> = (0..8)
+            .map(|n| backoff(&cfg(&url)).delay(n).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [0, 250, 500, 1000, 2000, 4000, 8000, 8000]);
+    }
 
     fn route() -> Route {
         Route {

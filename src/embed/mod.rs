@@ -14,16 +14,82 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::analytics::metrics::Metrics;
-use crate::config::EmbedConfig;
 use crate::model::{self, Manifest};
 pub use batcher::{Batcher, BatcherConfig};
 pub use bert::{BertEncoder, EngineKind};
 use cache::EmbeddingCache;
 pub use qbert::Weights;
 use tokenize::{TextTokenizer, Tokens};
+
+/// `[embed]` in kefu.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// `kefu` (tuned, quantised weights) or `candle` (candle-transformers' BertModel, f32).
+    pub engine: EngineKind,
+    /// Weight storage for the `kefu` engine: `int8` (kefu's kernels), `q8_0`, `q4_0` (candle's
+    /// quantised matmul) or `f32`.
+    pub weights: Weights,
+    /// Override the manifest's pooling (`mean` or `cls`).
+    pub pooling: Option<model::Pooling>,
+    /// Override the manifest's input prefix.
+    pub prefix: Option<String>,
+    /// Truncate inputs to fewer tokens than the model allows.
+    pub max_tokens: Option<usize>,
+    /// Most padded tokens in one forward pass.
+    pub max_batch_tokens: usize,
+    /// Most sequences in one forward pass.
+    pub max_batch_size: usize,
+    /// Most requests waiting for the model; beyond it requests get 429.
+    pub max_queue: usize,
+    /// Query embeddings kept in the LRU cache (0 disables it).
+    pub cache_size: usize,
+    /// Threads for inference; 0 uses every core.
+    pub threads: usize,
+    /// Check the model files' sha256 against the manifest at load.
+    pub verify_checksums: bool,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineKind::Kefu,
+            weights: Weights::Int8,
+            pooling: None,
+            prefix: None,
+            max_tokens: None,
+            max_batch_tokens: 16384,
+            max_batch_size: 64,
+            max_queue: 512,
+            cache_size: 20_000,
+            threads: 0,
+            verify_checksums: true,
+        }
+    }
+}
+
+impl EmbedConfig {
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("embed.max_batch_tokens", self.max_batch_tokens),
+            ("embed.max_batch_size", self.max_batch_size),
+            ("embed.max_queue", self.max_queue),
+        ] {
+            if v == 0 {
+                return Err(format!("{key} must be at least 1"));
+            }
+        }
+        if self.max_tokens == Some(0) {
+            return Err("embed.max_tokens must be at least 1".into());
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum EmbedError {
@@ -220,10 +286,8 @@ struct Prepared {
     misses: Vec<(usize, String, Tokens)>,
 }
 
-/// Cosine similarity of two L2-normalised vectors (their dot product).
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+/// Cosine similarity of two L2-normalised vectors: their dot product.
+pub use crate::index::dense::dot as cosine;
 
 #[cfg(test)]
 mod tests {

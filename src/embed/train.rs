@@ -17,17 +17,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::intent::finetune::{
-    Lower, TunedLayer, bert_config, build_layers, checkpoint_dir, pad_states, pool, run_layers,
+use crate::intent::tuned::{
+    Lower, TunedLayer, bert_config, build_layers, pad_states, pool, run_layers,
 };
 use crate::model::manifest::{Manifest, ManifestSpec, WEIGHTS_FILE, sha256_file};
+use crate::optim::{AdamW, Schedule, checkpoint_dir, seeded_init};
 
 /// Cosines are multiplied by this before the softmax (sentence-transformers' default).
 pub const SCALE: f64 = 20.0;
@@ -398,85 +399,6 @@ fn batch_loss(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Optimiser (AdamW with its moments in the checkpoint, so a resumed run continues exactly)
-
-struct AdamW {
-    vars: Vec<(String, Var)>,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    t: usize,
-}
-
-const BETA1: f64 = 0.9;
-const BETA2: f64 = 0.999;
-const EPS: f64 = 1e-8;
-const WEIGHT_DECAY: f64 = 0.01;
-
-impl AdamW {
-    fn new(vm: &VarMap) -> candle_core::Result<Self> {
-        let mut vars: Vec<(String, Var)> = vm
-            .data()
-            .lock()
-            .expect("var map lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let m = vars
-            .iter()
-            .map(|(_, v)| v.as_tensor().zeros_like())
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        let v = m.clone();
-        Ok(Self { vars, m, v, t: 0 })
-    }
-
-    fn step(&mut self, grads: &candle_core::backprop::GradStore, lr: f64) -> anyhow::Result<()> {
-        self.t += 1;
-        let c1 = 1.0 - BETA1.powi(self.t as i32);
-        let c2 = 1.0 - BETA2.powi(self.t as i32);
-        for (i, (_, var)) in self.vars.iter().enumerate() {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            let m = ((&self.m[i] * BETA1)? + (g * (1.0 - BETA1))?)?;
-            let v = ((&self.v[i] * BETA2)? + (g.sqr()? * (1.0 - BETA2))?)?;
-            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + EPS)?)?;
-            let theta = ((var.as_tensor() * (1.0 - lr * WEIGHT_DECAY))? - (update * lr)?)?;
-            var.set(&theta)?;
-            self.m[i] = m;
-            self.v[i] = v;
-        }
-        Ok(())
-    }
-
-    /// Weights under their own names, moments under `adam.m.` / `adam.v.`.
-    fn tensors(&self) -> HashMap<String, Tensor> {
-        let mut out = HashMap::new();
-        for (i, (k, var)) in self.vars.iter().enumerate() {
-            out.insert(k.clone(), var.as_tensor().clone());
-            out.insert(format!("adam.m.{k}"), self.m[i].clone());
-            out.insert(format!("adam.v.{k}"), self.v[i].clone());
-        }
-        out
-    }
-
-    fn restore(&mut self, saved: &HashMap<String, Tensor>, t: usize) -> anyhow::Result<()> {
-        for (i, (k, var)) in self.vars.iter().enumerate() {
-            let get = |n: &str| {
-                saved
-                    .get(n)
-                    .with_context(|| format!("the checkpoint has no tensor {n}"))
-            };
-            var.set(get(k)?)?;
-            self.m[i] = get(&format!("adam.m.{k}"))?.clone();
-            self.v[i] = get(&format!("adam.v.{k}"))?.clone();
-        }
-        self.t = t;
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Checkpoints
 
 /// Everything a checkpoint must share with the run that resumes it.
@@ -538,9 +460,7 @@ const CKPT_WEIGHTS: &str = "layers.safetensors";
 
 fn save_checkpoint(dir: &Path, adam: &AdamW, state: &CheckpointState) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!("{CKPT_WEIGHTS}.tmp"));
-    candle_core::safetensors::save(&adam.tensors(), &tmp)?;
-    std::fs::rename(&tmp, dir.join(CKPT_WEIGHTS))?;
+    crate::optim::save_tensors(&adam.tensors(), &dir.join(CKPT_WEIGHTS))?;
     crate::eval::report::write_atomic(
         &dir.join(STATE_FILE),
         serde_json::to_string_pretty(state)?.as_bytes(),
@@ -655,11 +575,7 @@ fn mine_negatives(
     bar.finish_and_clear();
     let dot = |a: u32, b: u32| -> f32 {
         let (a, b) = (a as usize * dim, b as usize * dim);
-        vectors[a..a + dim]
-            .iter()
-            .zip(&vectors[b..b + dim])
-            .map(|(x, y)| x * y)
-            .sum()
+        crate::index::dense::dot(&vectors[a..a + dim], &vectors[b..b + dim])
     };
     // Every text of an example with its least similar positive's cosine.
     let mut bound: BTreeMap<u32, f32> = BTreeMap::new();
@@ -728,25 +644,6 @@ fn mine_negatives(
     bar.finish_and_clear();
     tracing::info!("mined {added} hard negatives for {} texts", anchors.len());
     Ok(added)
-}
-
-/// Sets every adapter's `A` (the `lora_a` variables) to seeded values uniform in
-/// ±1/√fan-in; the `B`s stay zero.
-fn init_adapters(vm: &VarMap, seed: u64) -> candle_core::Result<()> {
-    let data = vm.data().lock().expect("var map lock");
-    let mut names: Vec<&String> = data.keys().filter(|k| k.ends_with(".lora_a")).collect();
-    names.sort();
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x10a4_ada9);
-    for k in names {
-        let var = &data[k];
-        let (r, fan_in) = var.as_tensor().dims2()?;
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let vals: Vec<f32> = (0..r * fan_in)
-            .map(|_| rng.random_range(-bound..bound))
-            .collect();
-        var.set(&Tensor::from_vec(vals, (r, fan_in), &Device::Cpu)?)?;
-    }
-    Ok(())
 }
 
 /// Fine-tunes the top layers of the model in `base` on `pairs` and `kb` files and writes the
@@ -903,7 +800,9 @@ pub fn train(
                 opts.adapter_alpha,
             )?;
         }
-        init_adapters(&vm, opts.seed)?;
+        // Every adapter's `A` seeded uniform in ±1/√fan-in; the `B`s stay zero.
+        let mut rng = StdRng::seed_from_u64(opts.seed ^ 0x10a4_ada9);
+        seeded_init(&vm, &mut rng, |k| k.ends_with(".lora_a"))?;
         layers
     } else {
         let layers = build_layers(
@@ -944,7 +843,7 @@ pub fn train(
     let n = data.examples.len();
     let steps_per_epoch = n.div_ceil(opts.batch_size);
     let total = steps_per_epoch * opts.epochs;
-    let warmup = ((total as f64 * opts.warmup).ceil() as usize).max(1);
+    let schedule = Schedule::new(total, (total as f64 * opts.warmup).ceil() as usize);
     let mut probe: Vec<usize> = (0..n).collect();
     probe.shuffle(&mut StdRng::seed_from_u64(opts.seed ^ 0x9e37_79b9));
     probe.truncate(PROBE_EXAMPLES);
@@ -998,11 +897,7 @@ pub fn train(
                     checkpoint.display()
                 );
             }
-            let lr_scale = if step < warmup {
-                (step + 1) as f64 / warmup as f64
-            } else {
-                (total - step) as f64 / (total - warmup).max(1) as f64
-            };
+            let lr_scale = schedule.scale(step);
             let mut rng = StdRng::seed_from_u64(opts.seed.wrapping_mul(0x100_0193) ^ step as u64);
             let mut pick = |t: u32| -> Option<u32> {
                 let h = &data.hard[t as usize];
@@ -1054,7 +949,7 @@ pub fn train(
         }
         m
     } else {
-        adam.vars
+        adam.vars()
             .iter()
             .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
             .collect()

@@ -7,23 +7,26 @@
 //! (f32, candle-transformers) and the tuned ones from the intent model.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{AdamW, Linear, Optimizer, ParamsAdamW, VarBuilder, VarMap};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use super::features::Matrix;
+use super::tuned::{
+    FinetuneCard, Lower, TUNED_PREFIX, TunedEncoder, bert_config, build_layers, pad_states, pool,
+    run_layers,
+};
 use crate::model::manifest::WEIGHTS_FILE;
+use crate::optim::{AdamW, Schedule, save_tensors, seeded_init};
 
-/// Prefix of the tuned layers' tensors inside an intent model's safetensors.
-pub const TUNED_PREFIX: &str = "tuned.";
+pub use crate::optim::checkpoint_dir;
 
 /// What `kefu train intent --finetune-layers` can change.
 #[derive(Debug, Clone, Serialize)]
@@ -54,355 +57,6 @@ impl Default for FinetuneOptions {
     }
 }
 
-/// The part of the model card about fine-tuned layers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FinetuneCard {
-    /// Layers of the encoder (the tuned ones are the top `layers` of them).
-    pub encoder_layers: usize,
-    pub layers: usize,
-}
-
-/// One BERT layer built from differentiable tensor operations (candle's fused layer norm has
-/// no backward pass), with the Hugging Face parameter names.
-pub struct TunedLayer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    attn_out: Linear,
-    ln1: (Tensor, Tensor),
-    inter: Linear,
-    out: Linear,
-    ln2: (Tensor, Tensor),
-    heads: usize,
-    eps: f64,
-    /// Low-rank adapters beside the linear maps, in the order of [`LINEARS`] (empty: none).
-    adapters: Vec<Adapter>,
-}
-
-/// A layer's linear maps by their Hugging Face names, in the order adapters attach to them.
-pub(crate) const LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
-
-/// A low-rank adapter (LoRA) beside a frozen linear map `W`: the map becomes
-/// `x·Wᵀ + scale·x·Aᵀ·Bᵀ`, with `A` (rank × in) and `B` (out × rank) trained and `B` starting
-/// at zero, so that training starts from the base model exactly.
-pub(crate) struct Adapter {
-    a: Tensor,
-    b: Tensor,
-    scale: f64,
-}
-
-impl Adapter {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.broadcast_matmul(&self.a.t()?)?
-            .broadcast_matmul(&self.b.t()?)?
-            * self.scale
-    }
-}
-
-fn layer_norm(x: &Tensor, (w, b): &(Tensor, Tensor), eps: f64) -> candle_core::Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    xc.broadcast_div(&(var + eps)?.sqrt()?)?
-        .broadcast_mul(w)?
-        .broadcast_add(b)
-}
-
-impl TunedLayer {
-    pub(crate) fn load(vb: VarBuilder, cfg: &BertConfig) -> candle_core::Result<Self> {
-        let d = cfg.hidden_size;
-        let ln = |vb: VarBuilder| -> candle_core::Result<(Tensor, Tensor)> {
-            Ok((
-                vb.get_with_hints(d, "weight", candle_nn::Init::Const(1.0))?,
-                vb.get_with_hints(d, "bias", candle_nn::Init::Const(0.0))?,
-            ))
-        };
-        Ok(Self {
-            q: candle_nn::linear(d, d, vb.pp("attention.self.query"))?,
-            k: candle_nn::linear(d, d, vb.pp("attention.self.key"))?,
-            v: candle_nn::linear(d, d, vb.pp("attention.self.value"))?,
-            attn_out: candle_nn::linear(d, d, vb.pp("attention.output.dense"))?,
-            ln1: ln(vb.pp("attention.output.LayerNorm"))?,
-            inter: candle_nn::linear(d, cfg.intermediate_size, vb.pp("intermediate.dense"))?,
-            out: candle_nn::linear(cfg.intermediate_size, d, vb.pp("output.dense"))?,
-            ln2: ln(vb.pp("output.LayerNorm"))?,
-            heads: cfg.num_attention_heads,
-            eps: cfg.layer_norm_eps,
-            adapters: Vec::new(),
-        })
-    }
-
-    fn linears(&self) -> [&Linear; 6] {
-        [
-            &self.q,
-            &self.k,
-            &self.v,
-            &self.attn_out,
-            &self.inter,
-            &self.out,
-        ]
-    }
-
-    /// Adds rank-`rank` adapters to every linear map, their tensors taken from `vb` (this
-    /// layer's prefix) as `<linear>.lora_a` (zeros until set) and `<linear>.lora_b` (zeros).
-    pub(crate) fn add_adapters(
-        &mut self,
-        vb: VarBuilder,
-        rank: usize,
-        alpha: f64,
-    ) -> candle_core::Result<()> {
-        let mut adapters = Vec::with_capacity(LINEARS.len());
-        for (name, lin) in LINEARS.iter().zip(self.linears()) {
-            let (out, inp) = lin.weight().dims2()?;
-            let vb = vb.pp(name);
-            adapters.push(Adapter {
-                a: vb.get_with_hints((rank, inp), "lora_a", candle_nn::Init::Const(0.0))?,
-                b: vb.get_with_hints((out, rank), "lora_b", candle_nn::Init::Const(0.0))?,
-                scale: alpha / rank as f64,
-            });
-        }
-        self.adapters = adapters;
-        Ok(())
-    }
-
-    /// With adapters: every linear map's weight with its adapter merged in
-    /// (`W + scale·B·A`), under `<prefix>.<linear>.weight`.
-    pub(crate) fn merged_weights(
-        &self,
-        prefix: &str,
-    ) -> candle_core::Result<Vec<(String, Tensor)>> {
-        LINEARS
-            .iter()
-            .zip(self.linears())
-            .zip(&self.adapters)
-            .map(|((name, lin), ad)| {
-                let delta = (ad.b.matmul(&ad.a)? * ad.scale)?;
-                Ok((format!("{prefix}.{name}.weight"), (lin.weight() + delta)?))
-            })
-            .collect()
-    }
-
-    /// Linear map `i` (of [`LINEARS`]) with its adapter, if any.
-    fn apply(&self, i: usize, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.linears()[i].forward(x)?;
-        match self.adapters.get(i) {
-            Some(ad) => y + ad.forward(x)?,
-            None => Ok(y),
-        }
-    }
-
-    /// `h`: (batch, seq, dim); `mask`: additive, (batch, 1, 1, seq).
-    pub(crate) fn forward(&self, h: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, s, d) = h.dims3()?;
-        let hd = d / self.heads;
-        let split = |x: Tensor| -> candle_core::Result<Tensor> {
-            x.reshape((b, s, self.heads, hd))?
-                .transpose(1, 2)?
-                .contiguous()
-        };
-        let q = split(self.apply(0, h)?)?;
-        let k = split(self.apply(1, h)?)?;
-        let v = split(self.apply(2, h)?)?;
-        let scores =
-            (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
-        let ctx = p
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, s, d))?;
-        let a = layer_norm(&(self.apply(3, &ctx)? + h)?, &self.ln1, self.eps)?;
-        let i = self.apply(4, &a)?.gelu_erf()?;
-        layer_norm(&(self.apply(5, &i)? + &a)?, &self.ln2, self.eps)
-    }
-}
-
-/// (batch, seq, dim) mean over the kept tokens, then L2-normalised as the encoder does.
-pub(crate) fn pool(h: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
-    let m = mask01.unsqueeze(2)?;
-    let sum = h.broadcast_mul(&m)?.sum(1)?;
-    let n = m.sum(1)?;
-    let mean = sum.broadcast_div(&n)?;
-    let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?;
-    mean.broadcast_div(&(norm + 1e-12)?)
-}
-
-pub(crate) fn bert_config(encoder_dir: &Path) -> anyhow::Result<BertConfig> {
-    let p = encoder_dir.join("config.json");
-    let text = std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a BERT config", p.display()))
-}
-
-/// The frozen lower layers: embeddings and the first `layers` transformer layers, f32.
-pub struct Lower {
-    model: BertModel,
-}
-
-impl Lower {
-    pub fn load(encoder_dir: &Path, layers: usize) -> anyhow::Result<(Self, BertConfig)> {
-        let mut cfg = bert_config(encoder_dir)?;
-        let full = cfg.clone();
-        cfg.num_hidden_layers = layers;
-        let weights = encoder_dir.join(WEIGHTS_FILE);
-        // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
-        let vb = unsafe {
-            VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &Device::Cpu)
-                .with_context(|| format!("reading {}", weights.display()))?
-        };
-        let model = BertModel::load(vb, &cfg)
-            .with_context(|| format!("loading the lower layers of {}", encoder_dir.display()))?;
-        Ok((Self { model }, full))
-    }
-
-    /// Hidden states after the lower layers, one `len × dim` row-major block per sequence.
-    pub(crate) fn forward(&self, batch: &[&[u32]]) -> candle_core::Result<Vec<Vec<f32>>> {
-        let (ids, mask01) = pad_ids(batch)?;
-        let h = self
-            .model
-            .forward(&ids, &ids.zeros_like()?, Some(&mask01))?;
-        let mut out = Vec::with_capacity(batch.len());
-        for (i, t) in batch.iter().enumerate() {
-            out.push(h.get(i)?.narrow(0, 0, t.len())?.flatten_all()?.to_vec1()?);
-        }
-        Ok(out)
-    }
-}
-
-fn pad_ids(batch: &[&[u32]]) -> candle_core::Result<(Tensor, Tensor)> {
-    let s = batch.iter().map(|t| t.len()).max().unwrap_or(1).max(1);
-    let mut ids = vec![0u32; batch.len() * s];
-    let mut mask = vec![0u32; batch.len() * s];
-    for (i, t) in batch.iter().enumerate() {
-        ids[i * s..i * s + t.len()].copy_from_slice(t);
-        mask[i * s..i * s + t.len()].iter_mut().for_each(|m| *m = 1);
-    }
-    Ok((
-        Tensor::from_vec(ids, (batch.len(), s), &Device::Cpu)?,
-        Tensor::from_vec(mask, (batch.len(), s), &Device::Cpu)?,
-    ))
-}
-
-/// Pads cached lower-layer states to (batch, seq, dim) with their masks (0/1 and additive).
-pub(crate) fn pad_states(
-    states: &[&[f32]],
-    dim: usize,
-) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
-    let s = states
-        .iter()
-        .map(|x| x.len() / dim)
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let mut h = vec![0f32; states.len() * s * dim];
-    let mut m = vec![0f32; states.len() * s];
-    for (i, x) in states.iter().enumerate() {
-        h[i * s * dim..i * s * dim + x.len()].copy_from_slice(x);
-        m[i * s..i * s + x.len() / dim]
-            .iter_mut()
-            .for_each(|v| *v = 1.0);
-    }
-    let h = Tensor::from_vec(h, (states.len(), s, dim), &Device::Cpu)?;
-    let m01 = Tensor::from_vec(m, (states.len(), s), &Device::Cpu)?;
-    let additive = ((m01.ones_like()? - &m01)? * -10_000.0)?
-        .unsqueeze(1)?
-        .unsqueeze(1)?;
-    Ok((h, m01, additive))
-}
-
-pub(crate) fn run_layers(
-    layers: &[TunedLayer],
-    h: &Tensor,
-    mask: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let mut h = h.clone();
-    for l in layers {
-        h = l.forward(&h, mask)?;
-    }
-    Ok(h)
-}
-
-/// Lower layers from the encoder plus tuned top layers: turns token ids into sentence vectors.
-pub struct TunedEncoder {
-    lower: Lower,
-    layers: Vec<TunedLayer>,
-    dim: usize,
-}
-
-impl std::fmt::Debug for TunedEncoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TunedEncoder({} tuned layers)", self.layers.len())
-    }
-}
-
-pub(crate) fn build_layers(
-    vb: VarBuilder,
-    cfg: &BertConfig,
-    k: usize,
-) -> candle_core::Result<Vec<TunedLayer>> {
-    let l = cfg.num_hidden_layers;
-    (l - k..l)
-        .map(|i| TunedLayer::load(vb.pp(format!("encoder.layer.{i}")), cfg))
-        .collect()
-}
-
-impl TunedEncoder {
-    /// The lower layers from `encoder_dir`, the tuned ones from `tensors` (names prefixed with
-    /// [`TUNED_PREFIX`]).
-    pub fn load(
-        encoder_dir: &Path,
-        card: &FinetuneCard,
-        tensors: &HashMap<String, Tensor>,
-    ) -> anyhow::Result<Self> {
-        let cfg = bert_config(encoder_dir)?;
-        anyhow::ensure!(
-            cfg.num_hidden_layers == card.encoder_layers && card.layers <= card.encoder_layers,
-            "the intent model tunes {} of {} layers but the encoder has {}",
-            card.layers,
-            card.encoder_layers,
-            cfg.num_hidden_layers
-        );
-        let (lower, _) = Lower::load(encoder_dir, card.encoder_layers - card.layers)?;
-        let tuned: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(TUNED_PREFIX)
-                    .map(|n| (n.to_string(), v.clone()))
-            })
-            .collect();
-        let vb = VarBuilder::from_tensors(tuned, DType::F32, &Device::Cpu);
-        let layers = build_layers(vb, &cfg, card.layers).context("reading the tuned layers")?;
-        Ok(Self {
-            lower,
-            layers,
-            dim: cfg.hidden_size,
-        })
-    }
-
-    /// Sentence vectors of token id sequences, 32 at a time.
-    pub fn embed(&self, tokens: &[Vec<u32>]) -> anyhow::Result<Matrix> {
-        let mut data = Vec::with_capacity(tokens.len() * self.dim);
-        for chunk in tokens.chunks(32) {
-            let refs: Vec<&[u32]> = chunk.iter().map(|t| t.as_slice()).collect();
-            let states = self.lower.forward(&refs)?;
-            let views: Vec<&[f32]> = states.iter().map(|s| s.as_slice()).collect();
-            let (h, m01, add) = pad_states(&views, self.dim)?;
-            let v = pool(&run_layers(&self.layers, &h, &add)?, &m01)?;
-            data.extend(v.flatten_all()?.to_vec1::<f32>()?);
-        }
-        Ok(Matrix {
-            dim: self.dim,
-            data,
-        })
-    }
-}
-
 /// The result of fine-tuning: the tuned layers' tensors (prefixed) and the encoder that uses
 /// them, plus the vectors of the training texts.
 pub struct Tuned {
@@ -414,22 +68,19 @@ pub struct Tuned {
     pub examples_per_second: f64,
 }
 
-/// Where a run keeps its checkpoint: `<out>.checkpoint/`.
-pub fn checkpoint_dir(out: &Path) -> PathBuf {
-    let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".checkpoint");
-    out.with_file_name(name)
-}
-
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     epochs_done: usize,
     layers: usize,
+    /// Optimiser steps done; the optimisers' moments are in the weights file beside. `None`:
+    /// written before kefu kept them (weights only).
+    #[serde(default)]
+    steps: Option<usize>,
 }
 
 /// Fine-tunes the top `opts.layers` layers of the encoder in `encoder_dir` on tokenised texts
-/// with labels `y` (indices below `classes`). After every epoch (and on Ctrl-C) the tuned layers
-/// are saved in `checkpoint`; with `resume`, a run starts from the checkpoint there.
+/// with labels `y` (indices below `classes`). After every epoch the tuned layers, the head and
+/// both optimisers' state are saved in `checkpoint`; with `resume`, a run continues from there.
 #[allow(clippy::too_many_arguments)] // data, options, checkpointing: each a distinct input
 pub fn finetune(
     encoder_dir: &Path,
@@ -480,8 +131,7 @@ pub fn finetune(
     let layers = build_layers(vb, &cfg, opts.layers)?;
     let state_file = checkpoint.join("state.json");
     let ckpt_weights = checkpoint.join("layers.safetensors");
-    let mut start_epoch = 0;
-    if resume && state_file.exists() {
+    let resumed: Option<CheckpointState> = if resume && state_file.exists() {
         let st: CheckpointState = serde_json::from_str(&std::fs::read_to_string(&state_file)?)
             .with_context(|| format!("reading {}", state_file.display()))?;
         anyhow::ensure!(
@@ -491,61 +141,73 @@ pub fn finetune(
             st.layers,
             opts.layers
         );
-        vm.load(&ckpt_weights)
-            .with_context(|| format!("reading {}", ckpt_weights.display()))?;
-        start_epoch = st.epochs_done;
-        tracing::info!(
-            "resuming from {} after epoch {start_epoch}",
-            checkpoint.display()
-        );
+        Some(st)
     } else {
-        vm.load(encoder_dir.join(WEIGHTS_FILE))
-            .context("initialising the tuned layers from the encoder")?;
-    }
+        None
+    };
+    vm.load(encoder_dir.join(WEIGHTS_FILE))
+        .context("initialising the tuned layers from the encoder")?;
     let head_vm = VarMap::new();
     let head = candle_nn::linear(
         dim,
         classes,
         VarBuilder::from_varmap(&head_vm, DType::F32, &Device::Cpu).pp("head"),
     )?;
-    super::train::seeded_init(&head_vm, &mut StdRng::seed_from_u64(opts.seed))?;
-    let mut opt = AdamW::new(
-        vm.all_vars(),
-        ParamsAdamW {
-            lr: opts.learning_rate,
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-    )?;
-    let mut head_opt = AdamW::new(
-        head_vm.all_vars(),
-        ParamsAdamW {
-            lr: opts.head_learning_rate,
-            weight_decay: 0.01,
-            ..Default::default()
-        },
-    )?;
-    let save_checkpoint = |vm: &VarMap, epochs_done: usize| -> anyhow::Result<()> {
-        std::fs::create_dir_all(checkpoint)
-            .with_context(|| format!("creating {}", checkpoint.display()))?;
-        let tmp = checkpoint.join("layers.safetensors.tmp");
-        vm.save(&tmp)?;
-        std::fs::rename(&tmp, &ckpt_weights)?;
-        crate::eval::report::write_atomic(
-            &state_file,
-            serde_json::to_string(&CheckpointState {
-                epochs_done,
-                layers: opts.layers,
-            })?
-            .as_bytes(),
-        )?;
-        Ok(())
-    };
+    seeded_init(&head_vm, &mut StdRng::seed_from_u64(opts.seed), |_| true)?;
+    let mut opt = AdamW::new(&vm)?;
+    let mut head_opt = AdamW::new(&head_vm)?;
+    let mut start_epoch = 0;
+    if let Some(st) = &resumed {
+        let saved = candle_core::safetensors::load(&ckpt_weights, &Device::Cpu)
+            .with_context(|| format!("reading {}", ckpt_weights.display()))?;
+        match st.steps {
+            Some(steps) => {
+                opt.restore(&saved, steps)?;
+                head_opt.restore(&saved, steps)?;
+            }
+            None => {
+                tracing::warn!(
+                    "the checkpoint in {} has no optimiser state (an older kefu wrote it): the optimiser starts afresh",
+                    checkpoint.display()
+                );
+                for (k, var) in opt.vars() {
+                    let t = saved
+                        .get(k)
+                        .with_context(|| format!("the checkpoint has no tensor {k}"))?;
+                    var.set(t)?;
+                }
+            }
+        }
+        start_epoch = st.epochs_done;
+        tracing::info!(
+            "resuming from {} after epoch {start_epoch}",
+            checkpoint.display()
+        );
+    }
+    // Both optimisers (layers and head) in one file; their variables' names do not overlap.
+    let save_checkpoint =
+        |opt: &AdamW, head_opt: &AdamW, epochs_done: usize| -> anyhow::Result<()> {
+            std::fs::create_dir_all(checkpoint)
+                .with_context(|| format!("creating {}", checkpoint.display()))?;
+            let mut tensors = opt.tensors();
+            tensors.extend(head_opt.tensors());
+            save_tensors(&tensors, &ckpt_weights)?;
+            crate::eval::report::write_atomic(
+                &state_file,
+                serde_json::to_string(&CheckpointState {
+                    epochs_done,
+                    layers: opts.layers,
+                    steps: Some(opt.steps()),
+                })?
+                .as_bytes(),
+            )?;
+            Ok(())
+        };
 
     let n = tokens.len();
     let steps_per_epoch = n.div_ceil(opts.batch_size);
     let total = steps_per_epoch * opts.epochs;
-    let warmup = ((total as f64 * opts.warmup) as usize).max(1);
+    let schedule = Schedule::new(total, (total as f64 * opts.warmup) as usize);
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut idx: Vec<usize> = (0..n).collect();
     let bar = indicatif::ProgressBar::new(total as u64).with_style(
@@ -574,13 +236,7 @@ pub fn finetune(
                 );
             }
             let step = epoch * steps_per_epoch + b;
-            let scale = if step < warmup {
-                (step + 1) as f64 / warmup as f64
-            } else {
-                (total - step) as f64 / (total - warmup).max(1) as f64
-            };
-            opt.set_learning_rate(opts.learning_rate * scale);
-            head_opt.set_learning_rate(opts.head_learning_rate * scale);
+            let scale = schedule.scale(step);
             let views: Vec<&[f32]> = batch.iter().map(|&i| states[i].as_slice()).collect();
             let (h, m01, add) = pad_states(&views, dim)?;
             let pooled = pool(&run_layers(&layers, &h, &add)?, &m01)?;
@@ -590,8 +246,8 @@ pub fn finetune(
             let yb = Tensor::from_vec(yb, batch.len(), &Device::Cpu)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
             let grads = loss.backward()?;
-            opt.step(&grads)?;
-            head_opt.step(&grads)?;
+            opt.step(&grads, opts.learning_rate * scale)?;
+            head_opt.step(&grads, opts.head_learning_rate * scale)?;
             let lv = loss.to_scalar::<f32>()? as f64;
             loss_sum += lv * batch.len() as f64;
             count += batch.len();
@@ -608,7 +264,7 @@ pub fn finetune(
         }
         final_loss = loss_sum / count.max(1) as f64;
         tracing::info!("fine-tuning epoch {}: loss {final_loss:.4}", epoch + 1);
-        save_checkpoint(&vm, epoch + 1)?;
+        save_checkpoint(&opt, &head_opt, epoch + 1)?;
     }
     bar.finish_and_clear();
     let examples_per_second = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -637,7 +293,7 @@ pub fn finetune(
             layers: opts.layers,
         },
         tensors,
-        encoder: TunedEncoder { lower, layers, dim },
+        encoder: TunedEncoder::new(lower, layers, dim),
         train_vectors: Matrix { dim, data },
         final_loss,
         examples_per_second,
@@ -647,102 +303,90 @@ pub fn finetune(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
-    /// A tiny BERT layer (hidden 8, 2 heads, intermediate 16) with seeded random weights.
-    fn layer_tensors(seed: u64) -> (HashMap<String, Tensor>, BertConfig) {
-        use rand::Rng;
-        let cfg = BertConfig {
-            hidden_size: 8,
-            intermediate_size: 16,
-            num_attention_heads: 2,
-            num_hidden_layers: 1,
-            ..BertConfig::default()
-        };
-        let mut rng = StdRng::seed_from_u64(seed);
-        let mut t = HashMap::new();
-        let mut rand = |shape: &[usize]| {
-            let n: usize = shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|_| rng.random_range(-0.5..0.5)).collect();
-            Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-        };
-        for (name, out, inp) in [
-            ("attention.self.query", 8, 8),
-            ("attention.self.key", 8, 8),
-            ("attention.self.value", 8, 8),
-            ("attention.output.dense", 8, 8),
-            ("intermediate.dense", 16, 8),
-            ("output.dense", 8, 16),
-        ] {
-            t.insert(format!("{name}.weight"), rand(&[out, inp]));
-            t.insert(format!("{name}.bias"), rand(&[out]));
-        }
-        for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            t.insert(format!("{ln}.weight"), (rand(&[8]) + 1.0).unwrap());
-            t.insert(format!("{ln}.bias"), rand(&[8]));
-        }
-        (t, cfg)
+    /// A 2-layer BERT (hidden size 8) with random weights, written as a model directory.
+    fn tiny_encoder(dir: &Path) {
+        let cfg = serde_json::json!({
+            "vocab_size": 20, "hidden_size": 8, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 16, "hidden_act": "gelu",
+            "hidden_dropout_prob": 0.0, "max_position_embeddings": 16, "type_vocab_size": 2,
+            "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0,
+            "classifier_dropout": null, "model_type": null
+        });
+        std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+        let cfg: BertConfig = serde_json::from_value(cfg).unwrap();
+        let vm = VarMap::new();
+        BertModel::load(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), &cfg).unwrap();
+        vm.save(dir.join(WEIGHTS_FILE)).unwrap();
     }
 
     #[test]
-    fn adapters_start_neutral_and_merge_exactly() {
-        let (base, cfg) = layer_tensors(1);
-        let x = layer_tensors(2).0["intermediate.dense.weight"]
-            .reshape((2, 8, 8))
-            .unwrap()
-            .narrow(1, 0, 3)
-            .unwrap()
-            .contiguous()
-            .unwrap();
-        let mask = Tensor::zeros((2, 1, 1, 3), DType::F32, &Device::Cpu).unwrap();
-        let plain = TunedLayer::load(
-            VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu),
-            &cfg,
-        )
-        .unwrap();
-        let vm = VarMap::new();
-        let mut adapted = TunedLayer::load(
-            VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu),
-            &cfg,
-        )
-        .unwrap();
-        adapted
-            .add_adapters(
-                VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
-                2,
-                4.0,
-            )
-            .unwrap();
-        let vals = |x: &Tensor| -> Vec<f32> { x.flatten_all().unwrap().to_vec1().unwrap() };
-        let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-5);
-        // B = 0: the adapted layer is the plain one.
-        let y0 = vals(&plain.forward(&x, &mask).unwrap());
-        assert!(close(&y0, &vals(&adapted.forward(&x, &mask).unwrap())));
-        assert_eq!(vm.all_vars().len(), 12, "A and B for six linear maps");
+    fn checkpoint_keeps_the_optimiser_state_and_resume_restores_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        tiny_encoder(tmp.path());
+        let tokens: Vec<Vec<u32>> = (0..12u32)
+            .map(|i| vec![1, 2 + i % 5, 3 + i % 7, 4])
+            .collect();
+        let y: Vec<u32> = (0..12).map(|i| i % 2).collect();
+        let opts = FinetuneOptions {
+            layers: 1,
+            epochs: 1,
+            batch_size: 4,
+            ..FinetuneOptions::default()
+        };
+        let ckpt = tmp.path().join("m.checkpoint");
+        let run = |epochs: usize, resume: bool| {
+            let o = FinetuneOptions {
+                epochs,
+                ..opts.clone()
+            };
+            finetune(tmp.path(), &tokens, &y, 2, &o, &ckpt, resume, None).unwrap()
+        };
+        let first = run(1, false);
 
-        // Non-zero adapters change the output; the merged weights reproduce it exactly.
-        let mut rng = StdRng::seed_from_u64(3);
-        for v in vm.all_vars() {
-            let shape = v.as_tensor().dims().to_vec();
-            let n: usize = shape.iter().product();
-            let r: Vec<f32> = (0..n)
-                .map(|_| rand::Rng::random_range(&mut rng, -0.3..0.3))
-                .collect();
-            v.set(&Tensor::from_vec(r, shape, &Device::Cpu).unwrap())
+        let st: CheckpointState =
+            serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap())
                 .unwrap();
+        assert_eq!((st.epochs_done, st.steps), (1, Some(3)), "3 batches of 4");
+        let saved =
+            candle_core::safetensors::load(ckpt.join("layers.safetensors"), &Device::Cpu).unwrap();
+        for name in [
+            "encoder.layer.1.output.dense.weight",
+            "head.weight",
+            "head.bias",
+        ] {
+            for k in [
+                name.to_string(),
+                format!("adam.m.{name}"),
+                format!("adam.v.{name}"),
+            ] {
+                let t = saved.get(&k).unwrap_or_else(|| panic!("{k} not saved"));
+                let sum = t
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(sum > 0.0, "{k} is all zeros");
+            }
         }
-        let y1 = vals(&adapted.forward(&x, &mask).unwrap());
-        assert!(!close(&y0, &y1));
-        let mut merged = base.clone();
-        for (k, w) in adapted.merged_weights("").unwrap() {
-            let k = k.trim_start_matches('.').to_string();
-            assert!(merged.contains_key(&k), "{k}");
-            merged.insert(k, w);
-        }
-        let m = TunedLayer::load(
-            VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu),
-            &cfg,
-        )
-        .unwrap();
-        assert!(close(&y1, &vals(&m.forward(&x, &mask).unwrap())));
+
+        // Resumed with nothing left to do, the tuned layers are the checkpoint's.
+        let again = run(1, true);
+        let vals = |t: &Tuned, k: &str| -> Vec<f32> {
+            t.tensors[k].flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let k = "tuned.encoder.layer.1.output.dense.weight";
+        assert_eq!(vals(&again, k), vals(&first, k));
+
+        // Resumed for another epoch, the optimisers continue from the saved step count.
+        let more = run(2, true);
+        assert_ne!(vals(&more, k), vals(&first, k));
+        let st: CheckpointState =
+            serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json")).unwrap())
+                .unwrap();
+        assert_eq!((st.epochs_done, st.steps), (2, Some(6)));
     }
 }

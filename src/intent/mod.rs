@@ -1,7 +1,7 @@
 //! Intent classification over the encoder's embeddings: training (`train`), the model
 //! directory and prediction (`model`), the embedding cache for training and evaluation
 //! (`features`), evaluation (`eval`), the demo models (`demo`) and the routing policy
-//! (`routing`).
+//! (`routing`); fine-tuned encoder layers: inference (`tuned`) and training (`finetune`).
 
 pub mod demo;
 pub mod eval;
@@ -10,12 +10,46 @@ pub mod finetune;
 pub mod model;
 pub mod routing;
 pub mod train;
+pub mod tuned;
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 pub use model::{IntentModel, Prediction, Ranked};
+
+/// `[intent]` in kefu.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IntentConfig {
+    /// Named intent models to serve: name = model directory (written by `kefu train intent`).
+    pub models: std::collections::BTreeMap<String, std::path::PathBuf>,
+    /// For the names `service` and `complaint_severity` when `models` does not set them: train
+    /// the demo models from datasets/demo/intents at first start (kept in `<data_dir>/intent`).
+    pub load_demo: bool,
+    /// The model `/v1/intent` uses when the request names none.
+    pub default_model: String,
+}
+
+impl Default for IntentConfig {
+    fn default() -> Self {
+        Self {
+            models: Default::default(),
+            load_demo: true,
+            default_model: "service".into(),
+        }
+    }
+}
+
+impl IntentConfig {
+    /// Checks values that parse but make no sense, naming the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_model.trim().is_empty() {
+            return Err("intent.default_model is empty".into());
+        }
+        Ok(())
+    }
+}
 
 /// The label the shared `intent` format gives to out-of-scope examples.
 pub const OOS_LABEL: &str = "oos";

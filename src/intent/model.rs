@@ -78,7 +78,7 @@ pub struct ModelCard {
     /// Present when the encoder's top layers were fine-tuned: the model then carries them and
     /// computes its own sentence vectors (lower layers from the serving encoder).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finetune: Option<super::finetune::FinetuneCard>,
+    pub finetune: Option<super::tuned::FinetuneCard>,
 }
 
 /// A dense layer: `out = in · w + b`, `w` row-major `[inputs, outputs]`.
@@ -173,7 +173,7 @@ pub struct IntentModel {
     /// Tensors of the fine-tuned layers (named `tuned.encoder.layer.N…`), when any.
     pub tuned_tensors: HashMap<String, Tensor>,
     /// The encoder with the tuned layers, once attached to the serving encoder's directory.
-    pub tuned: Option<Arc<super::finetune::TunedEncoder>>,
+    pub tuned: Option<Arc<super::tuned::TunedEncoder>>,
 }
 
 impl IntentModel {
@@ -190,7 +190,7 @@ impl IntentModel {
     /// model's tuned layers; nothing to do for a model on frozen embeddings.
     pub fn attach_encoder(&mut self, encoder_dir: &Path) -> anyhow::Result<()> {
         if let Some(card) = &self.card.finetune {
-            let enc = super::finetune::TunedEncoder::load(encoder_dir, card, &self.tuned_tensors)?;
+            let enc = super::tuned::TunedEncoder::load(encoder_dir, card, &self.tuned_tensors)?;
             self.tuned = Some(Arc::new(enc));
         }
         Ok(())
@@ -320,7 +320,7 @@ impl IntentModel {
             .with_context(|| format!("{} does not fit {}", wpath.display(), CARD_FILE))?;
         let tuned_tensors: HashMap<String, Tensor> = tensors
             .into_iter()
-            .filter(|(k, _)| k.starts_with(super::finetune::TUNED_PREFIX))
+            .filter(|(k, _)| k.starts_with(super::tuned::TUNED_PREFIX))
             .collect();
         anyhow::ensure!(
             card.finetune.is_none() || !tuned_tensors.is_empty(),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarBuilder, VarMap};
+use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -18,6 +18,7 @@ use super::model::{
     EncoderRef, FORMAT, Head, IntentCalibration, IntentModel, Layer, ModelCard, Weights,
 };
 use super::{Example, OOS_LABEL};
+use crate::optim::AdamW;
 
 /// The fewest optimiser steps of a training run (see `train_head`).
 pub const MIN_STEPS: usize = 2000;
@@ -499,31 +500,6 @@ fn fit_temperature(nll: &dyn Fn(f32) -> f64) -> f32 {
     (((lo + hi) / 2.0).exp() as f32).clamp(0.25, 20.0)
 }
 
-/// Sets every variable of `vm` (weights `[out, in]`, biases) to U(-1/√in, 1/√in), in name
-/// order, from `rng` (candle's own initialisation cannot be seeded on the CPU).
-pub fn seeded_init(vm: &VarMap, rng: &mut StdRng) -> candle_core::Result<()> {
-    let data = vm.data().lock().expect("var map lock");
-    let mut names: Vec<&String> = data.keys().collect();
-    names.sort();
-    for name in names {
-        let var = &data[name];
-        let dims = var.dims().to_vec();
-        // A bias's fan-in is its weight's: the sibling weight's second dimension.
-        let fan_in = if dims.len() == 2 {
-            dims[1]
-        } else {
-            let w = name.replace(".bias", ".weight");
-            data.get(&w).map_or(dims[0], |w| w.dims()[1])
-        };
-        let bound = 1.0 / (fan_in as f32).sqrt();
-        let vals: Vec<f32> = (0..var.elem_count())
-            .map(|_| rng.random_range(-bound..bound))
-            .collect();
-        var.set(&Tensor::from_vec(vals, dims, &Device::Cpu)?)?;
-    }
-    Ok(())
-}
-
 /// Mean and 1 / standard deviation of every feature.
 fn moments(m: &Matrix) -> (Vec<f32>, Vec<f32>) {
     let (n, d) = (m.rows(), m.dim);
@@ -594,7 +570,7 @@ fn train_head(
     // candle's CPU random numbers cannot be seeded: initialise (and drop out) from our own
     // seeded generator so that a run is reproducible.
     let rng = std::cell::RefCell::new(StdRng::seed_from_u64(opts.seed));
-    seeded_init(&varmap, &mut rng.borrow_mut())?;
+    crate::optim::seeded_init(&varmap, &mut rng.borrow_mut(), |_| true)?;
     let forward = |x: &Tensor, train: bool| -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         for (i, l) in layers.iter().enumerate() {
@@ -620,14 +596,7 @@ fn train_head(
         }
         Ok(h)
     };
-    let mut opt = AdamW::new(
-        varmap.all_vars(),
-        ParamsAdamW {
-            lr: opts.learning_rate,
-            weight_decay: opts.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = AdamW::new(&varmap)?.with_weight_decay(opts.weight_decay);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let steps_per_epoch = n.div_ceil(opts.batch_size);
     // Adam moves each weight by about the learning rate per step: small data sets get more
@@ -655,14 +624,14 @@ fn train_head(
         let mut loss_sum = 0f64;
         for batch in order.chunks(opts.batch_size) {
             // Linear warm-down to zero over the whole run.
-            opt.set_learning_rate(opts.learning_rate * (1.0 - step as f64 / total));
+            let lr = opts.learning_rate * (1.0 - step as f64 / total);
             step += 1;
             let idx = Tensor::from_slice(batch, batch.len(), &dev)?;
             let xb = x.index_select(&idx, 0)?;
             let yb = y.index_select(&idx, 0)?;
             let logits = forward(&xb, true)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
-            opt.backward_step(&loss)?;
+            opt.step(&loss.backward()?, lr)?;
             loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
         }
         let acc = match (&dx, dev_set) {

@@ -10,6 +10,37 @@ use std::path::{Path, PathBuf};
 
 pub use manifest::{Manifest, ManifestSpec, Pooling};
 
+use serde::{Deserialize, Serialize};
+
+/// The model directory kefu serves when `[model] path` is not set.
+pub const DEFAULT_MODEL_DIR: &str = "models/multilingual-e5-small";
+
+/// `[model]` in kefu.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// The embedding model: a Hugging Face BERT-family directory.
+    pub path: PathBuf,
+    /// Fetch and import the default model when `path` is the default and missing.
+    pub auto_fetch: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_MODEL_DIR),
+            auto_fetch: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Whether `path` is the built-in default (which kefu may fetch by itself).
+    pub fn is_default(&self) -> bool {
+        self.path == Path::new(DEFAULT_MODEL_DIR)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]

@@ -18,6 +18,7 @@ use utoipa::ToSchema;
 use super::data::{Histories, Interaction};
 use super::model::{DataRef, RecommendModel};
 use super::store::{Customer, Event, EventType, RecStore, StoredEvent, StoredItem};
+use crate::index::dense::dot;
 
 /// `[recommend]` configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,10 +151,6 @@ fn unit(v: &mut [f32]) {
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The collaborative model and the map between its items and the catalogue's.
