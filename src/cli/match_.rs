@@ -1,0 +1,161 @@
+//! `kefu match`: one question against the data directory's knowledge base (or a KB file),
+//! printed as the decision and a table.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use kefu::config::{Config, Overrides};
+use kefu::embed::Embedder;
+use kefu::kb::{Document, FaqEntry};
+use kefu::matcher::{Calibration, Candidate, KbIndex};
+
+use super::CommonFlags;
+use super::common::{self, Ctx, Flags};
+
+#[derive(Args)]
+pub struct MatchArgs {
+    /// The customer's question.
+    query: String,
+    /// Match against this KB file instead of the data directory's knowledge base.
+    #[arg(long)]
+    kb: Option<PathBuf>,
+    #[arg(long, default_value_t = 5)]
+    top_k: usize,
+    /// Data directory (server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonFlags,
+}
+
+pub fn run(a: MatchArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let cfg = ctx.config(Flags::with(Overrides {
+        data_dir: a.data_dir,
+        model: a.common.model,
+        ..Default::default()
+    }))?;
+    let kb = match &a.kb {
+        Some(path) => Kb {
+            entries: kefu::eval::faq::read_kb(path)?,
+            documents: Vec::new(),
+            out_of_scope: Vec::new(),
+            calibration: cfg.matching.calibration(),
+        },
+        None => Kb::from_data_dir(&cfg)?,
+    };
+    let e = common::embedder(&cfg)?;
+    let index = KbIndex::build(
+        kb.entries,
+        &kb.documents,
+        &kb.out_of_scope,
+        &e,
+        None,
+        &cfg.index.options(),
+        |_, _| {},
+    )?;
+    let m = match_query(&index, &e, &kb.calibration, a.query, a.top_k)?;
+    print_table(&index, &m);
+    Ok(())
+}
+
+/// What a question is matched against.
+struct Kb {
+    entries: Vec<FaqEntry>,
+    documents: Vec<Document>,
+    out_of_scope: Vec<String>,
+    calibration: Calibration,
+}
+
+impl Kb {
+    /// The data directory's KB as `kefu serve` indexes it: the demo only when the KB has
+    /// neither entries nor documents, the stored calibration else [matching].
+    fn from_data_dir(cfg: &Config) -> anyhow::Result<Self> {
+        let dir = &cfg.server.data_dir;
+        let ((entries, documents, out_of_scope), cal) = common::block_on(async {
+            let store = kefu::kb::KbStore::open(dir).await?;
+            Ok::<_, kefu::kb::store::StoreError>((
+                store.index_inputs().await?,
+                store.calibration().await?,
+            ))
+        })??;
+        let calibration = cal.unwrap_or_else(|| cfg.matching.calibration());
+        if entries.is_empty() && documents.is_empty() && cfg.kb.load_demo {
+            return Ok(Self {
+                entries: kefu::kb::demo::entries(),
+                documents: kefu::kb::demo::documents(),
+                out_of_scope: kefu::kb::demo::out_of_scope(),
+                calibration,
+            });
+        }
+        Ok(Self {
+            entries,
+            documents,
+            out_of_scope,
+            calibration,
+        })
+    }
+}
+
+/// One question's outcome.
+struct Matched {
+    corrected: Option<String>,
+    decision: &'static str,
+    /// Cosine of the nearest out-of-scope example.
+    out_of_scope: Option<f32>,
+    found: Vec<Candidate>,
+}
+
+/// The matching pipeline, kept in one place so the library's can replace it: spelling
+/// correction from the KB's vocabulary, encoding, fused search, the out-of-scope gap, the
+/// decision.
+fn match_query(
+    index: &KbIndex,
+    e: &Embedder,
+    cal: &Calibration,
+    query: String,
+    top_k: usize,
+) -> anyhow::Result<Matched> {
+    let corrected = index.correct(&query);
+    let query = corrected.clone().unwrap_or(query);
+    let v = e.embed_blocking(std::slice::from_ref(&query))?;
+    let found = index.search(&v[0].vector, &query, top_k.clamp(1, 50), cal.weights());
+    let scores: Vec<f32> = found.iter().map(|c| c.score).collect();
+    let out_of_scope = index.out_of_scope_similarity(&v[0].vector);
+    let gap = found.first().zip(out_of_scope).map(|(c, o)| c.dense - o);
+    Ok(Matched {
+        corrected,
+        decision: cal.decide(&scores, gap).as_str(),
+        out_of_scope,
+        found,
+    })
+}
+
+fn print_table(index: &KbIndex, m: &Matched) {
+    if let Some(c) = &m.corrected {
+        println!("corrected: {c}");
+    }
+    println!("decision: {}", m.decision);
+    if let Some(o) = m.out_of_scope {
+        println!("nearest out-of-scope example: cosine {o:.3}");
+    }
+    println!(
+        "{:<4} {:<18} {:>6} {:>6} {:>6} {:>6} {:>6}  question / matched text",
+        "#", "faq_id", "score", "dense", "lex", "fuzzy", "answer"
+    );
+    for (i, c) in m.found.iter().enumerate() {
+        let entry = &index.entries[c.entry];
+        println!(
+            "{:<4} {:<18} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {} / {}",
+            i + 1,
+            entry.id,
+            c.score.clamp(0.0, 1.0),
+            c.dense,
+            c.lexical,
+            c.fuzzy,
+            c.answer,
+            entry.question,
+            index.texts[c.text].1
+        );
+    }
+}
