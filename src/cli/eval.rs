@@ -471,10 +471,12 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
 
 fn print_faq_report(r: &kefu::eval::faq::FaqReport) {
     println!(
-        "{} ({} entries, {} questions) × {} queries ({} out of scope){}",
+        "{} ({} entries, {} questions) × {} queries ({} answerable, {} out of scope){}",
         r.kb,
         r.entries,
         r.texts,
+        // `n` counts the answerable queries only (the metrics' denominator).
+        r.n + r.out_of_scope,
         r.n,
         r.out_of_scope,
         if r.interrupted { " [interrupted]" } else { "" }
