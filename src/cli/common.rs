@@ -1,5 +1,5 @@
-//! What the commands share: the configuration with their flags applied, the encoder, and
-//! printing a result.
+//! What the commands share: the configuration with their flags applied, the encoder, the
+//! data-directory check of commands that only read one, and printing a result.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -120,6 +120,20 @@ fn set_threads(threads: usize) {
 /// The encoder `cfg` names (fetching the default model when allowed), with metrics of its own.
 pub fn embedder(cfg: &Config) -> anyhow::Result<Embedder> {
     kefu::serve::load_embedder(cfg, Arc::new(Metrics::new()))
+}
+
+/// Refuses a data directory without a knowledge base: commands that only read one would
+/// otherwise create an empty one wherever a mistyped `--data-dir` points.
+pub fn require_kefu_data(data_dir: &Path) -> anyhow::Result<()> {
+    use kefu::kb::store::KB_FILE;
+    if data_dir.join(KB_FILE).is_file() {
+        return Ok(());
+    }
+    let d = data_dir.display();
+    anyhow::bail!(
+        "data directory {d} holds no kefu data (no {KB_FILE}); run `kefu serve --data-dir {d}` \
+         or `kefu kb import --data-dir {d} FILE` first"
+    )
 }
 
 /// Prints `report` as one JSON object on the last line of standard output with `--json` (what

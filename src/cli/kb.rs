@@ -1,4 +1,6 @@
-//! `kefu kb`: the knowledge base in the data directory.
+//! `kefu kb`: the knowledge base in the data directory. Import, add-document and the writing
+//! forms of calibrate / out-of-scope create the data directory; export and the reading forms
+//! refuse one that holds no kefu data (a mistyped --data-dir would otherwise get an empty KB).
 
 use std::path::PathBuf;
 
@@ -88,7 +90,22 @@ pub fn run(cmd: KbCommand, ctx: &Ctx) -> anyhow::Result<()> {
         | KbCommand::AddDocument { data_dir, .. } => data_dir.clone(),
     };
     let cfg = ctx.config(Flags::data_dir(data_dir))?;
+    if cmd.only_reads() {
+        common::require_kefu_data(&cfg.server.data_dir)?;
+    }
     common::block_on(kb_command(cmd, &cfg))?
+}
+
+impl KbCommand {
+    /// Whether the command only reads the KB, so must find one rather than create it.
+    fn only_reads(&self) -> bool {
+        match self {
+            KbCommand::Export { .. } => true,
+            KbCommand::Calibrate { file, clear, .. } => file.is_none() && !clear,
+            KbCommand::OutOfScope { files, clear, .. } => files.is_empty() && !clear,
+            KbCommand::Import { .. } | KbCommand::AddDocument { .. } => false,
+        }
+    }
 }
 
 async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {

@@ -72,6 +72,7 @@ impl Kb {
     /// neither entries nor documents, the stored calibration else [matching].
     fn from_data_dir(cfg: &Config) -> anyhow::Result<Self> {
         let dir = &cfg.server.data_dir;
+        common::require_kefu_data(dir)?;
         let ((entries, documents, out_of_scope), cal) = common::block_on(async {
             let store = kefu::kb::KbStore::open(dir).await?;
             Ok::<_, kefu::kb::store::StoreError>((

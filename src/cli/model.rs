@@ -136,11 +136,15 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let cfg = ctx.config(Flags::data_dir(data_dir))?;
             match model::registry::active(&cfg.server.data_dir)? {
                 Some(a) => println!("{}", serde_json::to_string_pretty(&a)?),
-                None => println!(
-                    "no model activated in {}: model.path ({}) serves",
-                    cfg.server.data_dir.display(),
-                    cfg.model.path.display()
-                ),
+                None => {
+                    // "No model activated" would mislead about a mistyped --data-dir.
+                    common::require_kefu_data(&cfg.server.data_dir)?;
+                    println!(
+                        "no model activated in {}: model.path ({}) serves",
+                        cfg.server.data_dir.display(),
+                        cfg.model.path.display()
+                    )
+                }
             }
         }
         ModelCommand::Fetch { out, cache, force } => {
