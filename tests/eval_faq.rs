@@ -205,3 +205,22 @@ fn bad_inputs_are_named() {
         assert!(err.contains(needle), "{err}");
     }
 }
+
+#[test]
+fn the_summary_counts_every_query() {
+    // queries.jsonl has 80 lines: 65 with gold entries and 15 out of scope.
+    let stdout = common::run_ok(
+        common::kefu()
+            .args(["eval", "faq", "--kb"])
+            .arg(demo("faq.jsonl"))
+            .arg("--queries")
+            .arg(demo("queries.jsonl"))
+            .arg("--model")
+            .arg(common::model_dir()),
+    );
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("× 80 queries (65 answerable, 15 out of scope)"),
+        "{stdout}"
+    );
+}

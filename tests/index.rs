@@ -177,3 +177,39 @@ async fn hnsw_updates_snapshot_reload_and_model_mismatch_rebuild() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn cli_match_starts_from_the_servers_snapshot() {
+    let model = common::model_dir();
+    let c = Client::new();
+    let s = Server::start(&model, &[]);
+    s.ready().await;
+    let first = index_where(&c, &s, |v| v["texts"].as_u64() > Some(0)).await;
+    let vectors: u64 = ["texts", "entries", "out_of_scope"]
+        .iter()
+        .map(|k| first[k].as_u64().unwrap())
+        .sum();
+    wait_snapshot(&s, vectors as usize).await;
+    let data = s.data_dir.clone();
+    stop(s).await;
+
+    // Every vector comes from the snapshot: nothing of the KB is embedded again.
+    let out = common::kefu()
+        .args(["match", "退宽多久能到账", "--top-k", "3", "--data-dir"])
+        .arg(data.path())
+        .arg("--model")
+        .arg(&model)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "KB index built: {vectors} vectors reused from the snapshot, 0 embedded"
+        )),
+        "{err}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("decision: answer"), "{stdout}");
+    assert!(stdout.contains("zh-refunds-001"), "{stdout}");
+}

@@ -188,3 +188,65 @@ fn out_of_scope_examples_are_stored_printed_and_cleared() {
     let out = kb(&data, &["out-of-scope"]);
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn reading_commands_refuse_a_data_directory_without_kefu_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A mistyped --data-dir (missing) and an empty directory: neither holds a KB.
+    let missing = tmp.path().join("dta");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let readers: [&[&str]; 5] = [
+        &["kb", "export"],
+        &["kb", "calibrate"],
+        &["kb", "out-of-scope"],
+        &["model", "active"],
+        &["match", "退款多久到账"],
+    ];
+    for dir in [&missing, &empty] {
+        for args in readers {
+            let out = common::kefu()
+                .args(args)
+                .arg("--data-dir")
+                .arg(dir)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?} {}: {err}", dir.display());
+            assert!(
+                err.contains(&format!(
+                    "{} holds no kefu data (no kb.sqlite)",
+                    dir.display()
+                )) && err.contains("kefu kb import"),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    assert!(!missing.exists(), "nothing was created");
+    assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+
+    // Commands that write a KB still create the directory, and the readers then find it.
+    let file = tmp.path().join("faq.jsonl");
+    std::fs::write(
+        &file,
+        import::write(Format::Jsonl, &[entry("a-1", "怎么退货", "returns")]),
+    )
+    .unwrap();
+    assert!(
+        kb(&missing, &["import", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let out = kb(&missing, &["export"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("a-1"));
+    let out = common::kefu()
+        .args(["model", "active", "--data-dir"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("no model activated"),
+        "{out:?}"
+    );
+}

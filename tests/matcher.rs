@@ -80,6 +80,11 @@ fn eval_faq_reports_json_with_the_dense_baseline() {
 #[test]
 fn cli_match_prints_a_table_from_the_demo_kb() {
     let tmp = tempfile::tempdir().unwrap();
+    // An empty KB, as a first `kefu serve` leaves it: matched against the demo, as served.
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(kefu::kb::KbStore::open(tmp.path()))
+        .unwrap();
     let stdout = common::run_ok(
         common::kefu()
             .args(["match", "退宽多久能到账", "--top-k", "3", "--data-dir"])

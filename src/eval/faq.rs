@@ -157,6 +157,8 @@ pub struct FaqOptions {
     pub index: IndexOptions,
     /// Out-of-scope examples indexed with the KB (`/v1/out-of-scope`).
     pub out_of_scope: Vec<String>,
+    /// Knowledge documents matched as passages beside the entries (a data directory's).
+    pub documents: Vec<crate::kb::Document>,
 }
 
 pub fn read_queries(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>> {
@@ -495,12 +497,13 @@ fn bar(msg: &'static str) -> indicatif::ProgressBar {
 fn score_all(
     e: &Embedder,
     index: &KbIndex,
+    documents: &[crate::kb::Document],
     queries: &[Query],
     texts: &[String],
     times: &mut Vec<f64>,
 ) -> anyhow::Result<(Vec<Scored>, bool)> {
     let stop = super::interrupt_flag();
-    let current = &Current::of_index(index, &[]);
+    let current = &Current::of_index(index, documents);
     let no_filters = MatchOptions::default().filters;
     let today = crate::kb::entry::today();
     let ids: std::collections::HashMap<&str, usize> = index
@@ -569,7 +572,7 @@ pub fn run(
     let b = bar("indexing KB questions");
     let index = KbIndex::build(
         entries,
-        &[],
+        &opts.documents,
         &opts.out_of_scope,
         e,
         None,
@@ -592,7 +595,8 @@ pub fn run(
         None => clean.clone(),
     };
     let mut times = Vec::new();
-    let (scored, mut interrupted) = score_all(e, &index, &queries, &asked, &mut times)?;
+    let (scored, mut interrupted) =
+        score_all(e, &index, &opts.documents, &queries, &asked, &mut times)?;
     let all: Vec<&Scored> = scored.iter().collect();
 
     let (calibration, calibration_source, calibration_cv) = if opts.calibrate && !interrupted {
@@ -624,7 +628,14 @@ pub fn run(
 
     let perturb = match opts.perturb {
         Some(kind) if !interrupted => {
-            let (clean_scored, stopped) = score_all(e, &index, &queries, &clean, &mut Vec::new())?;
+            let (clean_scored, stopped) = score_all(
+                e,
+                &index,
+                &opts.documents,
+                &queries,
+                &clean,
+                &mut Vec::new(),
+            )?;
             interrupted |= stopped;
             let cr = retrieval(&clean_scored.iter().collect::<Vec<_>>(), w);
             Some(PerturbReport {
@@ -683,7 +694,16 @@ pub fn run(
         sweep,
     };
     if let Some(dir) = &opts.report {
-        write_report(dir, &rep, &index, &queries, &asked, &all, &out)?;
+        write_report(
+            dir,
+            &rep,
+            &index,
+            &opts.documents,
+            &queries,
+            &asked,
+            &all,
+            &out,
+        )?;
     }
     Ok(rep)
 }
@@ -721,10 +741,12 @@ struct CurveRow {
     in_scope_answered: f64,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write_report(
     dir: &Path,
     rep: &FaqReport,
     index: &KbIndex,
+    documents: &[crate::kb::Document],
     queries: &[Query],
     asked: &[String],
     scored: &[&Scored],
@@ -733,7 +755,7 @@ fn write_report(
     report::create_dir(dir)?;
     let cal = &rep.calibration;
     let w = cal.weights();
-    let current = Current::of_index(index, &[]);
+    let current = Current::of_index(index, documents);
     let mut rows = Vec::new();
     for ((q, a), s) in queries.iter().zip(asked).zip(scored) {
         let r = s.ranked(w, 10);

@@ -159,6 +159,7 @@ pub fn run(
         .with_context(|| format!("loading the serving model {}", serving_dir.display()))?;
 
     let faq_opts = FaqOptions {
+        documents: Vec::new(),
         calibration: cfg.matching.calibration(),
         calibration_source: "config".into(),
         calibrate: false,

@@ -1,0 +1,209 @@
+//! `kefu bench`: speed of matching over HTTP and of embedding in process.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use kefu::config::Overrides;
+use kefu::embed::{EngineKind, Weights};
+
+use super::CommonFlags;
+use super::common::{self, Ctx, Flags};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// `/v1/match` end to end over HTTP: a real server on a KB of --entries entries, latency at
+    /// concurrency 1, throughput at higher concurrency, HNSW recall@10 against exact search.
+    Match {
+        /// KB file (JSONL, CSV or Markdown), e.g. ../shared/datasets/faq/lcqmc_test/kb.jsonl.
+        #[arg(long)]
+        kb: PathBuf,
+        /// Queries file (`{"query", ...}` JSONL) whose questions are posted.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Entries taken from the start of the KB.
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+        /// Requests per concurrency level.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16")]
+        concurrency: Vec<usize>,
+        /// Queries for the recall measurement.
+        #[arg(long, default_value_t = 500)]
+        recall_queries: usize,
+        /// Search through HNSW whatever the KB's size (else `index.exact_below` decides).
+        #[arg(long)]
+        hnsw: bool,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+    /// Embedding latency and throughput, in process.
+    Embed {
+        /// Single-question runs (fixed-shape and batch runs scale from it).
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Inference threads (0: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Forward pass to measure.
+        #[arg(long, value_enum)]
+        engine: Option<EngineKind>,
+        /// Weight storage for the kefu engine.
+        #[arg(long, value_enum)]
+        weights: Option<Weights>,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
+}
+
+pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Match {
+            kb,
+            queries,
+            entries,
+            requests,
+            concurrency,
+            recall_queries,
+            hnsw,
+            json,
+            common,
+        } => {
+            let cfg = ctx.config(Flags::common(common))?;
+            anyhow::ensure!(
+                concurrency.iter().all(|&c| c > 0) && requests > 0 && entries > 0,
+                "--entries, --requests and every --concurrency must be at least 1"
+            );
+            let e = common::embedder(&cfg)?;
+            let opts = kefu::bench::matching::MatchBenchOptions {
+                kb,
+                queries,
+                entries,
+                requests,
+                concurrency,
+                model: std::fs::canonicalize(&cfg.model.path)
+                    .unwrap_or_else(|_| cfg.model.path.clone()),
+                recall_queries,
+                force_hnsw: hnsw,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(kefu::bench::matching::run(&opts, e))?;
+            common::print_report(json, &r, |r| {
+                println!(
+                    "{}: {} entries, {} questions, model {}, {} ({} cores); index built in {:.1} s",
+                    r.kb,
+                    r.entries,
+                    r.texts,
+                    r.model,
+                    if r.hnsw { "HNSW" } else { "exact search" },
+                    r.cores,
+                    r.index_build_seconds
+                );
+                println!(
+                    "one new entry through the API was served {:.0} ms after the POST",
+                    r.update_visible_ms
+                );
+                for run in &r.runs {
+                    println!(
+                        "concurrency {:>3}: {} requests, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, {:.1} req/s, {} errors",
+                        run.concurrency,
+                        run.requests,
+                        run.p50_ms,
+                        run.p90_ms,
+                        run.p99_ms,
+                        run.throughput_rps,
+                        run.errors
+                    );
+                }
+                if let Some(a) = &r.ann {
+                    println!(
+                        "exact search over {} vectors: p50 {:.0} µs",
+                        a.vectors, a.exact_p50_us
+                    );
+                    for p in &a.ef {
+                        println!(
+                            "HNSW ef {:>3}: recall@10 {:.4}, p50 {:.0} µs{}",
+                            p.ef,
+                            p.recall_at_10,
+                            p.p50_us,
+                            if p.ef == a.configured_ef {
+                                "  (configured)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            })
+        }
+        BenchCommand::Embed {
+            iterations,
+            threads,
+            engine,
+            weights,
+            json,
+            common,
+        } => {
+            let mut cfg = ctx.config(Flags {
+                overrides: Overrides {
+                    model: common.model,
+                    ..Default::default()
+                },
+                engine,
+                weights,
+                threads,
+            })?;
+            // Measure the model, not the embedding cache.
+            cfg.embed.cache_size = 0;
+            let e = common::embedder(&cfg)?;
+            let opts = kefu::bench::BenchOptions {
+                iterations: iterations.max(10),
+                threads: candle_threads(),
+                engine: format!("{:?}", cfg.embed.engine).to_lowercase(),
+                weights: match cfg.embed.engine {
+                    EngineKind::Candle => "f32".into(),
+                    EngineKind::Kefu => format!("{:?}", cfg.embed.weights).to_lowercase(),
+                },
+            };
+            let r = kefu::bench::run(&e, &opts, |stage| eprintln!("bench: {stage}…"))?;
+            common::print_report(json, &r, |r| {
+                println!(
+                    "model {}  engine {}  weights {}  threads {}",
+                    r.model, r.engine, r.weights, r.threads
+                );
+                println!(
+                    "single question: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  (n = {})",
+                    r.single.p50_ms, r.single.p95_ms, r.single.p99_ms, r.single.n
+                );
+                for f in &r.fixed {
+                    println!(
+                        "fixed {:>2} x {:>2} tokens: {:.2} ms  ({:.1} sentences/s)",
+                        f.batch, f.tokens, f.median_ms, f.sentences_per_s
+                    );
+                }
+                println!(
+                    "batches of 32 real questions: {:.1} sentences/s",
+                    r.batch32_real_sentences_per_s
+                );
+            })
+        }
+    }
+}
+
+/// The threads the forward pass uses (what `--threads` or embed.threads set, else every core).
+fn candle_threads() -> usize {
+    std::env::var("CANDLE_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(num_cpus::get)
+}

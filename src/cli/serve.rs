@@ -1,0 +1,37 @@
+//! `kefu serve`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use kefu::config::Overrides;
+
+use super::CommonFlags;
+use super::common::{Ctx, Flags};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (server.host).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free one (server.port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory (server.data_dir).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonFlags,
+}
+
+pub fn run(a: ServeArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let cfg = ctx.config_as_given(Flags::with(Overrides {
+        host: a.host,
+        port: a.port,
+        data_dir: a.data_dir,
+        model: a.common.model,
+    }))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(kefu::serve::run(cfg))
+}
