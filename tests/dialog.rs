@@ -184,7 +184,7 @@ async fn scripted_conversations_with_context_flows_and_handoff() {
     let id = p["id"].as_str().unwrap().to_string();
     let v = say(&c, &s, "human", "在吗").await;
     assert_eq!(v["action"], "with_agent", "{v}");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     let delivered = loop {
         let (_, d) = common::call(&c, Method::GET, desk.clone(), None).await;
         let got: Vec<Value> = d["handoffs"].as_array().unwrap().clone();

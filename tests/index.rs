@@ -56,7 +56,7 @@ fn snapshot_texts(s: &Server) -> Option<usize> {
 }
 
 async fn wait_snapshot(s: &Server, texts: usize) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     while snapshot_texts(s) != Some(texts) {
         assert!(Instant::now() < deadline, "snapshot never saved");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -66,7 +66,7 @@ async fn wait_snapshot(s: &Server, texts: usize) {
 async fn stop(s: Server) {
     s.signal("TERM");
     let mut s = s;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     while s.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "server did not stop");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -167,7 +167,7 @@ async fn hnsw_updates_snapshot_reload_and_model_mismatch_rebuild() {
         assert_eq!(&top_ids(&c, &s, q).await, want, "{q}");
     }
     // And the snapshot on disk is the serving model's again.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
         if meta["model_version"] == rebuilt["model"] {

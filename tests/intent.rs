@@ -225,7 +225,7 @@ async fn intent_api_classifies_and_routes_with_the_demo_models() {
     s.ready().await;
     let c = reqwest::Client::new();
     // The demo models train at first start: 503 until then.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let (st, v) = intent(&c, &s, json!({"text": "你好"})).await;
         if st == 200 {

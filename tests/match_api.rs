@@ -86,7 +86,7 @@ async fn demo_kb_decisions_crud_and_filters() {
         (st, body["error"]["code"].as_str()),
         (409, Some("conflict"))
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
     loop {
         let v = matching(&c, &s, json!({"query": "企鹅玩偶能刻字吗"})).await;
         if top(&v) == "zh-custom-001" {
