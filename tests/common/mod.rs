@@ -210,3 +210,37 @@ pub async fn matching_until(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The Python that runs the tests' outside tools (openapi-spec-validator, the OpenAI SDK):
+/// `KEFU_TEST_PYTHON`, else the venv `.ci/run` makes. Fails rather than skipping, so that a
+/// check never passes unseen.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("KEFU_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".ci/venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the test tools: set KEFU_TEST_PYTHON, or run `python3 -m venv .ci/venv && \
+         .ci/venv/bin/pip install openapi-spec-validator openai` (as .ci/run does)"
+    );
+    venv
+}
+
+/// Runs `python -c script args…`; fails the test with its output unless it succeeds, and
+/// returns its stdout.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running the test Python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
