@@ -3,13 +3,14 @@
 //! rebuild has swapped in.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
 use super::json::ApiJson;
+use super::reject::ApiPath;
 use crate::error::{ApiError, ErrorBody};
 use crate::kb::{Document, Passage};
 
@@ -82,11 +83,11 @@ pub async fn list(State(s): State<SharedState>) -> Result<Json<DocumentList>, Ap
 }
 
 /// One document with its passages.
-#[utoipa::path(get, path = "/v1/documents/{id}", tag = "knowledge base", responses(
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The document's id")), responses(
     (status = 200, body = DocumentDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<DocumentDetail>, ApiError> {
     let d =
         s.kb.document(&id)
@@ -99,11 +100,11 @@ pub async fn get_one(
 }
 
 /// Delete a document and its passages.
-#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "knowledge base", responses(
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The document's id")), responses(
     (status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if !s.kb.delete_document(&id).await? {
         return Err(ApiError::NotFound(format!("no document with id {id}")));

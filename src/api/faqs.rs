@@ -2,7 +2,7 @@
 //! the background index rebuild has swapped in (about a second for thousands of entries).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -10,12 +10,14 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
 use super::json::ApiJson;
+use super::reject::{ApiPath, ApiQuery, ApiText};
 use crate::error::{ApiError, ErrorBody};
 use crate::kb::import::{self, Format};
 use crate::kb::store::ImportSummary;
 use crate::kb::{FaqEntry, StoredEntry};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     #[serde(default)]
     pub offset: Option<i64>,
@@ -50,7 +52,7 @@ fn invalid(e: &FaqEntry) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v1/faqs", tag = "knowledge base", params(ListParams), responses((status = 200, body = FaqList)))]
 pub async fn list(
     State(s): State<SharedState>,
-    Query(p): Query<ListParams>,
+    ApiQuery(p): ApiQuery<ListParams>,
 ) -> Result<Json<FaqList>, ApiError> {
     let offset = p.offset.unwrap_or(0).max(0);
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
@@ -85,11 +87,11 @@ pub async fn create(
 }
 
 /// One entry.
-#[utoipa::path(get, path = "/v1/faqs/{id}", tag = "knowledge base", responses(
+#[utoipa::path(get, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), responses(
     (status = 200, body = StoredEntry), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StoredEntry>, ApiError> {
     s.kb.get(&id)
         .await?
@@ -98,11 +100,11 @@ pub async fn get_one(
 }
 
 /// Create or replace an entry; the body's id must equal the path's.
-#[utoipa::path(put, path = "/v1/faqs/{id}", tag = "knowledge base", request_body = FaqEntry, responses(
+#[utoipa::path(put, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), request_body = FaqEntry, responses(
     (status = 200, body = StoredEntry), (status = 422, body = ErrorBody)))]
 pub async fn replace(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(e): ApiJson<FaqEntry>,
 ) -> Result<Json<StoredEntry>, ApiError> {
     if e.id != id {
@@ -122,11 +124,11 @@ pub async fn replace(
 }
 
 /// Delete an entry; it is never returned by /v1/match again.
-#[utoipa::path(delete, path = "/v1/faqs/{id}", tag = "knowledge base", responses(
+#[utoipa::path(delete, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), responses(
     (status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if !s.kb.delete(&id).await? {
         return Err(ApiError::NotFound(format!("no FAQ with id {id}")));
@@ -137,6 +139,7 @@ pub async fn remove(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatParam {
     /// `jsonl`, `csv` or `md`; for imports, the Content-Type decides when absent
     /// (`application/x-ndjson`/`application/jsonl`, `text/csv`, `text/markdown`).
@@ -151,9 +154,9 @@ pub struct FormatParam {
     responses((status = 200, body = ImportSummary), (status = 422, body = ErrorBody)))]
 pub async fn import(
     State(s): State<SharedState>,
-    Query(p): Query<FormatParam>,
+    ApiQuery(p): ApiQuery<FormatParam>,
     headers: HeaderMap,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<Json<ImportSummary>, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -186,7 +189,7 @@ pub async fn import(
     responses((status = 200, body = String, description = "JSONL, CSV or Markdown")))]
 pub async fn export(
     State(s): State<SharedState>,
-    Query(p): Query<FormatParam>,
+    ApiQuery(p): ApiQuery<FormatParam>,
 ) -> Result<impl IntoResponse, ApiError> {
     let format = p.format.unwrap_or(Format::Jsonl);
     let entries: Vec<FaqEntry> = s.kb.all().await?.into_iter().map(|e| e.entry).collect();

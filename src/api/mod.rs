@@ -202,7 +202,7 @@ pub fn checked_channel(channel: Option<&str>) -> Result<(), ApiError> {
 
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/v1/embed", post(embed::embed))
         .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/match", post(match_::run))
@@ -269,10 +269,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit));
+    let routes =
+        layers::catch_panics(routes).layer(middleware::from_fn_with_state(state.clone(), observe));
+    layers::outer(routes.with_state(state))
 }
+
+// Declared here rather than with the others above, to keep edits of this file to the router.
+pub mod layers;
+pub mod reject;
 
 /// Counts and times every request, bounds its duration, and adds a timing header.
 async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {

@@ -2,13 +2,14 @@
 //! (attributes and profile) and `/v1/recommend`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
 use super::json::ApiJson;
+use super::reject::{ApiPath, ApiQuery, ApiText};
 use crate::error::{ApiError, ErrorBody};
 use crate::recommend::serving::{
     EventIn, Profile, RecommendRequest, RecommendResponse, check_event, now_secs,
@@ -41,6 +42,7 @@ async fn refresh(s: &super::AppState) -> Result<(), ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemListParams {
     #[serde(default)]
     pub offset: Option<usize>,
@@ -63,7 +65,7 @@ pub struct ItemList {
     responses((status = 200, body = ItemList)))]
 pub async fn list_items(
     State(s): State<SharedState>,
-    Query(p): Query<ItemListParams>,
+    ApiQuery(p): ApiQuery<ItemListParams>,
 ) -> Result<Json<ItemList>, ApiError> {
     let all: Vec<StoredItem> = s
         .recommender
@@ -102,7 +104,7 @@ async fn find_item(s: &super::AppState, id: &str) -> Result<StoredItem, ApiError
     responses((status = 200, body = StoredItem), (status = 404, body = ErrorBody)))]
 pub async fn get_item(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<StoredItem>, ApiError> {
     Ok(Json(find_item(&s, &id).await?))
 }
@@ -145,7 +147,7 @@ pub async fn upsert_item(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_item(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     if !s
         .recommender
@@ -161,6 +163,7 @@ pub async fn delete_item(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemFormatParam {
     /// `jsonl` or `csv` (default: from Content-Type).
     #[serde(default)]
@@ -175,9 +178,9 @@ pub struct ItemFormatParam {
     responses((status = 200, body = ItemSummary), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_items(
     State(s): State<SharedState>,
-    Query(p): Query<ItemFormatParam>,
+    ApiQuery(p): ApiQuery<ItemFormatParam>,
     headers: HeaderMap,
-    body: String,
+    ApiText(body): ApiText,
 ) -> Result<Json<ItemSummary>, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
@@ -351,7 +354,7 @@ pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
     request_body = Customer, responses((status = 200, body = Customer), (status = 422, body = ErrorBody)))]
 pub async fn put_customer(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<Customer>,
 ) -> Result<Json<Customer>, ApiError> {
     checked_customer_id("customer id", &id)?;
@@ -380,7 +383,7 @@ pub async fn put_customer(
     responses((status = 200, body = Profile), (status = 404, body = ErrorBody)))]
 pub async fn profile(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Profile>, ApiError> {
     s.recommender
         .profile(&id, &model_version(&s))
