@@ -73,6 +73,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         embed::OpenAiRequest,
         embed::OpenAiResponse,
         embed::OpenAiEmbedding,
+        embed::OpenAiInput,
+        embed::OpenAiVector,
         match_::MatchRequest,
         intent::IntentRequest,
         intent::IntentResponse,
