@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use super::json::ApiJson;
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::matcher::Calibration;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,14 +37,22 @@ pub async fn get(State(s): State<SharedState>) -> Json<ActiveCalibration> {
 }
 
 /// Store a calibration with the KB (the `calibration` object `kefu eval faq --calibrate`
-/// writes) and use it from the next request on.
+/// writes, or what `GET /v1/calibration` returned: its `source` is ignored) and use it from
+/// the next request on.
 #[utoipa::path(put, path = "/v1/calibration", tag = "matching", request_body = Calibration,
     responses((status = 200, body = ActiveCalibration), (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(s): State<SharedState>,
-    ApiJson(c): ApiJson<Calibration>,
-) -> Result<Json<ActiveCalibration>, ApiError> {
-    c.validate().map_err(ApiError::Invalid)?;
+    ApiJson(mut body): ApiJson<serde_json::Value>,
+) -> Result<Json<ActiveCalibration>, Error> {
+    // What GET returns can be PUT back: `source` says where a calibration came from, and a
+    // stored one comes from the KB whatever it said.
+    if let Some(fields) = body.as_object_mut() {
+        fields.remove("source");
+    }
+    let c: Calibration = serde_json::from_value(body)
+        .map_err(|e| Error::Invalid(super::reject::humanize(&e.to_string())))?;
+    c.validate().map_err(Error::Invalid)?;
     s.kb.set_calibration(Some(&c)).await?;
     s.calibration.store(std::sync::Arc::new((true, c)));
     Ok(Json(active(&s)))
@@ -52,7 +61,7 @@ pub async fn put(
 /// Remove the KB's calibration: `[matching]` from the config applies again.
 #[utoipa::path(delete, path = "/v1/calibration", tag = "matching", responses(
     (status = 204)))]
-pub async fn delete(State(s): State<SharedState>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(s): State<SharedState>) -> Result<StatusCode, Error> {
     s.kb.set_calibration(None).await?;
     s.calibration.store(std::sync::Arc::new((
         false,

@@ -16,7 +16,8 @@ use crate::dialog::assist::{AssistRequest, AssistResponse};
 use crate::dialog::chat::{ChatRequest, ChatResponse};
 use crate::dialog::handoff::HandoffPackage;
 use crate::dialog::session::Session;
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 
 /// One customer turn: the bot's reply and what it did.
 #[utoipa::path(post, path = "/v1/chat", tag = "dialog", request_body = ChatRequest, responses(
@@ -25,7 +26,7 @@ use crate::error::{ApiError, ErrorBody};
 pub async fn chat(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<ChatRequest>,
-) -> Result<Json<ChatResponse>, ApiError> {
+) -> Result<Json<ChatResponse>, Error> {
     let r = s.chat_turn(req).await?;
     Ok(Json(r))
 }
@@ -36,7 +37,7 @@ pub async fn chat(
 pub async fn get_session(
     State(s): State<SharedState>,
     Path(id): Path<String>,
-) -> Result<Json<Session>, ApiError> {
+) -> Result<Json<Session>, Error> {
     Ok(Json(s.session(&id).await?))
 }
 
@@ -46,7 +47,7 @@ pub async fn get_session(
 pub async fn delete_session(
     State(s): State<SharedState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, Error> {
     s.delete_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -57,7 +58,7 @@ pub async fn delete_session(
 pub async fn release(
     State(s): State<SharedState>,
     Path(id): Path<String>,
-) -> Result<Json<Session>, ApiError> {
+) -> Result<Json<Session>, Error> {
     Ok(Json(s.release(&id).await?))
 }
 
@@ -70,7 +71,7 @@ pub async fn hand_off(
     State(s): State<SharedState>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<HandoffRequest>,
-) -> Result<Json<HandoffPackage>, ApiError> {
+) -> Result<Json<HandoffPackage>, Error> {
     Ok(Json(s.hand_off(&id, req).await?))
 }
 
@@ -81,7 +82,7 @@ pub async fn hand_off(
 pub async fn assist(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<AssistRequest>,
-) -> Result<Json<AssistResponse>, ApiError> {
+) -> Result<Json<AssistResponse>, Error> {
     Ok(Json(s.assist(req).await?))
 }
 
@@ -91,7 +92,7 @@ pub async fn assist(
 pub async fn feedback(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<FeedbackRequest>,
-) -> Result<(StatusCode, Json<Feedback>), ApiError> {
+) -> Result<(StatusCode, Json<Feedback>), Error> {
     Ok((StatusCode::CREATED, Json(s.feedback(req).await?)))
 }
 
@@ -113,7 +114,7 @@ pub struct FeedbackList {
 pub async fn list_feedback(
     State(s): State<SharedState>,
     Query(q): Query<FeedbackQuery>,
-) -> Result<Json<FeedbackList>, ApiError> {
+) -> Result<Json<FeedbackList>, Error> {
     let feedback = s.list_feedback(q.session_id.as_deref(), q.limit).await?;
     Ok(Json(FeedbackList { feedback }))
 }

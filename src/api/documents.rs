@@ -3,14 +3,16 @@
 //! rebuild has swapped in.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
 use super::json::ApiJson;
-use crate::error::{ApiError, ErrorBody};
+use super::reject::ApiPath;
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::kb::{Document, Passage};
 
 /// A document without its content, with how many passages it made.
@@ -52,10 +54,10 @@ fn summary(d: &Document) -> DocumentSummary {
 pub async fn upsert(
     State(s): State<SharedState>,
     ApiJson(d): ApiJson<Document>,
-) -> Result<(StatusCode, Json<DocumentSummary>), ApiError> {
+) -> Result<(StatusCode, Json<DocumentSummary>), Error> {
     let errs = d.validate();
     if !errs.is_empty() {
-        return Err(ApiError::Invalid(
+        return Err(Error::Invalid(
             errs.iter()
                 .map(|f| format!("{}: {}", f.field, f.message))
                 .collect::<Vec<_>>()
@@ -75,23 +77,23 @@ pub async fn upsert(
 /// Every document, ordered by id.
 #[utoipa::path(get, path = "/v1/documents", tag = "knowledge base", responses(
     (status = 200, body = DocumentList)))]
-pub async fn list(State(s): State<SharedState>) -> Result<Json<DocumentList>, ApiError> {
+pub async fn list(State(s): State<SharedState>) -> Result<Json<DocumentList>, Error> {
     Ok(Json(DocumentList {
         documents: s.kb.documents().await?.iter().map(summary).collect(),
     }))
 }
 
 /// One document with its passages.
-#[utoipa::path(get, path = "/v1/documents/{id}", tag = "knowledge base", responses(
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The document's id")), responses(
     (status = 200, body = DocumentDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<Json<DocumentDetail>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<DocumentDetail>, Error> {
     let d =
         s.kb.document(&id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no document with id {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no document with id {id}")))?;
     Ok(Json(DocumentDetail {
         passages: d.passages(),
         document: d,
@@ -99,14 +101,14 @@ pub async fn get_one(
 }
 
 /// Delete a document and its passages.
-#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "knowledge base", responses(
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The document's id")), responses(
     (status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, Error> {
     if !s.kb.delete_document(&id).await? {
-        return Err(ApiError::NotFound(format!("no document with id {id}")));
+        return Err(Error::NotFound(format!("no document with id {id}")));
     }
     s.reindex.notify_one();
     Ok(StatusCode::NO_CONTENT)

@@ -2,7 +2,7 @@
 //! the background index rebuild has swapped in (about a second for thousands of entries).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
@@ -10,12 +10,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
 use super::json::ApiJson;
-use crate::error::{ApiError, ErrorBody};
+use super::reject::{ApiPath, ApiQuery, ApiText};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::kb::import::{self, Format};
 use crate::kb::store::ImportSummary;
 use crate::kb::{FaqEntry, StoredEntry};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     #[serde(default)]
     pub offset: Option<i64>,
@@ -33,11 +36,11 @@ pub struct FaqList {
     pub entries: Vec<StoredEntry>,
 }
 
-fn invalid(e: &FaqEntry) -> Result<(), ApiError> {
+fn invalid(e: &FaqEntry) -> Result<(), Error> {
     let errs = e.validate();
     match errs.first() {
         None => Ok(()),
-        Some(_) => Err(ApiError::Invalid(
+        Some(_) => Err(Error::Invalid(
             errs.iter()
                 .map(|f| format!("{}: {}", f.field, f.message))
                 .collect::<Vec<_>>()
@@ -50,8 +53,8 @@ fn invalid(e: &FaqEntry) -> Result<(), ApiError> {
 #[utoipa::path(get, path = "/v1/faqs", tag = "knowledge base", params(ListParams), responses((status = 200, body = FaqList)))]
 pub async fn list(
     State(s): State<SharedState>,
-    Query(p): Query<ListParams>,
-) -> Result<Json<FaqList>, ApiError> {
+    ApiQuery(p): ApiQuery<ListParams>,
+) -> Result<Json<FaqList>, Error> {
     let offset = p.offset.unwrap_or(0).max(0);
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(FaqList {
@@ -67,10 +70,10 @@ pub async fn list(
 pub async fn create(
     State(s): State<SharedState>,
     ApiJson(e): ApiJson<FaqEntry>,
-) -> Result<(StatusCode, Json<StoredEntry>), ApiError> {
+) -> Result<(StatusCode, Json<StoredEntry>), Error> {
     invalid(&e)?;
     if s.kb.get(&e.id).await?.is_some() {
-        return Err(ApiError::Conflict(format!(
+        return Err(Error::Conflict(format!(
             "FAQ {} already exists; PUT /v1/faqs/{} replaces it",
             e.id, e.id
         )));
@@ -80,56 +83,72 @@ pub async fn create(
     let stored =
         s.kb.get(&e.id)
             .await?
-            .ok_or_else(|| ApiError::Storage("entry vanished".into()))?;
+            .ok_or_else(|| Error::Storage("entry vanished".into()))?;
     Ok((StatusCode::CREATED, Json(stored)))
 }
 
 /// One entry.
-#[utoipa::path(get, path = "/v1/faqs/{id}", tag = "knowledge base", responses(
+#[utoipa::path(get, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), responses(
     (status = 200, body = StoredEntry), (status = 404, body = ErrorBody)))]
 pub async fn get_one(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<Json<StoredEntry>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<StoredEntry>, Error> {
     s.kb.get(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no FAQ with id {id}")))
+        .ok_or_else(|| Error::NotFound(format!("no FAQ with id {id}")))
 }
 
-/// Create or replace an entry; the body's id must equal the path's.
-#[utoipa::path(put, path = "/v1/faqs/{id}", tag = "knowledge base", request_body = FaqEntry, responses(
-    (status = 200, body = StoredEntry), (status = 422, body = ErrorBody)))]
+/// Replace an existing entry (create one with `POST /v1/faqs`); the body's `id` may be left
+/// out, and must equal the path's when given. 404 for an unknown id.
+#[utoipa::path(put, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), request_body = FaqEntry, responses(
+    (status = 200, body = StoredEntry), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-    ApiJson(e): ApiJson<FaqEntry>,
-) -> Result<Json<StoredEntry>, ApiError> {
-    if e.id != id {
-        return Err(ApiError::Invalid(format!(
-            "id: body has {:?} but the path has {id:?}",
-            e.id
+    ApiPath(id): ApiPath<String>,
+    ApiJson(mut body): ApiJson<serde_json::Value>,
+) -> Result<Json<StoredEntry>, Error> {
+    let Some(fields) = body.as_object_mut() else {
+        return Err(Error::Invalid("the body must be a JSON object (an FAQ entry)".into()));
+    };
+    match fields.get("id") {
+        None => {
+            fields.insert("id".into(), id.clone().into());
+        }
+        Some(v) if v.as_str() == Some(id.as_str()) => {}
+        Some(v) => {
+            return Err(Error::Invalid(format!(
+                "id: body has {v} but the path has {id:?}"
+            )));
+        }
+    }
+    let e: FaqEntry = serde_json::from_value(body)
+        .map_err(|e| Error::Invalid(super::reject::humanize(&e.to_string())))?;
+    invalid(&e)?;
+    if s.kb.get(&id).await?.is_none() {
+        return Err(Error::NotFound(format!(
+            "no FAQ with id {id}; create it with POST /v1/faqs"
         )));
     }
-    invalid(&e)?;
     s.kb.upsert_all(std::slice::from_ref(&e)).await?;
     s.reindex.notify_one();
     let stored =
         s.kb.get(&id)
             .await?
-            .ok_or_else(|| ApiError::Storage("entry vanished".into()))?;
+            .ok_or_else(|| Error::Storage("entry vanished".into()))?;
     Ok(Json(stored))
 }
 
 /// Delete an entry; it is never returned by /v1/match again.
-#[utoipa::path(delete, path = "/v1/faqs/{id}", tag = "knowledge base", responses(
+#[utoipa::path(delete, path = "/v1/faqs/{id}", tag = "knowledge base", params(("id" = String, Path, description = "The entry's id")), responses(
     (status = 204), (status = 404, body = ErrorBody)))]
 pub async fn remove(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, Error> {
     if !s.kb.delete(&id).await? {
-        return Err(ApiError::NotFound(format!("no FAQ with id {id}")));
+        return Err(Error::NotFound(format!("no FAQ with id {id}")));
     }
     // Until the rebuilt index is swapped in, /v1/match filters deleted ids out by revision check.
     s.reindex.notify_one();
@@ -137,6 +156,7 @@ pub async fn remove(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FormatParam {
     /// `jsonl`, `csv` or `md`; for imports, the Content-Type decides when absent
     /// (`application/x-ndjson`/`application/jsonl`, `text/csv`, `text/markdown`).
@@ -151,10 +171,10 @@ pub struct FormatParam {
     responses((status = 200, body = ImportSummary), (status = 422, body = ErrorBody)))]
 pub async fn import(
     State(s): State<SharedState>,
-    Query(p): Query<FormatParam>,
+    ApiQuery(p): ApiQuery<FormatParam>,
     headers: HeaderMap,
-    body: String,
-) -> Result<Json<ImportSummary>, ApiError> {
+    ApiText(body): ApiText,
+) -> Result<Json<ImportSummary>, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -170,12 +190,12 @@ pub async fn import(
             Format::Jsonl
         }
         None => {
-            return Err(ApiError::UnsupportedMediaType(format!(
+            return Err(Error::UnsupportedMediaType(format!(
                 "cannot tell the format from Content-Type {ct:?}: use ?format=jsonl|csv|md"
             )));
         }
     };
-    let entries = import::parse(format, &body, "api").map_err(ApiError::InvalidImport)?;
+    let entries = import::parse(format, &body, "api").map_err(Error::InvalidImport)?;
     let summary = s.kb.upsert_all(&entries).await?;
     s.reindex.notify_one();
     Ok(Json(summary))
@@ -186,8 +206,8 @@ pub async fn import(
     responses((status = 200, body = String, description = "JSONL, CSV or Markdown")))]
 pub async fn export(
     State(s): State<SharedState>,
-    Query(p): Query<FormatParam>,
-) -> Result<impl IntoResponse, ApiError> {
+    ApiQuery(p): ApiQuery<FormatParam>,
+) -> Result<impl IntoResponse, Error> {
     let format = p.format.unwrap_or(Format::Jsonl);
     let entries: Vec<FaqEntry> = s.kb.all().await?.into_iter().map(|e| e.entry).collect();
     let ct = match format {

@@ -6,7 +6,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::matcher::BuildStats;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,8 +21,8 @@ pub struct IndexInfo {
 /// The serving index: entries, questions, vectors embedded vs reused, HNSW or exact.
 #[utoipa::path(get, path = "/v1/index", tag = "knowledge base", responses(
     (status = 200, body = IndexInfo), (status = 503, body = ErrorBody)))]
-pub async fn info(State(s): State<SharedState>) -> Result<Json<IndexInfo>, ApiError> {
-    let index = s.index.load_full().ok_or(ApiError::IndexNotReady)?;
+pub async fn info(State(s): State<SharedState>) -> Result<Json<IndexInfo>, Error> {
+    let index = s.index.load_full().ok_or(Error::IndexNotReady)?;
     Ok(Json(IndexInfo {
         model: index.model_version.clone(),
         stats: index.stats.clone(),

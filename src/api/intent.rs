@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use super::SharedState;
 use super::json::ApiJson;
 pub use crate::core::understand::{Customer, IntentRequest, IntentResponse, Severity};
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::intent::model::{EncoderRef, IntentCalibration};
 
 /// Classify a customer's message and route the conversation.
@@ -20,7 +21,7 @@ use crate::intent::model::{EncoderRef, IntentCalibration};
 pub async fn classify(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<IntentRequest>,
-) -> Result<Json<IntentResponse>, ApiError> {
+) -> Result<Json<IntentResponse>, Error> {
     let text = super::checked_text("text", &req.text, &s.config.limits)?;
     let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
     s.checked_tier("customer.tier", tier)?;
@@ -50,8 +51,8 @@ pub struct IntentModels {
 /// The loaded intent models.
 #[utoipa::path(get, path = "/v1/intent/models", tag = "intent", responses(
     (status = 200, body = IntentModels), (status = 503, body = ErrorBody)))]
-pub async fn models(State(s): State<SharedState>) -> Result<Json<IntentModels>, ApiError> {
-    let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+pub async fn models(State(s): State<SharedState>) -> Result<Json<IntentModels>, Error> {
+    let models = s.intents.load_full().ok_or(Error::IntentNotReady)?;
     Ok(Json(IntentModels {
         default_model: s.config.intent.default_model.clone(),
         models: models

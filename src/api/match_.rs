@@ -8,7 +8,8 @@ use super::json::ApiJson;
 pub use crate::core::matching::{
     Filters, Match, MatchRequest, MatchResponse, PassageSource, Signals,
 };
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 
 /// Match a question against the knowledge base.
 #[utoipa::path(post, path = "/v1/match", tag = "matching", request_body = MatchRequest, responses(
@@ -17,6 +18,6 @@ use crate::error::{ApiError, ErrorBody};
 pub async fn run(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<MatchRequest>,
-) -> Result<Json<MatchResponse>, ApiError> {
+) -> Result<Json<MatchResponse>, Error> {
     Ok(Json(s.match_request(req).await?))
 }

@@ -4,6 +4,7 @@ pub mod calibration;
 pub mod chat;
 pub mod documents;
 pub mod embed;
+pub mod error;
 pub mod faqs;
 pub mod index;
 pub mod intent;
@@ -26,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 
 use crate::core::Kefu;
-use crate::error::ApiError;
+use crate::error::Error;
 
 /// What every handler reaches: the core.
 pub type SharedState = Arc<Kefu>;
@@ -35,7 +36,7 @@ pub(crate) use crate::core::checked_text;
 
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/v1/embed", post(embed::embed))
         .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/match", post(match_::run))
@@ -102,10 +103,15 @@ pub fn router(state: SharedState) -> Router {
         .route("/openapi.json", get(openapi::serve))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit));
+    let routes =
+        layers::catch_panics(routes).layer(middleware::from_fn_with_state(state.clone(), observe));
+    layers::outer(routes.with_state(state))
 }
+
+// Declared here rather than with the others above, to keep edits of this file to the router.
+pub mod layers;
+pub mod reject;
 
 /// Counts and times every request, bounds its duration, and adds a timing header.
 async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
@@ -118,7 +124,7 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
     let limit = state.config.server.request_timeout_secs;
     let mut resp = match tokio::time::timeout(Duration::from_secs(limit), next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::Timeout(limit).into_response(),
+        Err(_) => Error::Timeout(limit).into_response(),
     };
     let took = started.elapsed();
     state

@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use crate::core::ReloadStatus;
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::model::registry::{Activation, ModelRef};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,10 +35,10 @@ pub struct ModelInfo {
 /// The serving encoder, the activation record and the last reload.
 #[utoipa::path(get, path = "/v1/model", tag = "ops", responses(
     (status = 200, body = ModelInfo), (status = 503, body = ErrorBody)))]
-pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, ApiError> {
+pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, Error> {
     let e = s.embedder()?;
     let activation = crate::model::registry::active(&s.config.server.data_dir)
-        .map_err(|e| ApiError::Storage(format!("{e:#}")))?;
+        .map_err(|e| Error::Storage(format!("{e:#}")))?;
     let m = e.manifest();
     Ok(Json(ModelInfo {
         model: crate::model::registry::model_ref(&e),
@@ -62,7 +63,7 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<ModelInfo>, ApiErr
     (status = 503, body = ErrorBody, description = "No model has loaded yet")))]
 pub async fn reload(
     State(s): State<SharedState>,
-) -> Result<(StatusCode, Json<ReloadStatus>), ApiError> {
+) -> Result<(StatusCode, Json<ReloadStatus>), Error> {
     Ok((
         StatusCode::ACCEPTED,
         Json(crate::core::reload::start_reload(&s)?),

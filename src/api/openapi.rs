@@ -2,13 +2,15 @@
 //! as `docs/openapi.json`; a test keeps it current.
 
 use axum::Json;
+use axum::http::StatusCode;
 use utoipa::OpenApi;
+use utoipa::openapi::RefOr;
 
 use super::{
     calibration, chat, documents, embed, faqs, index, intent, match_, model, ops, out_of_scope,
     recommend,
 };
-use crate::error::{ErrorBody, ErrorDetail};
+use super::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,6 +73,8 @@ use crate::error::{ErrorBody, ErrorDetail};
         embed::OpenAiRequest,
         embed::OpenAiResponse,
         embed::OpenAiEmbedding,
+        embed::OpenAiInput,
+        embed::OpenAiVector,
         match_::MatchRequest,
         intent::IntentRequest,
         intent::IntentResponse,
@@ -102,6 +106,7 @@ use crate::error::{ErrorBody, ErrorDetail};
         crate::kb::Document,
         crate::kb::Passage,
         crate::kb::document::DocFormat,
+        crate::kb::import::Format,
         calibration::ActiveCalibration,
         out_of_scope::OutOfScope,
         crate::matcher::Calibration,
@@ -165,13 +170,158 @@ use crate::error::{ErrorBody, ErrorDetail};
 )]
 pub struct ApiDoc;
 
-/// The document as pretty JSON, version pinned to the crate's.
-pub fn document() -> String {
+/// `operationId` of every operation, by method and path. utoipa names operations after their
+/// handler functions, which repeat across files (`get`, `list`, `remove`…); clients generated
+/// from the document need ids that are unique and say what the call does.
+const OPERATION_IDS: &[(&str, &str, &str)] = &[
+    ("post", "/v1/embed", "embed"),
+    ("post", "/v1/embeddings", "create_embeddings"),
+    ("post", "/v1/match", "match"),
+    ("get", "/v1/faqs", "list_faqs"),
+    ("post", "/v1/faqs", "create_faq"),
+    ("get", "/v1/faqs/{id}", "get_faq"),
+    ("put", "/v1/faqs/{id}", "replace_faq"),
+    ("delete", "/v1/faqs/{id}", "delete_faq"),
+    ("post", "/v1/faqs:import", "import_faqs"),
+    ("get", "/v1/faqs:export", "export_faqs"),
+    ("get", "/v1/documents", "list_documents"),
+    ("post", "/v1/documents", "upsert_document"),
+    ("get", "/v1/documents/{id}", "get_document"),
+    ("delete", "/v1/documents/{id}", "delete_document"),
+    ("get", "/v1/index", "get_index"),
+    ("get", "/v1/calibration", "get_calibration"),
+    ("put", "/v1/calibration", "put_calibration"),
+    ("delete", "/v1/calibration", "delete_calibration"),
+    ("get", "/v1/out-of-scope", "get_out_of_scope"),
+    ("put", "/v1/out-of-scope", "put_out_of_scope"),
+    ("delete", "/v1/out-of-scope", "delete_out_of_scope"),
+    ("post", "/v1/intent", "classify_intent"),
+    ("get", "/v1/intent/models", "list_intent_models"),
+    ("post", "/v1/chat", "chat"),
+    ("get", "/v1/sessions/{id}", "get_session"),
+    ("delete", "/v1/sessions/{id}", "delete_session"),
+    ("post", "/v1/sessions/{id}/release", "release_session"),
+    ("post", "/v1/sessions/{id}/handoff", "hand_off_session"),
+    ("post", "/v1/assist", "assist"),
+    ("post", "/v1/feedback", "create_feedback"),
+    ("get", "/v1/feedback", "list_feedback"),
+    ("get", "/v1/items", "list_items"),
+    ("post", "/v1/items", "upsert_item"),
+    ("get", "/v1/items/{id}", "get_item"),
+    ("delete", "/v1/items/{id}", "delete_item"),
+    ("post", "/v1/items:import", "import_items"),
+    ("post", "/v1/events", "post_events"),
+    ("put", "/v1/customers/{id}", "put_customer"),
+    ("get", "/v1/customers/{id}/profile", "get_customer_profile"),
+    ("post", "/v1/recommend", "recommend"),
+    ("get", "/v1/model", "get_model"),
+    ("post", "/v1/model/reload", "reload_model"),
+    ("get", "/healthz", "healthz"),
+    ("get", "/readyz", "readyz"),
+    ("get", "/metrics", "metrics"),
+];
+
+/// The generated document made valid OpenAPI 3.1: unique operation ids (from
+/// [`OPERATION_IDS`], else method and path) and a description on every response (required by
+/// the spec; utoipa leaves it out when an annotation gives none).
+pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
-    doc.to_pretty_json().expect("OpenAPI serialises")
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let ops = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+            ("head", &mut item.head),
+            ("options", &mut item.options),
+        ];
+        for (method, op) in ops {
+            let Some(op) = op else { continue };
+            op.operation_id = Some(operation_id(method, path));
+            for (status, resp) in op.responses.responses.iter_mut() {
+                if let RefOr::T(r) = resp
+                    && r.description.is_empty()
+                {
+                    r.description = status_description(status);
+                }
+            }
+        }
+    }
+    doc
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    match OPERATION_IDS
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+    {
+        Some((_, _, id)) => id.to_string(),
+        // A route added without an entry still gets a unique id, e.g. `get_v1_things_id`.
+        None => std::iter::once(method)
+            .chain(path.split(|c: char| !c.is_ascii_alphanumeric()))
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join("_"),
+    }
+}
+
+/// The status's reason phrase (`404` → `Not Found`), for a response documented without words.
+fn status_description(status: &str) -> String {
+    status
+        .parse::<u16>()
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Response")
+        .to_string()
+}
+
+/// The document as pretty JSON, version pinned to the crate's.
+pub fn document() -> String {
+    openapi().to_pretty_json().expect("OpenAPI serialises")
 }
 
 pub async fn serve() -> Json<serde_json::Value> {
     Json(serde_json::from_str(&document()).expect("valid JSON"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_listed_and_unique() {
+        let doc = openapi();
+        let mut seen = std::collections::BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("get", &item.get),
+                ("put", &item.put),
+                ("post", &item.post),
+                ("delete", &item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                let id = op.operation_id.clone().unwrap();
+                assert!(
+                    OPERATION_IDS.iter().any(|e| e.0 == method && e.1 == path),
+                    "{method} {path} has no entry in OPERATION_IDS"
+                );
+                assert!(seen.insert(id.clone()), "operationId {id} repeats");
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            OPERATION_IDS.len(),
+            "OPERATION_IDS names a route no more documented"
+        );
+    }
+
+    #[test]
+    fn fallback_ids_and_descriptions() {
+        assert_eq!(operation_id("get", "/v1/things/{id}"), "get_v1_things_id");
+        assert_eq!(status_description("422"), "Unprocessable Entity");
+        assert_eq!(status_description("default"), "Response");
+    }
 }

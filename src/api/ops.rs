@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
-use crate::error::ApiError;
+use crate::error::Error;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -51,10 +51,10 @@ pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     )
 }
 
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {}", uri.path()))
+pub async fn not_found(uri: Uri) -> Error {
+    Error::NotFound(format!("no route for {}", uri.path()))
 }
 
-pub async fn method_not_allowed(uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!("{} does not accept this method", uri.path()))
+pub async fn method_not_allowed(uri: Uri) -> Error {
+    Error::MethodNotAllowed(format!("{} does not accept this method", uri.path()))
 }

@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use super::json::ApiJson;
-use crate::error::{ApiError, ErrorBody};
+use super::error::ErrorBody;
+use crate::error::Error;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -22,7 +23,7 @@ pub struct OutOfScope {
 /// The out-of-scope examples stored with the KB.
 #[utoipa::path(get, path = "/v1/out-of-scope", tag = "matching", responses(
     (status = 200, body = OutOfScope)))]
-pub async fn get(State(s): State<SharedState>) -> Result<Json<OutOfScope>, ApiError> {
+pub async fn get(State(s): State<SharedState>) -> Result<Json<OutOfScope>, Error> {
     Ok(Json(OutOfScope {
         examples: s.kb.out_of_scope().await?,
     }))
@@ -35,9 +36,9 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<OutOfScope>, ApiEr
 pub async fn put(
     State(s): State<SharedState>,
     ApiJson(body): ApiJson<OutOfScope>,
-) -> Result<Json<OutOfScope>, ApiError> {
+) -> Result<Json<OutOfScope>, Error> {
     let examples = crate::kb::out_of_scope::check(body.examples).map_err(|ps| {
-        ApiError::Invalid(
+        Error::Invalid(
             ps.iter()
                 .map(|p| match p.line {
                     0 => p.message.clone(),
@@ -54,7 +55,7 @@ pub async fn put(
 
 /// Remove every out-of-scope example.
 #[utoipa::path(delete, path = "/v1/out-of-scope", tag = "matching", responses((status = 204)))]
-pub async fn delete(State(s): State<SharedState>) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(s): State<SharedState>) -> Result<StatusCode, Error> {
     s.kb.set_out_of_scope(&[]).await?;
     s.reindex.notify_one();
     Ok(StatusCode::NO_CONTENT)

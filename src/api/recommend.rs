@@ -2,14 +2,16 @@
 //! (attributes and profile) and `/v1/recommend`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
 use super::json::ApiJson;
-use crate::error::{ApiError, ErrorBody};
+use super::reject::{ApiPath, ApiQuery, ApiText};
+use super::error::ErrorBody;
+use crate::error::Error;
 use crate::recommend::serving::{
     EventIn, Profile, RecommendRequest, RecommendResponse, check_event, now_secs,
 };
@@ -20,11 +22,12 @@ use crate::recommend::store::{
 /// At most this many events per `POST /v1/events`.
 pub const MAX_EVENTS: usize = 10_000;
 
-fn storage(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Storage(e.to_string())
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemListParams {
     #[serde(default)]
     pub offset: Option<usize>,
@@ -47,8 +50,8 @@ pub struct ItemList {
     responses((status = 200, body = ItemList)))]
 pub async fn list_items(
     State(s): State<SharedState>,
-    Query(p): Query<ItemListParams>,
-) -> Result<Json<ItemList>, ApiError> {
+    ApiQuery(p): ApiQuery<ItemListParams>,
+) -> Result<Json<ItemList>, Error> {
     let all: Vec<StoredItem> = s
         .recommender
         .store
@@ -72,13 +75,13 @@ pub async fn list_items(
     }))
 }
 
-async fn find_item(s: &crate::core::Kefu, id: &str) -> Result<StoredItem, ApiError> {
+async fn find_item(s: &crate::core::Kefu, id: &str) -> Result<StoredItem, Error> {
     s.recommender
         .store
         .item(id, &s.model_version())
         .await
         .map_err(storage)?
-        .ok_or_else(|| ApiError::NotFound(format!("item {id:?} does not exist")))
+        .ok_or_else(|| Error::NotFound(format!("item {id:?} does not exist")))
 }
 
 /// One item.
@@ -86,8 +89,8 @@ async fn find_item(s: &crate::core::Kefu, id: &str) -> Result<StoredItem, ApiErr
     responses((status = 200, body = StoredItem), (status = 404, body = ErrorBody)))]
 pub async fn get_item(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<Json<StoredItem>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<StoredItem>, Error> {
     Ok(Json(find_item(&s, &id).await?))
 }
 
@@ -98,10 +101,10 @@ pub async fn get_item(
 pub async fn upsert_item(
     State(s): State<SharedState>,
     ApiJson(item): ApiJson<Item>,
-) -> Result<(StatusCode, Json<StoredItem>), ApiError> {
+) -> Result<(StatusCode, Json<StoredItem>), Error> {
     let problems = item.validate();
     if !problems.is_empty() {
-        return Err(ApiError::Invalid(
+        return Err(Error::Invalid(
             problems
                 .iter()
                 .map(|(f, m)| format!("{f}: {m}"))
@@ -129,8 +132,8 @@ pub async fn upsert_item(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_item(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, Error> {
     if !s
         .recommender
         .store
@@ -138,13 +141,14 @@ pub async fn delete_item(
         .await
         .map_err(storage)?
     {
-        return Err(ApiError::NotFound(format!("item {id:?} does not exist")));
+        return Err(Error::NotFound(format!("item {id:?} does not exist")));
     }
     s.refresh_catalogue().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ItemFormatParam {
     /// `jsonl` or `csv` (default: from Content-Type).
     #[serde(default)]
@@ -159,10 +163,10 @@ pub struct ItemFormatParam {
     responses((status = 200, body = ItemSummary), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_items(
     State(s): State<SharedState>,
-    Query(p): Query<ItemFormatParam>,
+    ApiQuery(p): ApiQuery<ItemFormatParam>,
     headers: HeaderMap,
-    body: String,
-) -> Result<Json<ItemSummary>, ApiError> {
+    ApiText(body): ApiText,
+) -> Result<Json<ItemSummary>, Error> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -174,12 +178,12 @@ pub async fn import_items(
             ItemFormat::Jsonl
         }
         None => {
-            return Err(ApiError::UnsupportedMediaType(format!(
+            return Err(Error::UnsupportedMediaType(format!(
                 "cannot tell the format from Content-Type {ct:?}: use ?format=jsonl|csv"
             )));
         }
     };
-    let items = parse_items(format, &body).map_err(ApiError::InvalidImport)?;
+    let items = parse_items(format, &body).map_err(Error::InvalidImport)?;
     tracing::info!(items = items.len(), "importing items");
     let summary = s
         .recommender
@@ -211,12 +215,12 @@ pub struct EventsAccepted {
 pub async fn post_events(
     State(s): State<SharedState>,
     ApiJson(batch): ApiJson<EventBatch>,
-) -> Result<Json<EventsAccepted>, ApiError> {
+) -> Result<Json<EventsAccepted>, Error> {
     if batch.events.is_empty() {
-        return Err(ApiError::EmptyInput("events is empty".into()));
+        return Err(Error::EmptyInput("events is empty".into()));
     }
     if batch.events.len() > MAX_EVENTS {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Error::TooLarge(format!(
             "{} events; at most {MAX_EVENTS} per request",
             batch.events.len()
         )));
@@ -252,7 +256,7 @@ pub async fn post_events(
     if !problems.is_empty() {
         let n = problems.len();
         problems.truncate(50);
-        return Err(ApiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{n} problem(s), nothing was stored: {}",
             problems.join("; ")
         )));
@@ -271,14 +275,14 @@ pub use crate::core::checked_customer_id;
     request_body = Customer, responses((status = 200, body = Customer), (status = 422, body = ErrorBody)))]
 pub async fn put_customer(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(c): ApiJson<Customer>,
-) -> Result<Json<Customer>, ApiError> {
+) -> Result<Json<Customer>, Error> {
     checked_customer_id("customer id", &id)?;
     if let Some(l) = &c.locale
         && !matches!(l.as_str(), "zh" | "en")
     {
-        return Err(ApiError::Invalid(format!("locale {l:?} is not zh or en")));
+        return Err(Error::Invalid(format!("locale {l:?} is not zh or en")));
     }
     let store = &s.recommender.store;
     store
@@ -300,14 +304,14 @@ pub async fn put_customer(
     responses((status = 200, body = Profile), (status = 404, body = ErrorBody)))]
 pub async fn profile(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
-) -> Result<Json<Profile>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Profile>, Error> {
     s.recommender
         .profile(&id, &s.model_version())
         .await
         .map_err(storage)?
         .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("customer {id:?} has no events or attributes")))
+        .ok_or_else(|| Error::NotFound(format!("customer {id:?} has no events or attributes")))
 }
 
 /// Items for a customer, each with a score and a reason. Purchased, dismissed and inactive
@@ -318,14 +322,14 @@ pub async fn profile(
 pub async fn recommend(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<RecommendRequest>,
-) -> Result<Json<RecommendResponse>, ApiError> {
+) -> Result<Json<RecommendResponse>, Error> {
     if let Some(id) = &req.customer_id {
         checked_customer_id("customer_id", id)?;
     }
     if let Some(k) = req.k
         && !(1..=s.config.recommend.max_k).contains(&k)
     {
-        return Err(ApiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "k must be between 1 and {} (recommend.max_k), got {k}",
             s.config.recommend.max_k
         )));
@@ -333,7 +337,7 @@ pub async fn recommend(
     if let Some(l) = &req.locale
         && !matches!(l.as_str(), "zh" | "en")
     {
-        return Err(ApiError::Invalid(format!("locale {l:?} is not zh or en")));
+        return Err(Error::Invalid(format!("locale {l:?} is not zh or en")));
     }
     let embedder = s.embedder()?;
     let context = match &req.context {

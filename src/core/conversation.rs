@@ -12,7 +12,7 @@ use crate::dialog::assist::{AssistRequest, AssistResponse};
 use crate::dialog::chat::{Action, ChatRequest, ChatResponse};
 use crate::dialog::handoff::{self, Cause, HandoffPackage, Reason};
 use crate::dialog::session::{Role, Session};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::intent::routing::{Priority, Route, Target};
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -48,7 +48,7 @@ pub struct FeedbackRequest {
 impl Kefu {
     /// One customer turn ([`crate::dialog::chat::turn`]); a known customer's question goes
     /// into their profile, with the entry that answered it.
-    pub async fn chat_turn(self: &Arc<Self>, req: ChatRequest) -> Result<ChatResponse, ApiError> {
+    pub async fn chat_turn(self: &Arc<Self>, req: ChatRequest) -> Result<ChatResponse, Error> {
         let customer = req.customer.clone();
         if let Some(id) = customer.as_ref().and_then(|c| c.id.as_deref()) {
             super::checked_customer_id("customer.id", id)?;
@@ -91,32 +91,32 @@ impl Kefu {
     }
 
     /// A live session; 404 when it does not exist or expired.
-    pub async fn session(&self, id: &str) -> Result<Session, ApiError> {
+    pub async fn session(&self, id: &str) -> Result<Session, Error> {
         self.sessions.get(id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("session {id:?} does not exist (or expired)"))
+            Error::NotFound(format!("session {id:?} does not exist (or expired)"))
         })
     }
 
     /// Ends a conversation; 404 when there was none.
-    pub async fn delete_session(&self, id: &str) -> Result<(), ApiError> {
+    pub async fn delete_session(&self, id: &str) -> Result<(), Error> {
         let s = self;
         let _lock = s.session_locks.lock(&id).await;
         if s.sessions.delete(&id).await? {
             Ok(())
         } else {
-            Err(ApiError::NotFound(format!(
+            Err(Error::NotFound(format!(
                 "session {id:?} does not exist (or expired)"
             )))
         }
     }
 
     /// Gives a conversation a person had back to the bot; 409 when the bot has it.
-    pub async fn release(&self, id: &str) -> Result<Session, ApiError> {
+    pub async fn release(&self, id: &str) -> Result<Session, Error> {
         let s = self;
         let _lock = s.session_locks.lock(id).await;
         let mut session = s.session(id).await?;
         if !session.with_human {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "session {id:?} is with the bot already"
             )));
         }
@@ -134,18 +134,18 @@ impl Kefu {
         &self,
         id: &str,
         req: HandoffRequest,
-    ) -> Result<HandoffPackage, ApiError> {
+    ) -> Result<HandoffPackage, Error> {
         let s = self;
         let _lock = s.session_locks.lock(id).await;
         let mut session = s.session(id).await?;
         if session.with_human {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "session {id:?} is with a person already"
             )));
         }
         let target = req.target.unwrap_or(Target::Agent);
         if target == Target::Bot {
-            return Err(ApiError::Invalid("target must be a person, not bot".into()));
+            return Err(Error::Invalid("target must be a person, not bot".into()));
         }
         let detail = req.detail.unwrap_or_else(|| "handed off by the API".into());
         let intent = session.topic.intent.clone();
@@ -173,40 +173,40 @@ impl Kefu {
     }
 
     /// Suggested replies, intent and flow for the customer's latest question.
-    pub async fn assist(&self, req: AssistRequest) -> Result<AssistResponse, ApiError> {
+    pub async fn assist(&self, req: AssistRequest) -> Result<AssistResponse, Error> {
         crate::dialog::assist::assist(self, req).await
     }
 
     /// Stores feedback on a reply (with the question and the entry that answered it, while the
     /// session lives).
-    pub async fn feedback(&self, req: FeedbackRequest) -> Result<Feedback, ApiError> {
+    pub async fn feedback(&self, req: FeedbackRequest) -> Result<Feedback, Error> {
         let s = self;
         let Some((session_id, n)) = req.turn_id.rsplit_once('-') else {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "turn_id {:?} is not a turn id (<session id>-<n>)",
                 req.turn_id
             )));
         };
         if !crate::dialog::session::valid_id(session_id) || n.parse::<u32>().is_err() {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "turn_id {:?} is not a turn id (<session id>-<n>)",
                 req.turn_id
             )));
         }
         if req.helpful.is_none() && req.rating.is_none() {
-            return Err(ApiError::Invalid("give helpful or rating".into()));
+            return Err(Error::Invalid("give helpful or rating".into()));
         }
         if let Some(r) = req.rating
             && !(1..=5).contains(&r)
         {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "rating must be between 1 and 5, got {r}"
             )));
         }
         if let Some(c) = &req.comment
             && c.chars().count() > s.config.limits.max_input_chars
         {
-            return Err(ApiError::TooLarge(format!(
+            return Err(Error::TooLarge(format!(
                 "comment is longer than {} characters",
                 s.config.limits.max_input_chars
             )));
@@ -214,7 +214,7 @@ impl Kefu {
         if let Some(f) = &req.faq_id
             && s.kb.get(f).await?.is_none()
         {
-            return Err(ApiError::NotFound(format!(
+            return Err(Error::NotFound(format!(
                 "faq_id {f:?} is not in the knowledge base"
             )));
         }
@@ -227,7 +227,7 @@ impl Kefu {
                 .iter()
                 .position(|t| t.id == req.turn_id && t.role == Role::Bot)
                 .ok_or_else(|| {
-                    ApiError::NotFound(format!(
+                    Error::NotFound(format!(
                         "turn {:?} is not a reply of session {session_id:?}",
                         req.turn_id
                     ))
@@ -254,7 +254,7 @@ impl Kefu {
                 created_at: crate::dialog::session::now(),
             })
             .await
-            .map_err(|e| ApiError::Storage(e.to_string()))?;
+            .map_err(|e| Error::Storage(e.to_string()))?;
         Ok(stored)
     }
 
@@ -263,16 +263,16 @@ impl Kefu {
         &self,
         session_id: Option<&str>,
         limit: Option<i64>,
-    ) -> Result<Vec<Feedback>, ApiError> {
+    ) -> Result<Vec<Feedback>, Error> {
         let limit = limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "limit must be between 1 and 1000, got {limit}"
             )));
         }
         self.feedback
             .list(session_id, limit)
             .await
-            .map_err(|e| ApiError::Storage(e.to_string()))
+            .map_err(|e| Error::Storage(e.to_string()))
     }
 }

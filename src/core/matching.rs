@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::Kefu;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::kb::{Document, FaqEntry, KbStore};
 use crate::matcher::{Calibration, Candidate, Decision, FusionWeights, KbIndex};
 
@@ -178,7 +178,7 @@ impl Current {
         kb: &KbStore,
         index: &KbIndex,
         candidates: &[Candidate],
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Error> {
         let (mut faq_ids, mut doc_ids) = (Vec::new(), Vec::new());
         for c in candidates {
             match &index.passages[c.entry] {
@@ -353,7 +353,7 @@ pub fn match_offline(
     cal: &Calibration,
     query: &str,
     o: &MatchOptions,
-) -> Result<MatchResponse, ApiError> {
+) -> Result<MatchResponse, Error> {
     let started = Instant::now();
     let corrected = prepare(index, query);
     let text = corrected.as_deref().unwrap_or(query).to_string();
@@ -365,11 +365,11 @@ pub fn match_offline(
 }
 
 /// 422 unless `top_k` is between 1 and [`MAX_TOP_K`].
-pub fn checked_top_k(top_k: usize) -> Result<usize, ApiError> {
+pub fn checked_top_k(top_k: usize) -> Result<usize, Error> {
     if (1..=MAX_TOP_K).contains(&top_k) {
         Ok(top_k)
     } else {
-        Err(ApiError::Invalid(format!(
+        Err(Error::Invalid(format!(
             "top_k must be between 1 and {MAX_TOP_K}, got {top_k}"
         )))
     }
@@ -381,7 +381,7 @@ impl Kefu {
     pub async fn match_request(
         self: &Arc<Self>,
         req: MatchRequest,
-    ) -> Result<MatchResponse, ApiError> {
+    ) -> Result<MatchResponse, Error> {
         if let Some(id) = &req.customer_id {
             super::checked_customer_id("customer_id", id)?;
         }
@@ -412,7 +412,7 @@ impl Kefu {
         &self,
         query: &str,
         o: &MatchOptions<'_>,
-    ) -> Result<MatchResponse, ApiError> {
+    ) -> Result<MatchResponse, Error> {
         let query = super::checked_text("query", query, &self.config.limits)?;
         checked_top_k(o.top_k)?;
         super::checked_channel(o.channel)?;
@@ -425,7 +425,7 @@ impl Kefu {
         &self,
         query: &str,
         o: &MatchOptions<'_>,
-    ) -> Result<MatchResponse, ApiError> {
+    ) -> Result<MatchResponse, Error> {
         let started = Instant::now();
         let (embedder, index) = self.encoder_and_index()?;
         let corrected = prepare(&index, query);

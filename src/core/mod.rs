@@ -19,7 +19,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use crate::analytics::metrics::Metrics;
 use crate::config::Config;
 use crate::embed::Embedder;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::kb::KbStore;
 use crate::matcher::{Calibration, KbIndex};
 
@@ -99,23 +99,23 @@ impl Kefu {
         }
     }
 
-    pub fn embedder(&self) -> Result<Arc<Embedder>, ApiError> {
-        self.embedder.load_full().ok_or(ApiError::NotReady)
+    pub fn embedder(&self) -> Result<Arc<Embedder>, Error> {
+        self.embedder.load_full().ok_or(Error::NotReady)
     }
 
     /// The encoder and the KB index made with it. A model swap stores both under `swap_lock`;
     /// a request that reads them in the middle of one waits for the lock and reads again.
-    pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), ApiError> {
+    pub fn encoder_and_index(&self) -> Result<(Arc<Embedder>, Arc<KbIndex>), Error> {
         self.with_encoder(
             || self.index.load_full(),
             |e, index| index.model_version == e.version(),
-            || ApiError::IndexNotReady,
+            || Error::IndexNotReady,
         )
     }
 
     /// The encoder and the intent models trained on it (read as in
     /// [`Self::encoder_and_index`]).
-    pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), ApiError> {
+    pub fn encoder_and_intents(&self) -> Result<(Arc<Embedder>, Arc<IntentModels>), Error> {
         self.with_encoder(
             || self.intents.load_full(),
             |e, models| {
@@ -123,7 +123,7 @@ impl Kefu {
                     .values()
                     .all(|m| m.check_encoder(e.manifest()).is_ok())
             },
-            || ApiError::IntentNotReady,
+            || Error::IntentNotReady,
         )
     }
 
@@ -134,9 +134,9 @@ impl Kefu {
         &self,
         part: impl Fn() -> Option<Arc<T>>,
         fits: impl Fn(&Embedder, &T) -> bool,
-        not_ready: fn() -> ApiError,
-    ) -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
-        let read = || -> Result<(Arc<Embedder>, Arc<T>), ApiError> {
+        not_ready: fn() -> Error,
+    ) -> Result<(Arc<Embedder>, Arc<T>), Error> {
+        let read = || -> Result<(Arc<Embedder>, Arc<T>), Error> {
             Ok((self.embedder()?, part().ok_or_else(not_ready)?))
         };
         let (e, p) = read()?;
@@ -299,14 +299,14 @@ pub fn checked_text<'a>(
     field: &str,
     text: &'a str,
     limits: &crate::config::LimitsConfig,
-) -> Result<&'a str, ApiError> {
+) -> Result<&'a str, Error> {
     let text = text.trim();
     if text.is_empty() {
-        return Err(ApiError::EmptyInput(format!("{field} is empty")));
+        return Err(Error::EmptyInput(format!("{field} is empty")));
     }
     let chars = text.chars().count();
     if chars > limits.max_input_chars {
-        return Err(ApiError::TooLarge(format!(
+        return Err(Error::TooLarge(format!(
             "{field} has {chars} characters; at most {} are allowed (limits.max_input_chars)",
             limits.max_input_chars
         )));
@@ -315,9 +315,9 @@ pub fn checked_text<'a>(
 }
 
 /// 422 unless `channel` is absent or one of the answer channels (web, app, wechat, sms).
-pub fn checked_channel(channel: Option<&str>) -> Result<(), ApiError> {
+pub fn checked_channel(channel: Option<&str>) -> Result<(), Error> {
     match channel {
-        Some(c) if !crate::kb::entry::CHANNELS.contains(&c) => Err(ApiError::Invalid(format!(
+        Some(c) if !crate::kb::entry::CHANNELS.contains(&c) => Err(Error::Invalid(format!(
             "channel {c:?} is unknown (one of {})",
             crate::kb::entry::CHANNELS.join(", ")
         ))),
@@ -326,11 +326,11 @@ pub fn checked_channel(channel: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// 422 unless `id` is a customer id.
-pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
+pub fn checked_customer_id(field: &str, id: &str) -> Result<(), Error> {
     if crate::recommend::store::valid_id(id) {
         Ok(())
     } else {
-        Err(ApiError::Invalid(format!(
+        Err(Error::Invalid(format!(
             "{field} {id:?} is not an id (1–128 characters, no spaces or control characters)"
         )))
     }
@@ -338,10 +338,10 @@ pub fn checked_customer_id(field: &str, id: &str) -> Result<(), ApiError> {
 
 impl Kefu {
     /// 422 unless `tier` is one the routing policy knows (`routing.tiers`).
-    pub fn checked_tier(&self, field: &str, tier: Option<&str>) -> Result<(), ApiError> {
+    pub fn checked_tier(&self, field: &str, tier: Option<&str>) -> Result<(), Error> {
         match tier {
             Some(t) => (self.config.routing.checked_tier(t))
-                .map_err(|e| ApiError::Invalid(format!("{field}: {e}"))),
+                .map_err(|e| Error::Invalid(format!("{field}: {e}"))),
             None => Ok(()),
         }
     }

@@ -3,12 +3,12 @@
 //! embeddings current.
 
 use super::Kefu;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::recommend::serving::now_secs;
 use crate::recommend::store::{Event, EventType};
 
-fn storage(e: impl std::fmt::Display) -> ApiError {
-    ApiError::Storage(e.to_string())
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
 }
 
 impl Kefu {
@@ -23,7 +23,7 @@ impl Kefu {
 
     /// Embeds what a catalogue change left without an embedding and swaps in the new
     /// catalogue.
-    pub async fn refresh_catalogue(&self) -> Result<(), ApiError> {
+    pub async fn refresh_catalogue(&self) -> Result<(), Error> {
         match self.embedder.load_full() {
             Some(e) => self.recommender.embed_missing(&e).await.map_err(storage),
             None => Ok(()),
@@ -32,7 +32,7 @@ impl Kefu {
 
     /// Stores checked events, consult events with their question's embedding when the encoder is
     /// ready (else it is made later).
-    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), ApiError> {
+    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), Error> {
         let embedder = self.embedder.load_full();
         let texts: Vec<String> = events
             .iter()

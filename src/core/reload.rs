@@ -8,7 +8,7 @@ use super::Kefu;
 use super::background::intent_models;
 use crate::analytics::metrics::Metrics;
 use crate::embed::Embedder;
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::model;
 use crate::model::registry::model_ref;
 
@@ -42,12 +42,12 @@ pub struct ReloadStatus {
 }
 
 /// Starts a reload in the background (409 while one runs) and returns its status.
-pub fn start_reload(state: &Arc<Kefu>) -> Result<ReloadStatus, ApiError> {
+pub fn start_reload(state: &Arc<Kefu>) -> Result<ReloadStatus, Error> {
     state.embedder()?;
     let status = {
         let mut s = state.reload.lock().expect("reload status lock");
         if s.state == "running" {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "a model reload is already running (since {})",
                 s.started_at.as_deref().unwrap_or("?")
             )));
@@ -85,11 +85,11 @@ pub fn start_reload(state: &Arc<Kefu>) -> Result<ReloadStatus, ApiError> {
 /// request: the new encoder is loaded, the intent models, the KB index and the catalogue's
 /// embeddings are made for it while the old one keeps serving, then all are swapped in. Any
 /// failure leaves the old model serving.
-pub async fn reload_model(state: &Arc<Kefu>) -> Result<ModelReload, ApiError> {
-    use ApiError;
+pub async fn reload_model(state: &Arc<Kefu>) -> Result<ModelReload, Error> {
+    use Error;
     let started = std::time::Instant::now();
     let old = state.embedder()?;
-    let failed = |what: &str, e: anyhow::Error| ApiError::ModelReload(format!("{what}: {e:#}"));
+    let failed = |what: &str, e: anyhow::Error| Error::ModelReload(format!("{what}: {e:#}"));
     let dir =
         model::registry::serving_path(&state.config.server.data_dir, &state.config.model.path)
             .map_err(|e| failed("the activated model", e))?;
@@ -133,7 +133,7 @@ pub async fn reload_model(state: &Arc<Kefu>) -> Result<ModelReload, ApiError> {
     };
     // The whole KB, embedded with the new model.
     let (entries, documents, out_of_scope) =
-        (state.kb.index_inputs().await).map_err(|e| ApiError::Storage(e.to_string()))?;
+        (state.kb.index_inputs().await).map_err(|e| Error::Storage(e.to_string()))?;
     let index = {
         let (e, opts) = (new.clone(), state.config.index.options());
         tokio::task::spawn_blocking(move || {

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::Kefu;
 use crate::embed::{EmbedError, Embedder};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::intent::routing::{Route, RouteInput};
 use crate::intent::{IntentModel, Ranked};
 
@@ -68,13 +68,13 @@ impl Kefu {
         text: &str,
         model: Option<&str>,
         tier: Option<&str>,
-    ) -> Result<IntentResponse, ApiError> {
+    ) -> Result<IntentResponse, Error> {
         let s = self;
         let started = Instant::now();
         let name = model.map_or_else(|| s.config.intent.default_model.clone(), str::to_string);
         let (embedder, models) = s.encoder_and_intents()?;
         let model = models.get(&name).cloned().ok_or_else(|| {
-            ApiError::NotFound(if models.is_empty() {
+            Error::NotFound(if models.is_empty() {
                 format!("intent model {name:?} is not loaded: no intent models are configured")
             } else {
                 format!(
@@ -128,11 +128,11 @@ async fn vector(
     embedder: &Arc<Embedder>,
     base: &tokio::sync::OnceCell<Arc<[f32]>>,
     text: &str,
-) -> Result<Arc<[f32]>, ApiError> {
+) -> Result<Arc<[f32]>, Error> {
     if !model.is_tuned() {
         let v = base
             .get_or_try_init(|| async {
-                Ok::<_, ApiError>(embedder.embed(&[text.to_string()]).await?[0].vector.clone())
+                Ok::<_, Error>(embedder.embed(&[text.to_string()]).await?[0].vector.clone())
             })
             .await?;
         return Ok(v.clone());
@@ -140,7 +140,7 @@ async fn vector(
     let (m, e, t) = (model.clone(), embedder.clone(), text.to_string());
     let v = tokio::task::spawn_blocking(move || m.vectors(&e, &[t], None, "the text", None))
         .await
-        .map_err(|e| ApiError::Embed(EmbedError::Inference(e.to_string())))?
-        .map_err(|e| ApiError::Embed(EmbedError::Inference(format!("{e:#}"))))?;
+        .map_err(|e| Error::Embed(EmbedError::Inference(e.to_string())))?
+        .map_err(|e| Error::Embed(EmbedError::Inference(format!("{e:#}"))))?;
     Ok(v.data.into())
 }

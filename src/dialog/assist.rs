@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::chat::{IntentView, understand};
 use super::session::{CustomerRef, Role, Session};
 use crate::core::Kefu;
-use crate::error::ApiError;
+use crate::error::Error;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -65,17 +65,17 @@ pub struct AssistResponse {
     pub took_ms: f64,
 }
 
-pub async fn assist(s: &Kefu, req: AssistRequest) -> Result<AssistResponse, ApiError> {
+pub async fn assist(s: &Kefu, req: AssistRequest) -> Result<AssistResponse, Error> {
     let started = std::time::Instant::now();
     let top_k = req.top_k.unwrap_or(3);
     if !(1..=5).contains(&top_k) {
-        return Err(ApiError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "top_k must be between 1 and 5, got {top_k}"
         )));
     }
     let mut session = match (&req.session_id, req.transcript) {
         (Some(id), None) => s.sessions.get(id).await?.ok_or_else(|| {
-            ApiError::NotFound(format!("session {id:?} does not exist (or expired)"))
+            Error::NotFound(format!("session {id:?} does not exist (or expired)"))
         })?,
         (None, Some(lines)) => {
             let mut session = Session::new("assist".into(), CustomerRef::default(), None);
@@ -90,7 +90,7 @@ pub async fn assist(s: &Kefu, req: AssistRequest) -> Result<AssistResponse, ApiE
             session
         }
         _ => {
-            return Err(ApiError::Invalid(
+            return Err(Error::Invalid(
                 "give either session_id or transcript (not both)".into(),
             ));
         }
@@ -102,7 +102,7 @@ pub async fn assist(s: &Kefu, req: AssistRequest) -> Result<AssistResponse, ApiE
         .turns
         .iter()
         .rposition(|t| t.role == Role::Customer)
-        .ok_or_else(|| ApiError::Invalid("the conversation has no customer turn yet".into()))?;
+        .ok_or_else(|| Error::Invalid("the conversation has no customer turn yet".into()))?;
     session.turns.truncate(last + 1);
     let question = session.turns[last].text.clone();
     for t in session.turns.iter().filter(|t| t.role == Role::Customer) {

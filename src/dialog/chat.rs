@@ -14,7 +14,7 @@ use super::session::{Choice, CustomerRef, Role, Session, SessionStore};
 use crate::core::Kefu;
 use crate::core::matching::{Match, MatchOptions, MatchResponse};
 use crate::core::understand::{Customer, IntentResponse};
-use crate::error::ApiError;
+use crate::error::Error;
 use crate::intent::routing::{Route, RouteInput, Target};
 use crate::matcher::Decision;
 
@@ -156,7 +156,7 @@ pub struct Understanding {
 }
 
 /// Runs one customer turn and stores the session.
-pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, ApiError> {
+pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     let started = Instant::now();
     let text = crate::core::checked_text("text", &req.text, &s.config.limits)?;
     crate::core::checked_channel(req.channel.as_deref())?;
@@ -166,7 +166,7 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, ApiError> 
     )?;
     let id = match req.session_id {
         Some(id) if !super::session::valid_id(&id) => {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "session_id {id:?} is invalid: 1–64 letters, digits, '-' or '_'"
             )));
         }
@@ -288,7 +288,7 @@ pub fn send_handoff(s: &Kefu, p: HandoffPackage) {
     });
 }
 
-async fn respond(s: &Kefu, session: &mut Session, text: &str) -> Result<Outcome, ApiError> {
+async fn respond(s: &Kefu, session: &mut Session, text: &str) -> Result<Outcome, Error> {
     // A number after a `clarify` reply picks an option.
     if let Some(c) = pick(&session.choices, text) {
         session.choices.clear();
@@ -355,7 +355,7 @@ pub async fn understand(
     s: &Kefu,
     session: &Session,
     text: &str,
-) -> Result<Understanding, ApiError> {
+) -> Result<Understanding, Error> {
     // A request for a person stands alone whatever came before.
     let rewritten = if s.config.dialog.rewrite && !s.config.routing.human_request(text, "") {
         let history = history(session);
@@ -365,7 +365,7 @@ pub async fn understand(
         None
     };
     let query = rewritten.clone().unwrap_or_else(|| text.to_string());
-    let models = s.intents.load_full().ok_or(ApiError::IntentNotReady)?;
+    let models = s.intents.load_full().ok_or(Error::IntentNotReady)?;
     let tier = session.customer.tier.as_deref();
     let o = MatchOptions {
         channel: session.channel.as_deref(),
@@ -453,7 +453,7 @@ async fn decide(
     session: &mut Session,
     text: &str,
     u: Understanding,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     let routing = &s.config.routing;
     let replies = &s.config.dialog.replies;
     let locale = session.locale.clone();
@@ -655,7 +655,7 @@ async fn continue_flow(
     flow: &Flow,
     mut state: FlowState,
     text: &str,
-) -> Result<FlowTurn, ApiError> {
+) -> Result<FlowTurn, Error> {
     let locale = session.locale.clone();
     if super::flows::is_cancel(text) {
         return Ok(cancelled(s, session, &state));
@@ -732,7 +732,7 @@ async fn switches_topic(
     session: &Session,
     flow: &Flow,
     text: &str,
-) -> Result<Option<Understanding>, ApiError> {
+) -> Result<Option<Understanding>, Error> {
     let u = understand(s, session, text).await?;
     let other_intent = u.intent.as_ref().is_some_and(|i| {
         !i.out_of_scope
@@ -753,7 +753,7 @@ async fn advance(
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     let locale = session.locale.clone();
     if let Some(slot) = flow
         .slots
@@ -783,7 +783,7 @@ fn ask_confirm(
     session: &mut Session,
     flow: &Flow,
     mut state: FlowState,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     state.confirming = true;
     let ctx = context(s, session, flow, &state, None);
     let t = flow.confirm.as_ref().map_or("", |c| c.get(&session.locale));
@@ -800,7 +800,7 @@ async fn execute(
     session: &mut Session,
     flow: &Flow,
     state: FlowState,
-) -> Result<Outcome, ApiError> {
+) -> Result<Outcome, Error> {
     let locale = session.locale.clone();
     let ctx = context(s, session, flow, &state, None);
     let key = format!("{}-{}-{}", session.id, flow.name, state.run);
@@ -905,8 +905,8 @@ fn context(
     })
 }
 
-fn flow_error(e: String) -> ApiError {
-    ApiError::Flow(e)
+fn flow_error(e: String) -> Error {
+    Error::Flow(e)
 }
 
 /// The flows configured for this server.

@@ -196,6 +196,16 @@ impl Embedder {
         self.tokenizer.encode(text)
     }
 
+    /// Valid token ids are below this (`/v1/embeddings` takes ids).
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.vocab_size()
+    }
+
+    /// The text token ids of this model spell (special tokens left out).
+    pub fn decode(&self, ids: &[u32]) -> Result<String, EmbedError> {
+        self.tokenizer.decode(ids)
+    }
+
     /// Splits `texts` into cache hits and misses; misses come back tokenized.
     fn prepare(&self, texts: &[String]) -> Result<Prepared, EmbedError> {
         let mut out = vec![None; texts.len()];

@@ -59,6 +59,18 @@ impl TextTokenizer {
         self.pad_id
     }
 
+    /// Entries in the vocabulary, added tokens included: valid ids are below it.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// The text `ids` spell, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String, EmbedError> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))
+    }
+
     pub fn encode(&self, text: &str) -> Result<Tokens, EmbedError> {
         let input = format!("{}{}", self.prefix, text);
         let enc = self

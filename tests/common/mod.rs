@@ -210,3 +210,61 @@ pub async fn matching_until(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The Python that runs the tests' outside tools (openapi-spec-validator, the OpenAI SDK):
+/// `KEFU_TEST_PYTHON`, else a venv made in `target/test-venv` on first use. Fails rather than
+/// skipping, so that a check never passes unseen.
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("KEFU_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
+    let venv = target.join("test-venv");
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return python;
+    }
+    // Built aside and renamed into place, so that test binaries running at once never see a
+    // half-made venv (the loser of the race uses the winner's).
+    let tmp = target.join(format!("test-venv.{}", std::process::id()));
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("running python3");
+        assert!(
+            out.status.success(),
+            "making the test venv failed (set KEFU_TEST_PYTHON to a Python with {}):\n{}",
+            PYTHON_TOOLS.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new("python3").args(["-m", "venv"]).arg(&tmp));
+    run(Command::new(tmp.join("bin/python"))
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args(PYTHON_TOOLS));
+    if std::fs::rename(&tmp, &venv).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    assert!(python.exists(), "no venv at {}", venv.display());
+    python
+}
+
+/// What the tests that check kefu with outside tools install (pinned: their verdicts must not
+/// change under us).
+pub const PYTHON_TOOLS: &[&str] = &["openapi-spec-validator==0.9.0", "openai==3.63.0"];
+
+/// Runs `python -c script args…`; fails the test with its output unless it succeeds, and
+/// returns its stdout.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("running the test Python");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
