@@ -203,7 +203,7 @@ async fn embedding_routes_and_errors() {
     let (st, body) = post(
         &c,
         &s.url("/v1/embeddings"),
-        json!({"input": "a", "encoding_format": "base64"}),
+        json!({"input": "a", "encoding_format": "int8"}),
     )
     .await;
     assert_error(st, &body, 422, "invalid_request");
