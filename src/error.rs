@@ -88,4 +88,3 @@ impl From<crate::dialog::session::SessionError> for Error {
         Self::Sessions(e.to_string())
     }
 }
-

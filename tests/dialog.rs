@@ -370,8 +370,9 @@ async fn sessions_expire() {
 #[tokio::test]
 #[ignore = "needs Redis: set KEFU_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) and run with --ignored"]
 async fn a_session_survives_on_redis_across_two_servers() {
-    let url = std::env::var("KEFU_TEST_REDIS_URL")
-        .expect("KEFU_TEST_REDIS_URL must name a Redis for this test (e.g. redis://127.0.0.1:6379)");
+    let url = std::env::var("KEFU_TEST_REDIS_URL").expect(
+        "KEFU_TEST_REDIS_URL must name a Redis for this test (e.g. redis://127.0.0.1:6379)",
+    );
     let model = common::model_dir();
     let prefix = format!("kefu-test:{}:", std::process::id());
     let env = [

@@ -229,6 +229,22 @@ async fn embedding_routes_and_errors() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    for part in ["model", "index", "intents"] {
+        assert_eq!(body["components"][part], "ready", "{body}");
+    }
+    // A customer tier the routing policy does not know is refused, not treated as standard.
+    let (st, body) = post(
+        &c,
+        &s.url("/v1/intent"),
+        json!({"text": "你好", "customer": {"tier": "platinum"}}),
+    )
+    .await;
+    assert_error(st, &body, 422, "invalid_request");
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("platinum") && msg.contains("routing.tiers"),
+        "{msg}"
+    );
     let metrics = c
         .get(s.url("/metrics"))
         .send()
@@ -356,7 +372,9 @@ async fn not_ready_until_the_model_is_loaded() {
     let c = Client::new();
     let r = c.get(s.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(r.json::<Value>().await.unwrap()["status"], "loading");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "loading");
+    assert_eq!(body["components"]["model"], "loading", "{body}");
     let r = c.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "alive while loading");
     let (st, body) = post(&c, &s.url("/v1/embed"), json!({"inputs": ["你好"]})).await;
@@ -371,15 +389,39 @@ async fn sigterm_finishes_in_flight_requests() {
     s.ready().await;
     let c = Client::new();
     let url = s.url("/v1/embed");
-    let inputs: Vec<String> = (0..48)
+    let inputs: Vec<String> = (0..128)
         .map(|i| format!("第 {i} 个问题：退货以后运费谁来承担，多久能退回到原来的支付账户"))
         .collect();
     let req = tokio::spawn(async move { post(&c, &url, json!({ "inputs": inputs })).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Signal only once the server counts the request in flight (besides the /metrics call
+    // that reads the gauge).
+    let probe = Client::new();
+    let deadline = std::time::Instant::now() + common::BACKGROUND_WAIT;
+    loop {
+        let m = probe.get(s.url("/metrics")).send().await.unwrap();
+        let text = m.text().await.unwrap();
+        let in_flight = text
+            .lines()
+            .find_map(|l| l.strip_prefix("kefu_http_requests_in_flight "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if in_flight >= 2 {
+            break;
+        }
+        assert!(
+            !req.is_finished(),
+            "the request ended before it was seen in flight"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw the request in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     s.signal("TERM");
     let (st, body) = req.await.unwrap();
     assert_eq!(st, 200, "the in-flight request completes: {body}");
-    assert_eq!(body["embeddings"].as_array().unwrap().len(), 48);
+    assert_eq!(body["embeddings"].as_array().unwrap().len(), 128);
     let mut s = s;
     let status = tokio::task::spawn_blocking(move || s.child.wait().unwrap())
         .await

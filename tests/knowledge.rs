@@ -125,8 +125,8 @@ async fn documents_calibration_validity_and_clarify() {
     assert_eq!(v["source"], "config", "{v}");
     let clear = json!({"query": "退款多久能到账"});
     assert_eq!(matching(&c, &s, clear.clone()).await["decision"], "answer");
+    // What GET returns goes back through PUT as it is (its `source` included).
     let mut strict = v.clone();
-    strict.as_object_mut().unwrap().remove("source");
     strict["answer_threshold"] = json!(1.0);
     strict["clarify_threshold"] = json!(1.0);
     let (st, v) = call(
@@ -172,8 +172,26 @@ async fn documents_calibration_validity_and_clarify() {
         e.as_object_mut().unwrap().remove(k);
     }
     e["valid_to"] = json!("2020-12-31");
-    let (st, v) = call(&c, Method::PUT, s.url("/v1/faqs/zh-refunds-001"), Some(e)).await;
+    // PUT replaces an entry that exists; the body's id may be left out.
+    e.as_object_mut().unwrap().remove("id");
+    let (st, v) = call(
+        &c,
+        Method::PUT,
+        s.url("/v1/faqs/zh-refunds-001"),
+        Some(e.clone()),
+    )
+    .await;
     assert_eq!(st, 200, "{v}");
+    assert_eq!(v["id"], "zh-refunds-001", "{v}");
+    // An unknown id is not created by PUT (POST /v1/faqs creates).
+    let (st, v) = call(&c, Method::PUT, s.url("/v1/faqs/zh-nothing-999"), Some(e)).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
+    let (st, _) = call(&c, Method::GET, s.url("/v1/faqs/zh-nothing-999"), None).await;
+    assert_eq!(st, 404, "nothing was created");
     let v = matching(&c, &s, json!({"query": "退款多久能到账", "top_k": 20})).await;
     assert!(!ids(&v).contains(&"zh-refunds-001".to_string()), "{v}");
 }

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub queue_depth: IntGauge,
+    /// HTTP requests being answered now (what a graceful shutdown waits for).
+    pub requests_in_flight: IntGauge,
     pub model_ready: IntGauge,
     /// Chat turns by the bot's action (`answer`, `clarify`, `handoff`, …).
     pub chat_actions: IntCounterVec,
@@ -126,6 +128,10 @@ impl Metrics {
             queue_depth: g(
                 "embed_queue_depth",
                 "Requests waiting for the inference worker",
+            ),
+            requests_in_flight: g(
+                "http_requests_in_flight",
+                "HTTP requests being answered now",
             ),
             model_ready: g("model_ready", "1 once the embedding model is loaded"),
             registry,

@@ -8,8 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::json::ApiJson;
 use super::error::ErrorBody;
+use super::json::ApiJson;
 use crate::error::Error;
 use crate::matcher::Calibration;
 

@@ -3,20 +3,21 @@
 //! (`POST /v1/assist`) and feedback (`POST/GET /v1/feedback`).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
+use super::reject::{ApiPath, ApiQuery};
 use crate::analytics::feedback::Feedback;
 pub use crate::core::conversation::{FeedbackRequest, HandoffRequest};
 use crate::dialog::assist::{AssistRequest, AssistResponse};
 use crate::dialog::chat::{ChatRequest, ChatResponse};
 use crate::dialog::handoff::HandoffPackage;
 use crate::dialog::session::Session;
-use super::error::ErrorBody;
 use crate::error::Error;
 
 /// One customer turn: the bot's reply and what it did.
@@ -32,44 +33,44 @@ pub async fn chat(
 }
 
 /// A conversation: turns, slots, flow, hand-off.
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "dialog", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "dialog", params(("id" = String, Path, description = "The session's id")),
     responses((status = 200, body = Session), (status = 404, body = ErrorBody)))]
 pub async fn get_session(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, Error> {
     Ok(Json(s.session(&id).await?))
 }
 
 /// Ends a conversation.
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "dialog", params(("id" = String, Path)),
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "dialog", params(("id" = String, Path, description = "The session's id")),
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete_session(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, Error> {
     s.delete_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Gives a conversation a person had back to the bot.
-#[utoipa::path(post, path = "/v1/sessions/{id}/release", tag = "dialog", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/release", tag = "dialog", params(("id" = String, Path, description = "The session's id")),
     responses((status = 200, body = Session), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn release(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Session>, Error> {
     Ok(Json(s.release(&id).await?))
 }
 
 /// Hands a conversation to a person now (e.g. a supervisor's decision); the package goes to
 /// the desk's webhook like any other.
-#[utoipa::path(post, path = "/v1/sessions/{id}/handoff", tag = "dialog", params(("id" = String, Path)),
+#[utoipa::path(post, path = "/v1/sessions/{id}/handoff", tag = "dialog", params(("id" = String, Path, description = "The session's id")),
     request_body = HandoffRequest,
     responses((status = 200, body = HandoffPackage), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn hand_off(
     State(s): State<SharedState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<HandoffRequest>,
 ) -> Result<Json<HandoffPackage>, Error> {
     Ok(Json(s.hand_off(&id, req).await?))
@@ -97,6 +98,7 @@ pub async fn feedback(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedbackQuery {
     pub session_id: Option<String>,
     /// 1–1000, default 100.
@@ -113,7 +115,7 @@ pub struct FeedbackList {
     responses((status = 200, body = FeedbackList), (status = 422, body = ErrorBody)))]
 pub async fn list_feedback(
     State(s): State<SharedState>,
-    Query(q): Query<FeedbackQuery>,
+    ApiQuery(q): ApiQuery<FeedbackQuery>,
 ) -> Result<Json<FeedbackList>, Error> {
     let feedback = s.list_feedback(q.session_id.as_deref(), q.limit).await?;
     Ok(Json(FeedbackList { feedback }))

@@ -9,9 +9,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::reject::ApiPath;
-use super::error::ErrorBody;
 use crate::error::Error;
 use crate::kb::{Document, Passage};
 

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 use crate::config::LimitsConfig;
 use crate::embed::Embedder;
-use super::error::ErrorBody;
 use crate::error::Error;
 
 /// One text or a list of texts.

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::reject::{ApiPath, ApiQuery, ApiText};
-use super::error::ErrorBody;
 use crate::error::Error;
 use crate::kb::import::{self, Format};
 use crate::kb::store::ImportSummary;
@@ -110,7 +110,9 @@ pub async fn replace(
     ApiJson(mut body): ApiJson<serde_json::Value>,
 ) -> Result<Json<StoredEntry>, Error> {
     let Some(fields) = body.as_object_mut() else {
-        return Err(Error::Invalid("the body must be a JSON object (an FAQ entry)".into()));
+        return Err(Error::Invalid(
+            "the body must be a JSON object (an FAQ entry)".into(),
+        ));
     };
     match fields.get("id") {
         None => {

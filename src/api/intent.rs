@@ -7,9 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 pub use crate::core::understand::{Customer, IntentRequest, IntentResponse, Severity};
-use super::error::ErrorBody;
 use crate::error::Error;
 use crate::intent::model::{EncoderRef, IntentCalibration};
 

@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::State;
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 pub use crate::core::matching::{
     Filters, Match, MatchRequest, MatchResponse, PassageSource, Signals,
 };
-use super::error::ErrorBody;
 use crate::error::Error;
 
 /// Match a question against the knowledge base.

@@ -122,7 +122,10 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         .unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let limit = state.config.server.request_timeout_secs;
-    let mut resp = match tokio::time::timeout(Duration::from_secs(limit), next.run(req)).await {
+    state.metrics.requests_in_flight.inc();
+    let resp = tokio::time::timeout(Duration::from_secs(limit), next.run(req)).await;
+    state.metrics.requests_in_flight.dec();
+    let mut resp = match resp {
         Ok(r) => r,
         Err(_) => Error::Timeout(limit).into_response(),
     };

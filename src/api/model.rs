@@ -8,8 +8,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::SharedState;
-use crate::core::ReloadStatus;
 use super::error::ErrorBody;
+use crate::core::ReloadStatus;
 use crate::error::Error;
 use crate::model::registry::{Activation, ModelRef};
 

@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use utoipa::OpenApi;
 use utoipa::openapi::RefOr;
 
+use super::error::{ErrorBody, ErrorDetail};
 use super::{
     calibration, chat, documents, embed, faqs, index, intent, match_, model, ops, out_of_scope,
     recommend,
 };
-use super::error::{ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
 #[openapi(

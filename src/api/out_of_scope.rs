@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::SharedState;
-use super::json::ApiJson;
 use super::error::ErrorBody;
+use super::json::ApiJson;
 use crate::error::Error;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::SharedState;
+use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::reject::{ApiPath, ApiQuery, ApiText};
-use super::error::ErrorBody;
 use crate::error::Error;
 use crate::recommend::serving::{
     EventIn, Profile, RecommendRequest, RecommendResponse, check_event, now_secs,

@@ -115,11 +115,16 @@ pub(super) fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<Intent
         let loaded: Vec<anyhow::Result<crate::intent::IntentModel>> = std::thread::scope(|sc| {
             let jobs: Vec<_> = (missing.iter())
                 .map(|name| {
-                    sc.spawn(move || crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name))
+                    sc.spawn(move || {
+                        crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name)
+                    })
                 })
                 .collect();
             (jobs.into_iter())
-                .map(|j| j.join().unwrap_or_else(|_| Err(anyhow::anyhow!("training panicked"))))
+                .map(|j| {
+                    j.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("training panicked")))
+                })
                 .collect()
         });
         for (name, m) in missing.into_iter().zip(loaded) {

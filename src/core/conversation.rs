@@ -92,16 +92,16 @@ impl Kefu {
 
     /// A live session; 404 when it does not exist or expired.
     pub async fn session(&self, id: &str) -> Result<Session, Error> {
-        self.sessions.get(id).await?.ok_or_else(|| {
-            Error::NotFound(format!("session {id:?} does not exist (or expired)"))
-        })
+        self.sessions
+            .get(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("session {id:?} does not exist (or expired)")))
     }
 
     /// Ends a conversation; 404 when there was none.
     pub async fn delete_session(&self, id: &str) -> Result<(), Error> {
-        let s = self;
-        let _lock = s.session_locks.lock(&id).await;
-        if s.sessions.delete(&id).await? {
+        let _lock = self.session_locks.lock(id).await;
+        if self.sessions.delete(id).await? {
             Ok(())
         } else {
             Err(Error::NotFound(format!(
@@ -130,11 +130,7 @@ impl Kefu {
 
     /// Hands a conversation to a person now; the package goes to the desk's webhook like any
     /// other. 409 when a person has it already.
-    pub async fn hand_off(
-        &self,
-        id: &str,
-        req: HandoffRequest,
-    ) -> Result<HandoffPackage, Error> {
+    pub async fn hand_off(&self, id: &str, req: HandoffRequest) -> Result<HandoffPackage, Error> {
         let s = self;
         let _lock = s.session_locks.lock(id).await;
         let mut session = s.session(id).await?;

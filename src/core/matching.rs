@@ -421,11 +421,7 @@ impl Kefu {
 
     /// [`Kefu::match_query`] for a query and options already checked (the chat turn's query
     /// rewritten with its context).
-    pub async fn search(
-        &self,
-        query: &str,
-        o: &MatchOptions<'_>,
-    ) -> Result<MatchResponse, Error> {
+    pub async fn search(&self, query: &str, o: &MatchOptions<'_>) -> Result<MatchResponse, Error> {
         let started = Instant::now();
         let (embedder, index) = self.encoder_and_index()?;
         let corrected = prepare(&index, query);

@@ -351,11 +351,7 @@ fn pick(choices: &[Choice], text: &str) -> Option<Choice> {
 }
 
 /// Rewrites the turn with the conversation's context, classifies it and matches it.
-pub async fn understand(
-    s: &Kefu,
-    session: &Session,
-    text: &str,
-) -> Result<Understanding, Error> {
+pub async fn understand(s: &Kefu, session: &Session, text: &str) -> Result<Understanding, Error> {
     // A request for a person stands alone whatever came before.
     let rewritten = if s.config.dialog.rewrite && !s.config.routing.human_request(text, "") {
         let history = history(session);

@@ -238,7 +238,13 @@ pub fn python() -> PathBuf {
     };
     run(Command::new("python3").args(["-m", "venv"]).arg(&tmp));
     run(Command::new(tmp.join("bin/python"))
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
         .args(PYTHON_TOOLS));
     if std::fs::rename(&tmp, &venv).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
