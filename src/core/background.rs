@@ -106,29 +106,11 @@ pub(super) fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<Intent
         models.insert(name.clone(), Arc::new(m));
     }
     if cfg.intent.load_demo {
-        let missing: Vec<&str> = (crate::intent::demo::sets().into_iter())
-            .map(|(name, _)| name)
-            .filter(|name| !models.contains_key(*name))
-            .collect();
-        // At first start the demo models train (each takes about a minute, mostly on one
-        // core): one thread each, so that every core works and ready comes sooner.
-        let loaded: Vec<anyhow::Result<crate::intent::IntentModel>> = std::thread::scope(|sc| {
-            let jobs: Vec<_> = (missing.iter())
-                .map(|name| {
-                    sc.spawn(move || {
-                        crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name)
-                    })
-                })
-                .collect();
-            (jobs.into_iter())
-                .map(|j| {
-                    j.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("training panicked")))
-                })
-                .collect()
-        });
-        for (name, m) in missing.into_iter().zip(loaded) {
-            models.insert(name.to_string(), Arc::new(m?));
+        for (name, _) in crate::intent::demo::sets() {
+            if !models.contains_key(name) {
+                let m = crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name)?;
+                models.insert(name.to_string(), Arc::new(m));
+            }
         }
     }
     if !models.is_empty() && !models.contains_key(&cfg.intent.default_model) {
