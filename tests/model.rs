@@ -169,3 +169,36 @@ fn without_vnni_the_service_falls_back_to_candle() {
     let cos: f32 = stdout.split('\t').next().unwrap().trim().parse().unwrap();
     assert!((cos - 0.926).abs() <= 0.01, "{stdout}");
 }
+
+#[test]
+fn fetch_leaves_an_intact_model_alone_and_refuses_a_damaged_one() {
+    // The fetched model, intact: nothing is downloaded, the command succeeds (so the README's
+    // "fetch, then test" runs again and again).
+    let model = common::model_dir();
+    let out = common::kefu()
+        .args(["model", "fetch", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("nothing fetched"), "{stderr}");
+    // A directory whose files no longer match its manifest is not taken for the model.
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = tmp.path().join("m");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["manifest.json", "config.json"] {
+        std::fs::copy(model.join(f), broken.join(f)).unwrap();
+    }
+    let out = common::kefu()
+        .args(["model", "fetch", "--out"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("already exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+}

