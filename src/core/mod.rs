@@ -1,8 +1,8 @@
-//! The core: one service object, built once by `kefu serve` (and by the CLI where it needs the
-//! serving state), that owns the encoder and index slots, the store, the intent models, the
-//! recommender and the sessions, and exposes the domain operations every entry point calls:
-//! match a query, understand a text, take a chat turn, assist an agent, recommend, record.
-//! Nothing here knows about HTTP.
+//! The core: one service object, built once by `kefu serve`, that owns the encoder and index
+//! slots, the store, the intent models, the recommender and the sessions, and exposes the
+//! domain operations the entry points call: match a query, understand a text, take a chat
+//! turn, assist an agent, recommend, record. The CLI and the evaluators, which have no running
+//! service, call the same pipeline functions (`matching`). Nothing here knows about HTTP.
 
 pub mod background;
 pub mod conversation;
