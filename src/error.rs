@@ -47,6 +47,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// A store that failed (the recommendation tables, feedback), in its own words.
+    pub fn storage(e: impl std::fmt::Display) -> Self {
+        Self::Storage(e.to_string())
+    }
+
     /// The stable machine-readable code, e.g. `empty_input`, `overloaded`.
     pub fn code(&self) -> &'static str {
         match self {

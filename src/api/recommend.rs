@@ -22,10 +22,6 @@ use crate::recommend::store::{
 /// At most this many events per `POST /v1/events`.
 pub const MAX_EVENTS: usize = 10_000;
 
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::Storage(e.to_string())
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ItemListParams {
@@ -57,7 +53,7 @@ pub async fn list_items(
         .store
         .items(&s.model_version())
         .await
-        .map_err(storage)?
+        .map_err(Error::storage)?
         .into_iter()
         .map(|(i, _)| i)
         .filter(|i| {
@@ -80,7 +76,7 @@ async fn find_item(s: &crate::core::Kefu, id: &str) -> Result<StoredItem, Error>
         .store
         .item(id, &s.model_version())
         .await
-        .map_err(storage)?
+        .map_err(Error::storage)?
         .ok_or_else(|| Error::NotFound(format!("item {id:?} does not exist")))
 }
 
@@ -117,7 +113,7 @@ pub async fn upsert_item(
         .store
         .upsert_items(std::slice::from_ref(&item))
         .await
-        .map_err(storage)?;
+        .map_err(Error::storage)?;
     s.refresh_catalogue().await?;
     let status = if summary.created > 0 {
         StatusCode::CREATED
@@ -139,7 +135,7 @@ pub async fn delete_item(
         .store
         .delete_item(&id)
         .await
-        .map_err(storage)?
+        .map_err(Error::storage)?
     {
         return Err(Error::NotFound(format!("item {id:?} does not exist")));
     }
@@ -190,7 +186,7 @@ pub async fn import_items(
         .store
         .upsert_items(&items)
         .await
-        .map_err(storage)?;
+        .map_err(Error::storage)?;
     s.refresh_catalogue().await?;
     tracing::info!(?summary, "items imported and embedded");
     Ok(Json(summary))
@@ -243,7 +239,7 @@ pub async fn post_events(
         .store
         .existing_items(&ids)
         .await
-        .map_err(storage)?;
+        .map_err(Error::storage)?;
     for (k, e) in &events {
         if let Some(id) = &e.item_id
             && !known.contains(id)
@@ -288,12 +284,12 @@ pub async fn put_customer(
     store
         .upsert_customers(&[(id.clone(), c)])
         .await
-        .map_err(storage)?;
+        .map_err(Error::storage)?;
     Ok(Json(
         store
             .customer(&id)
             .await
-            .map_err(storage)?
+            .map_err(Error::storage)?
             .unwrap_or_default(),
     ))
 }
@@ -309,7 +305,7 @@ pub async fn profile(
     s.recommender
         .profile(&id, &s.model_version())
         .await
-        .map_err(storage)?
+        .map_err(Error::storage)?
         .map(Json)
         .ok_or_else(|| Error::NotFound(format!("customer {id:?} has no events or attributes")))
 }
@@ -352,6 +348,6 @@ pub async fn recommend(
         .recommender
         .recommend(&req, context, embedder.version())
         .await
-        .map_err(storage)?;
+        .map_err(Error::storage)?;
     Ok(Json(r))
 }

@@ -92,10 +92,7 @@ impl Kefu {
 
     /// A live session; 404 when it does not exist or expired.
     pub async fn session(&self, id: &str) -> Result<Session, Error> {
-        self.sessions
-            .get(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("session {id:?} does not exist (or expired)")))
+        self.sessions.get(id).await?.ok_or_else(|| no_session(id))
     }
 
     /// Ends a conversation; 404 when there was none.
@@ -104,17 +101,14 @@ impl Kefu {
         if self.sessions.delete(id).await? {
             Ok(())
         } else {
-            Err(Error::NotFound(format!(
-                "session {id:?} does not exist (or expired)"
-            )))
+            Err(no_session(id))
         }
     }
 
     /// Gives a conversation a person had back to the bot; 409 when the bot has it.
     pub async fn release(&self, id: &str) -> Result<Session, Error> {
-        let s = self;
-        let _lock = s.session_locks.lock(id).await;
-        let mut session = s.session(id).await?;
+        let _lock = self.session_locks.lock(id).await;
+        let mut session = self.session(id).await?;
         if !session.with_human {
             return Err(Error::Conflict(format!(
                 "session {id:?} is with the bot already"
@@ -124,16 +118,15 @@ impl Kefu {
         session.fallbacks = 0;
         session.flow = None;
         session.updated_at = crate::dialog::session::now();
-        s.sessions.put(&session).await?;
+        self.sessions.put(&session).await?;
         Ok(session)
     }
 
     /// Hands a conversation to a person now; the package goes to the desk's webhook like any
     /// other. 409 when a person has it already.
     pub async fn hand_off(&self, id: &str, req: HandoffRequest) -> Result<HandoffPackage, Error> {
-        let s = self;
-        let _lock = s.session_locks.lock(id).await;
-        let mut session = s.session(id).await?;
+        let _lock = self.session_locks.lock(id).await;
+        let mut session = self.session(id).await?;
         if session.with_human {
             return Err(Error::Conflict(format!(
                 "session {id:?} is with a person already"
@@ -145,7 +138,7 @@ impl Kefu {
         }
         let detail = req.detail.unwrap_or_else(|| "handed off by the API".into());
         let intent = session.topic.intent.clone();
-        let vip = s.config.routing.is_vip(session.customer.tier.as_deref());
+        let vip = self.config.routing.is_vip(session.customer.tier.as_deref());
         let p = handoff::hand_off(
             &mut session,
             Cause {
@@ -163,8 +156,8 @@ impl Kefu {
                 vip,
             },
         );
-        s.sessions.put(&session).await?;
-        crate::dialog::chat::send_handoff(s, p.clone());
+        self.sessions.put(&session).await?;
+        crate::dialog::chat::send_handoff(self, p.clone());
         Ok(p)
     }
 
@@ -176,7 +169,6 @@ impl Kefu {
     /// Stores feedback on a reply (with the question and the entry that answered it, while the
     /// session lives).
     pub async fn feedback(&self, req: FeedbackRequest) -> Result<Feedback, Error> {
-        let s = self;
         let Some((session_id, n)) = req.turn_id.rsplit_once('-') else {
             return Err(Error::Invalid(format!(
                 "turn_id {:?} is not a turn id (<session id>-<n>)",
@@ -200,15 +192,15 @@ impl Kefu {
             )));
         }
         if let Some(c) = &req.comment
-            && c.chars().count() > s.config.limits.max_input_chars
+            && c.chars().count() > self.config.limits.max_input_chars
         {
             return Err(Error::TooLarge(format!(
                 "comment is longer than {} characters",
-                s.config.limits.max_input_chars
+                self.config.limits.max_input_chars
             )));
         }
         if let Some(f) = &req.faq_id
-            && s.kb.get(f).await?.is_none()
+            && self.kb.get(f).await?.is_none()
         {
             return Err(Error::NotFound(format!(
                 "faq_id {f:?} is not in the knowledge base"
@@ -217,7 +209,7 @@ impl Kefu {
         // While the session lives, the turn must exist; its question and answer are kept with the
         // feedback.
         let (mut question, mut answered) = (None, None);
-        if let Some(session) = s.sessions.get(session_id).await? {
+        if let Some(session) = self.sessions.get(session_id).await? {
             let i = session
                 .turns
                 .iter()
@@ -235,7 +227,7 @@ impl Kefu {
                 .find(|t| t.role == Role::Customer)
                 .map(|t| t.rewritten.clone().unwrap_or_else(|| t.text.clone()));
         }
-        let stored = s
+        let stored = self
             .feedback
             .add(Feedback {
                 id: 0,
@@ -250,7 +242,7 @@ impl Kefu {
                 created_at: crate::dialog::session::now(),
             })
             .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(Error::storage)?;
         Ok(stored)
     }
 
@@ -269,6 +261,10 @@ impl Kefu {
         self.feedback
             .list(session_id, limit)
             .await
-            .map_err(|e| Error::Storage(e.to_string()))
+            .map_err(Error::storage)
     }
+}
+
+fn no_session(id: &str) -> Error {
+    Error::NotFound(format!("session {id:?} does not exist (or expired)"))
 }

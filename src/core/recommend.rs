@@ -7,10 +7,6 @@ use crate::error::Error;
 use crate::recommend::serving::now_secs;
 use crate::recommend::store::{Event, EventType};
 
-fn storage(e: impl std::fmt::Display) -> Error {
-    Error::Storage(e.to_string())
-}
-
 impl Kefu {
     /// The serving encoder's version, or "" before it has loaded (embeddings are then made
     /// later).
@@ -25,7 +21,11 @@ impl Kefu {
     /// catalogue.
     pub async fn refresh_catalogue(&self) -> Result<(), Error> {
         match self.embedder.load_full() {
-            Some(e) => self.recommender.embed_missing(&e).await.map_err(storage),
+            Some(e) => self
+                .recommender
+                .embed_missing(&e)
+                .await
+                .map_err(Error::storage),
             None => Ok(()),
         }
     }
@@ -59,7 +59,7 @@ impl Kefu {
             .store
             .add_events(&rows, &model)
             .await
-            .map_err(storage)
+            .map_err(Error::storage)
     }
 
     /// Records a question a known customer asked (from `/v1/chat` and `/v1/match`), with the entry

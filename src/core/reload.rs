@@ -133,7 +133,7 @@ pub async fn reload_model(state: &Arc<Kefu>) -> Result<ModelReload, Error> {
     };
     // The whole KB, embedded with the new model.
     let (entries, documents, out_of_scope) =
-        (state.kb.index_inputs().await).map_err(|e| Error::Storage(e.to_string()))?;
+        (state.kb.index_inputs().await).map_err(Error::storage)?;
     let index = {
         let (e, opts) = (new.clone(), state.config.index.options());
         tokio::task::spawn_blocking(move || {

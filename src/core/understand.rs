@@ -69,10 +69,9 @@ impl Kefu {
         model: Option<&str>,
         tier: Option<&str>,
     ) -> Result<IntentResponse, Error> {
-        let s = self;
         let started = Instant::now();
-        let name = model.map_or_else(|| s.config.intent.default_model.clone(), str::to_string);
-        let (embedder, models) = s.encoder_and_intents()?;
+        let name = model.map_or_else(|| self.config.intent.default_model.clone(), str::to_string);
+        let (embedder, models) = self.encoder_and_intents()?;
         let model = models.get(&name).cloned().ok_or_else(|| {
             Error::NotFound(if models.is_empty() {
                 format!("intent model {name:?} is not loaded: no intent models are configured")
@@ -86,7 +85,7 @@ impl Kefu {
         // The encoder's embedding, computed once and only for models that classify it.
         let base = tokio::sync::OnceCell::new();
         let p = model.predict(&vector(&model, &embedder, &base, text).await?);
-        let routing = &s.config.routing;
+        let routing = &self.config.routing;
         let severity = match models.get(&routing.severity_model) {
             Some(m) if routing.is_complaint(&p.intent) => {
                 let v = vector(m, &embedder, &base, text).await?;

@@ -218,20 +218,17 @@ struct Scored {
     /// Entry index → whether it is gold; empty gold = unanswerable.
     gold: HashSet<usize>,
     answerable: bool,
-    /// Every signal of the candidates the pipeline admits (as `/v1/match` would, with the KB
-    /// file as the store), before fusion: fused again for every weighting tried.
-    signals: Vec<Candidate>,
-    /// The query after spelling correction, when it changed.
-    corrected: Option<String>,
+    /// The query as the pipeline scored it, its signals narrowed to the candidates it admits
+    /// (as `/v1/match` would, with the KB file as the store), before fusion: fused again for
+    /// every weighting tried.
+    served: matching::Scored,
     /// Signals of the uncorrected query (for the plain dense baseline), when corrected.
     raw: Option<Vec<Candidate>>,
-    /// Cosine to the nearest out-of-scope example, when there are examples.
-    out_of_scope: Option<f32>,
 }
 
 impl Scored {
     fn ranked(&self, w: FusionWeights, k: usize) -> Vec<Candidate> {
-        matching::rank(self.signals.clone(), w, k)
+        matching::rank(self.served.signals.clone(), w, k)
     }
 }
 
@@ -275,7 +272,7 @@ fn dense_baseline(scored: &[&Scored]) -> Retrieval {
     };
     let mut acc = Acc::default();
     for s in scored.iter().filter(|s| s.answerable) {
-        let signals = s.raw.clone().unwrap_or_else(|| s.signals.clone());
+        let signals = s.raw.clone().unwrap_or_else(|| s.served.signals.clone());
         acc.add(&matching::rank(signals, w, 10), &s.gold);
     }
     acc.finish()
@@ -312,7 +309,7 @@ fn outcomes(scored: &[&Scored], w: FusionWeights) -> Vec<Outcome> {
                 answerable: s.answerable,
                 top1_right: r.first().is_some_and(|c| s.gold.contains(&c.entry)),
                 top3_hit: r.iter().any(|c| s.gold.contains(&c.entry)),
-                gap: matching::out_of_scope_gap(&r, s.out_of_scope),
+                gap: matching::out_of_scope_gap(&r, s.served.out_of_scope),
             }
         })
         .collect()
@@ -524,8 +521,8 @@ fn score_all(
         let corrected = matching::prepare(index, text);
         let used = corrected.clone().unwrap_or_else(|| text.clone());
         let v = e.embed_blocking(std::slice::from_ref(&used))?;
-        let scored = matching::score(index, &used, &v[0].vector, corrected);
-        let signals = matching::admit(index, scored.signals, current, no_filters, &today);
+        let mut scored = matching::score(index, &used, &v[0].vector, corrected);
+        scored.signals = matching::admit(index, scored.signals, current, no_filters, &today);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         // The plain dense baseline sees the query as typed.
         let raw = match &scored.corrected {
@@ -549,10 +546,8 @@ fn score_all(
                 .filter_map(|g| ids.get(g.as_str()).copied())
                 .collect(),
             answerable: !q.gold.is_empty(),
-            signals,
-            corrected: scored.corrected,
+            served: scored,
             raw,
-            out_of_scope: scored.out_of_scope,
         });
         b.inc(1);
     }
@@ -763,11 +758,7 @@ fn write_report(
         // What `/v1/match` would answer: the pipeline's own decision and first match.
         let served = matching::respond(
             index,
-            matching::Scored {
-                corrected: s.corrected.clone(),
-                signals: s.signals.clone(),
-                out_of_scope: s.out_of_scope,
-            },
+            s.served.clone(),
             &current,
             cal,
             &MatchOptions::default(),
@@ -776,7 +767,7 @@ fn write_report(
         rows.push(QueryRow {
             query: &q.query,
             asked: a,
-            corrected: s.corrected.as_deref().unwrap_or(""),
+            corrected: s.served.corrected.as_deref().unwrap_or(""),
             gold: q.gold.join("|"),
             decision: served.decision.as_str(),
             top1: top.map_or(String::new(), |m| m.faq_id.clone()),
@@ -787,7 +778,7 @@ fn write_report(
             fuzzy: first.map_or(0.0, |c| c.fuzzy),
             answer: first.map_or(0.0, |c| c.answer),
             second_score: r.get(1).map(|c| c.score),
-            out_of_scope: s.out_of_scope,
+            out_of_scope: s.served.out_of_scope,
             gold_rank: r
                 .iter()
                 .position(|c| s.gold.contains(&c.entry))
