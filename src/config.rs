@@ -36,6 +36,8 @@ pub struct Config {
     pub routing: crate::intent::routing::RoutingConfig,
     pub dialog: crate::dialog::DialogConfig,
     pub recommend: crate::recommend::serving::RecommendConfig,
+    pub auth: crate::auth::AuthConfig,
+    pub privacy: crate::privacy::PrivacyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,9 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// Seconds one request may take before it is answered 503.
     pub request_timeout_secs: u64,
+    /// Origins whose browser pages may call the API (CORS), e.g. `https://shop.example.com`;
+    /// `*` allows any. None by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +66,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 30,
             request_timeout_secs: 30,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -95,8 +101,27 @@ impl ServerConfig {
         if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
             return Err(format!("server.host {:?} is not an IP address", self.host));
         }
+        for o in &self.cors_origins {
+            if o != "*" && !valid_origin(o) {
+                return Err(format!(
+                    "server.cors_origins: {o:?} is not an origin like https://shop.example.com \
+                     (scheme, host and optional port; no path) or \"*\""
+                ));
+            }
+        }
         check_data_dir(&self.data_dir)
     }
+}
+
+/// `scheme://host[:port]`, as a browser sends it in `Origin`.
+fn valid_origin(o: &str) -> bool {
+    let Some((scheme, rest)) = o.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', ' ', '@'])
+        && axum::http::HeaderValue::from_str(o).is_ok()
 }
 
 /// An existing data directory must be a directory kefu can write in (it keeps the KB's
@@ -227,6 +252,8 @@ impl Config {
         self.dialog.validate().map_err(invalid)?;
         self.recommend.validate().map_err(invalid)?;
         self.intent.validate().map_err(invalid)?;
+        self.auth.validate().map_err(invalid)?;
+        self.privacy.validate().map_err(invalid)?;
         Ok(())
     }
 

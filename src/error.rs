@@ -44,6 +44,18 @@ pub enum Error {
     Timeout(u64),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(
+        "the key {key:?} has used its budget of `{scope}` requests; retry in {retry_after_secs} s"
+    )]
+    RateLimited {
+        key: String,
+        scope: &'static str,
+        retry_after_secs: u64,
+    },
 }
 
 impl Error {
@@ -72,6 +84,9 @@ impl Error {
             Self::Timeout(_) => "timeout",
             Self::Flow(_) => "flow_template_failed",
             Self::Sessions(_) => "session_store_unavailable",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Embed(e) => match e {
                 EmbedError::Overloaded(_) => "overloaded",
                 EmbedError::Tokenize(_) => "tokenization_failed",

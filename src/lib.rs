@@ -3,6 +3,7 @@
 pub mod analytics;
 pub mod api;
 pub mod atomic;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod core;
@@ -16,6 +17,7 @@ pub mod kb;
 pub mod matcher;
 pub mod model;
 pub mod optim;
+pub mod privacy;
 pub mod recommend;
 pub mod serve;
 pub mod text;

@@ -9,7 +9,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every line masked: personal numbers never reach the log (kefu::privacy).
+        .with_writer(kefu::privacy::MaskedStderr)
         .init();
 }
 

@@ -12,6 +12,16 @@ use crate::core::Kefu;
 use crate::model;
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    // Before anything else: never serve everyone on a reachable address by accident.
+    cfg.auth
+        .check_exposure(&cfg.server.host)
+        .map_err(anyhow::Error::msg)?;
+    if cfg.auth.required() {
+        tracing::info!(
+            keys = cfg.auth.keys.len(),
+            "API keys required (Authorization: Bearer)"
+        );
+    }
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("creating server.data_dir {}", cfg.server.data_dir.display()))?;
     // A model activated in this data directory (`kefu model activate`) serves instead of

@@ -50,14 +50,61 @@ pub struct FeedbackStore {
 impl FeedbackStore {
     pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        // Whose feedback it is, for erasure (added after the table first shipped).
+        let has_customer: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('feedback') WHERE name = 'customer_id'",
+        )
+        .fetch_one(&pool)
+        .await?;
+        if !has_customer {
+            sqlx::raw_sql(
+                "ALTER TABLE feedback ADD COLUMN customer_id TEXT;
+                 CREATE INDEX IF NOT EXISTS feedback_customer ON feedback(customer_id);",
+            )
+            .execute(&pool)
+            .await?;
+        }
         Ok(Self { pool })
     }
 
-    /// Stores `f` (its `id` is assigned) and returns it.
-    pub async fn add(&self, mut f: Feedback) -> Result<Feedback, sqlx::Error> {
+    /// Removes a customer's feedback: given under their id, or in one of `sessions`.
+    pub async fn erase(&self, customer_id: &str, sessions: &[String]) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = sqlx::query("DELETE FROM feedback WHERE customer_id = ?")
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for s in sessions {
+            n += sqlx::query("DELETE FROM feedback WHERE session_id = ?")
+                .bind(s)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Removes feedback older than `cutoff` (Unix seconds); how many.
+    pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM feedback WHERE created_at < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    /// Stores `f` (its `id` is assigned) for `customer_id` (when known) and returns it.
+    pub async fn add(
+        &self,
+        mut f: Feedback,
+        customer_id: Option<&str>,
+    ) -> Result<Feedback, sqlx::Error> {
         let row = sqlx::query(
             "INSERT INTO feedback (turn_id, session_id, helpful, rating, comment, faq_id, question,
-             answered_faq_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             answered_faq_id, created_at, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             RETURNING id",
         )
         .bind(&f.turn_id)
         .bind(&f.session_id)
@@ -68,6 +115,7 @@ impl FeedbackStore {
         .bind(&f.question)
         .bind(&f.answered_faq_id)
         .bind(f.created_at)
+        .bind(customer_id)
         .fetch_one(&self.pool)
         .await?;
         f.id = row.get(0);

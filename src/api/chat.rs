@@ -2,6 +2,7 @@
 //! `POST /v1/sessions/{id}/release`, `POST /v1/sessions/{id}/handoff`), agent assist
 //! (`POST /v1/assist`) and feedback (`POST/GET /v1/feedback`).
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,7 @@ use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::reject::{ApiPath, ApiQuery};
 use crate::analytics::feedback::Feedback;
+use crate::auth::Caller;
 pub use crate::core::conversation::{FeedbackRequest, HandoffRequest};
 use crate::dialog::assist::{AssistRequest, AssistResponse};
 use crate::dialog::chat::{ChatRequest, ChatResponse};
@@ -26,10 +28,27 @@ use crate::error::Error;
     (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn chat(
     State(s): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Json<ChatResponse>, Error> {
+    if let Some(id) = &req.session_id {
+        may_use_session(&caller, id)?;
+    }
     let r = s.chat_turn(req).await?;
     Ok(Json(r))
+}
+
+/// A `chat` key continues only conversations the server started (and gives feedback only on
+/// those): their ids are unguessable, so another customer's conversation is out of reach.
+fn may_use_session(caller: &Caller, id: &str) -> Result<(), Error> {
+    if caller.may_choose_session() || crate::dialog::session::minted(id) {
+        return Ok(());
+    }
+    Err(Error::Forbidden(format!(
+        "the key {:?} may continue only conversations kefu started: leave session_id out to \
+         start one and send back the session_id kefu returns (choosing ids needs the `agent` scope)",
+        caller.name()
+    )))
 }
 
 /// A conversation: turns, slots, flow, hand-off.
@@ -92,8 +111,12 @@ pub async fn assist(
     responses((status = 201, body = Feedback), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn feedback(
     State(s): State<SharedState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<Feedback>), Error> {
+    if let Some((session, _)) = req.turn_id.rsplit_once('-') {
+        may_use_session(&caller, session)?;
+    }
     Ok((StatusCode::CREATED, Json(s.feedback(req).await?)))
 }
 

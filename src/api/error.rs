@@ -21,6 +21,9 @@ pub fn status(e: &Error) -> StatusCode {
         | Error::InvalidImport(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::Storage(_) | Error::Flow(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -58,6 +61,12 @@ pub struct ErrorDetail {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (code, status) = (self.code(), status(&self));
+        let retry_after = match &self {
+            Self::RateLimited {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => 1,
+        };
         let problems = match &self {
             Self::InvalidImport(p) => Some(p.clone()),
             _ => None,
@@ -72,7 +81,7 @@ impl IntoResponse for Error {
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
-                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                .insert("retry-after", axum::http::HeaderValue::from(retry_after));
         }
         resp
     }

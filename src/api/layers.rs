@@ -36,8 +36,8 @@ where
 /// response), the per-request trace span, and the JSON error net, around the whole `app`:
 /// as its fallback service, so that they see its responses complete (axum adds `Allow` to a
 /// 405 only on the way out of the router).
-pub fn outer(app: Router) -> Router {
-    Router::new()
+pub fn outer(app: Router, cors_origins: &[String]) -> Router {
+    let router = Router::new()
         .fallback_service(app)
         .layer(middleware::from_fn(json_errors))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -48,7 +48,42 @@ pub fn outer(app: Router) -> Router {
                 .make_span_with(request_span)
                 .on_failure(()),
         )
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    match cors(cors_origins) {
+        Some(c) => router.layer(c),
+        None => router,
+    }
+}
+
+/// Browser pages of the configured origins may call the API (`server.cors_origins`); none
+/// by default. Outermost, so that a preflight is answered before any key is asked for.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::HeaderName::from_static("x-api-key"),
+                header::HeaderName::from_static("x-request-id"),
+            ])
+            .expose_headers([
+                header::HeaderName::from_static("x-request-id"),
+                header::RETRY_AFTER,
+                header::HeaderName::from_static("x-kefu-took-ms"),
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 fn request_span(req: &Request) -> tracing::Span {
@@ -231,11 +266,14 @@ mod tests {
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
 
-        let app = outer(catch_panics(
-            Router::new()
-                .route("/boom", get(boom))
-                .route("/ok", get(quiet)),
-        ));
+        let app = outer(
+            catch_panics(
+                Router::new()
+                    .route("/boom", get(boom))
+                    .route("/ok", get(quiet)),
+            ),
+            &[],
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -294,12 +332,13 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_long_urls_and_plain_text_errors() {
-        let app = outer(catch_panics(
-            Router::new().route("/ok", get(quiet).post(quiet)).route(
+        let app = outer(
+            catch_panics(Router::new().route("/ok", get(quiet).post(quiet)).route(
                 "/text-error",
                 get(|| async { (StatusCode::BAD_REQUEST, "Invalid URL: something") }),
-            ),
-        ));
+            )),
+            &[],
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

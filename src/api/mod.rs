@@ -1,5 +1,6 @@
 //! The HTTP API: axum router, one file per resource, OpenAPI document.
 
+pub mod auth;
 pub mod calibration;
 pub mod chat;
 pub mod documents;
@@ -80,7 +81,10 @@ pub fn router(state: SharedState) -> Router {
             get(recommend::get_item).delete(recommend::delete_item),
         )
         .route("/v1/events", post(recommend::post_events))
-        .route("/v1/customers/{id}", put(recommend::put_customer))
+        .route(
+            "/v1/customers/{id}",
+            put(recommend::put_customer).delete(recommend::erase_customer),
+        )
         .route("/v1/customers/{id}/profile", get(recommend::profile))
         .route("/v1/recommend", post(recommend::recommend))
         .route(
@@ -104,9 +108,13 @@ pub fn router(state: SharedState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit));
-    let routes =
-        layers::catch_panics(routes).layer(middleware::from_fn_with_state(state.clone(), observe));
-    layers::outer(routes.with_state(state))
+    // Inside `observe`, so that refusals are counted and timed like any response.
+    let guard = Arc::new(auth::Guard::new(&state.config.auth));
+    let routes = layers::catch_panics(routes)
+        .layer(middleware::from_fn_with_state(guard, auth::guard))
+        .layer(middleware::from_fn_with_state(state.clone(), observe));
+    let cors = state.config.server.cors_origins.clone();
+    layers::outer(routes.with_state(state), &cors)
 }
 
 // Declared here rather than with the others above, to keep edits of this file to the router.

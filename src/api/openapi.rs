@@ -4,7 +4,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use utoipa::OpenApi;
-use utoipa::openapi::RefOr;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
@@ -57,6 +60,7 @@ use super::{
         recommend::import_items,
         recommend::post_events,
         recommend::put_customer,
+        recommend::erase_customer,
         recommend::profile,
         recommend::recommend,
         model::get,
@@ -164,6 +168,8 @@ use super::{
         crate::recommend::serving::Interest,
         crate::recommend::serving::Purchase,
         crate::recommend::serving::Consultation,
+        crate::core::privacy::Erased,
+        crate::auth::Scope,
         ErrorBody,
         ErrorDetail
     ))
@@ -212,6 +218,7 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("post", "/v1/items:import", "import_items"),
     ("post", "/v1/events", "post_events"),
     ("put", "/v1/customers/{id}", "put_customer"),
+    ("delete", "/v1/customers/{id}", "erase_customer"),
     ("get", "/v1/customers/{id}/profile", "get_customer_profile"),
     ("post", "/v1/recommend", "recommend"),
     ("get", "/v1/model", "get_model"),
@@ -222,11 +229,26 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
 ];
 
 /// The generated document made valid OpenAPI 3.1: unique operation ids (from
-/// [`OPERATION_IDS`], else method and path) and a description on every response (required by
-/// the spec; utoipa leaves it out when an annotation gives none).
+/// [`OPERATION_IDS`], else method and path), a description on every response (required by
+/// the spec; utoipa leaves it out when an annotation gives none), and who may call each
+/// operation (from [`super::auth::ACCESS`]: its security requirement, the scope in its
+/// description, and the 401/403/429 answers of a guarded operation).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "An API key from [auth] (kefu auth new-key), as `Authorization: Bearer \
+                     <key>` or `x-api-key: <key>`. Needed only when keys are configured.",
+                ))
+                .build(),
+        ),
+    );
     for (path, item) in doc.paths.paths.iter_mut() {
         let ops = [
             ("get", &mut item.get),
@@ -240,6 +262,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         for (method, op) in ops {
             let Some(op) = op else { continue };
             op.operation_id = Some(operation_id(method, path));
+            guard(op, super::auth::access(method, path));
             for (status, resp) in op.responses.responses.iter_mut() {
                 if let RefOr::T(r) = resp
                     && r.description.is_empty()
@@ -250,6 +273,50 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         }
     }
     doc
+}
+
+/// Documents who may call `op`.
+fn guard(op: &mut utoipa::openapi::path::Operation, access: super::auth::Access) {
+    use super::auth::Access;
+    let scope = match access {
+        Access::Open => {
+            op.security = Some(vec![SecurityRequirement::default()]);
+            return;
+        }
+        Access::Metrics => "admin (or none with auth.open_metrics)".to_string(),
+        Access::Scope(s) => format!("`{s}`"),
+    };
+    op.security = Some(vec![SecurityRequirement::new::<_, _, &str>("api_key", [])]);
+    let note = format!("Scope: {scope}.");
+    op.description = Some(match op.description.take() {
+        Some(d) if !d.is_empty() => format!("{d}\n\n{note}"),
+        _ => note,
+    });
+    for (status, what) in [
+        ("401", "No API key, or one that matches no configured key"),
+        ("403", "The key lacks the scope this operation needs"),
+        (
+            "429",
+            "The key has spent its request budget for this scope (see Retry-After)",
+        ),
+    ] {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                RefOr::T(
+                    ResponseBuilder::new()
+                        .description(what)
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                                .build(),
+                        )
+                        .build(),
+                )
+            });
+    }
 }
 
 fn operation_id(method: &str, path: &str) -> String {

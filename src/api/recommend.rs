@@ -266,6 +266,18 @@ pub async fn post_events(
 
 pub use crate::core::checked_customer_id;
 
+/// Erases everything kefu keeps about a customer (PIPL/GDPR erasure): events, profile,
+/// feedback and conversations; the recommendation model is retrained without them. Says what
+/// it removed; erasing an unknown customer removes nothing and is not an error.
+#[utoipa::path(delete, path = "/v1/customers/{id}", tag = "recommendations", params(("id" = String, Path, description = "The customer's id")),
+    responses((status = 200, body = crate::core::privacy::Erased), (status = 422, body = ErrorBody)))]
+pub async fn erase_customer(
+    State(s): State<SharedState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<crate::core::privacy::Erased>, Error> {
+    Ok(Json(s.erase_customer(&id).await?))
+}
+
 /// Sets a customer's tier and locale (fields left out keep their value).
 #[utoipa::path(put, path = "/v1/customers/{id}", tag = "recommendations", params(("id" = String, Path)),
     request_body = Customer, responses((status = 200, body = Customer), (status = 422, body = ErrorBody)))]

@@ -1,6 +1,7 @@
 //! The `kefu` command line: the top-level clap types and the dispatch to one module per
 //! subcommand group (each group's flags live next to its code).
 
+mod auth;
 mod bench;
 mod common;
 mod config;
@@ -67,6 +68,9 @@ pub enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// API keys: mint one, or hash one you have.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
 }
 
 /// Runs one parsed command line.
@@ -83,5 +87,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(c) => train::run(c, &ctx),
         Command::Config { common } => config::print_config(common, &ctx),
         Command::Openapi => config::print_openapi(),
+        Command::Auth(c) => auth::run(c),
     }
 }

@@ -208,8 +208,9 @@ impl Kefu {
         }
         // While the session lives, the turn must exist; its question and answer are kept with the
         // feedback.
-        let (mut question, mut answered) = (None, None);
+        let (mut question, mut answered, mut customer) = (None, None, None);
         if let Some(session) = self.sessions.get(session_id).await? {
+            customer = session.customer.id.clone();
             let i = session
                 .turns
                 .iter()
@@ -227,20 +228,25 @@ impl Kefu {
                 .find(|t| t.role == Role::Customer)
                 .map(|t| t.rewritten.clone().unwrap_or_else(|| t.text.clone()));
         }
+        // Feedback is analysed: what the customer wrote is kept masked.
+        let masked = |t: String| crate::privacy::mask(&t).into_owned();
         let stored = self
             .feedback
-            .add(Feedback {
-                id: 0,
-                turn_id: req.turn_id.clone(),
-                session_id: session_id.to_string(),
-                helpful: req.helpful,
-                rating: req.rating,
-                comment: req.comment,
-                faq_id: req.faq_id,
-                question,
-                answered_faq_id: answered,
-                created_at: crate::dialog::session::now(),
-            })
+            .add(
+                Feedback {
+                    id: 0,
+                    turn_id: req.turn_id.clone(),
+                    session_id: session_id.to_string(),
+                    helpful: req.helpful,
+                    rating: req.rating,
+                    comment: req.comment.map(masked),
+                    faq_id: req.faq_id,
+                    question: question.map(masked),
+                    answered_faq_id: answered,
+                    created_at: crate::dialog::session::now(),
+                },
+                customer.as_deref(),
+            )
             .await
             .map_err(Error::storage)?;
         Ok(stored)

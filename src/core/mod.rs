@@ -7,6 +7,7 @@
 pub mod background;
 pub mod conversation;
 pub mod matching;
+pub mod privacy;
 pub mod recommend;
 pub mod reload;
 pub mod understand;
@@ -227,6 +228,7 @@ impl Kefu {
         serving: std::path::PathBuf,
     ) -> tokio::sync::mpsc::Receiver<anyhow::Error> {
         tokio::spawn(background::index_builder(self.clone()));
+        tokio::spawn(privacy::purge_loop(self.clone()));
         let (load_err_tx, load_err_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
         let state = self.clone();
         tokio::task::spawn_blocking(move || {

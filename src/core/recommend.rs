@@ -31,8 +31,15 @@ impl Kefu {
     }
 
     /// Stores checked events, consult events with their question's embedding when the encoder is
-    /// ready (else it is made later).
-    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), Error> {
+    /// ready (else it is made later). Questions are kept masked (kefu::privacy).
+    pub async fn record_events(&self, mut events: Vec<Event>) -> Result<(), Error> {
+        for e in &mut events {
+            if let Some(t) = &mut e.text
+                && let std::borrow::Cow::Owned(m) = crate::privacy::mask(t)
+            {
+                *t = m;
+            }
+        }
         let embedder = self.embedder.load_full();
         let texts: Vec<String> = events
             .iter()

@@ -192,7 +192,13 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     if let Some(l) = super::locale_of(text) {
         session.locale = l.into();
     }
-    session.push(Role::Customer, text);
+    // The turn is understood from what was said; the transcript keeps it masked when
+    // configured (privacy.mask_transcripts).
+    if s.config.privacy.mask_transcripts {
+        session.push(Role::Customer, &crate::privacy::mask(text));
+    } else {
+        session.push(Role::Customer, text);
+    }
 
     let out = if session.with_human {
         let mut o = Outcome::say(

@@ -171,6 +171,12 @@ pub fn new_id() -> String {
     format!("{bits:032x}")
 }
 
+/// Whether `id` has the form of an id kefu made (128 random bits in hex): the only kind a
+/// `chat`-scoped caller may continue, since holding one is what owning the session means.
+pub fn minted(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Session ids kefu made or a caller chose: 1–64 letters, digits, `-` and `_`.
 pub fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -187,6 +193,11 @@ pub trait SessionStore: Send + Sync {
     fn put<'a>(&'a self, session: &'a Session) -> BoxFuture<'a, Result<(), SessionError>>;
     /// Whether there was such a session.
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, SessionError>>;
+    /// Deletes every session of a customer (erasure); the ids it deleted.
+    fn delete_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, SessionError>>;
     /// `memory` or `redis`.
     fn kind(&self) -> &'static str;
 }
@@ -240,6 +251,24 @@ impl SessionStore for MemoryStore {
                 .lock()
                 .pop(id)
                 .is_some_and(|(at, _)| at.elapsed() <= self.ttl))
+        })
+    }
+
+    fn delete_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, SessionError>> {
+        Box::pin(async move {
+            let mut map = self.lock();
+            let ids: Vec<String> = map
+                .iter()
+                .filter(|(_, (_, s))| s.customer.id.as_deref() == Some(customer_id))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                map.pop(id);
+            }
+            Ok(ids)
         })
     }
 
@@ -318,6 +347,44 @@ impl SessionStore for RedisStore {
                 .query_async(&mut conn)
                 .await?;
             Ok(n > 0)
+        })
+    }
+
+    fn delete_customer<'a>(
+        &'a self,
+        customer_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, SessionError>> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let mut cursor: u64 = 0;
+            let mut gone = Vec::new();
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{}*", self.prefix))
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                for key in keys {
+                    let raw: Option<String> =
+                        redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                    let Some(session) = raw.and_then(|r| serde_json::from_str::<Session>(&r).ok())
+                    else {
+                        continue;
+                    };
+                    if session.customer.id.as_deref() == Some(customer_id) {
+                        let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                        gone.push(session.id);
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            Ok(gone)
         })
     }
 

@@ -219,6 +219,8 @@ pub struct Recommender {
     pub last_seq: AtomicI64,
     /// Serialises training runs.
     training: tokio::sync::Mutex<()>,
+    /// Events were erased or purged: the served model may know what is gone; retrain.
+    forgotten: std::sync::atomic::AtomicBool,
 }
 
 /// Now in Unix seconds.
@@ -491,6 +493,7 @@ impl Recommender {
             model: ArcSwapOption::empty(),
             last_seq: AtomicI64::new(last),
             training: tokio::sync::Mutex::new(()),
+            forgotten: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -633,6 +636,13 @@ impl Recommender {
         Ok(())
     }
 
+    /// Marks the served model as knowing events that are gone: the next [`Self::retrain`]
+    /// trains even when no event arrived.
+    pub fn forget(&self) {
+        self.forgotten
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Trains the collaborative model on the event log (unless one was configured) and swaps
     /// it in. `Ok(false)` when there is nothing (new) to learn from.
     pub async fn retrain(self: &Arc<Self>) -> anyhow::Result<bool> {
@@ -641,16 +651,24 @@ impl Recommender {
             return Ok(false);
         }
         let last = self.store.last_seq().await?;
-        if self
-            .model
-            .load()
-            .as_ref()
-            .is_some_and(|m| m.trained_seq >= last)
+        let forgotten = self
+            .forgotten
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
+        if !forgotten
+            && self
+                .model
+                .load()
+                .as_ref()
+                .is_some_and(|m| m.trained_seq >= last)
         {
             return Ok(false);
         }
         let rows = self.store.interactions().await?;
         if rows.is_empty() {
+            if forgotten {
+                // Nothing left to learn from: nothing of the erased may stay in the model.
+                self.model.store(None);
+            }
             return Ok(false);
         }
         let log: Vec<Interaction> = rows

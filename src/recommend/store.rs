@@ -805,6 +805,32 @@ impl RecStore {
         Ok(row.map(|(tier, locale)| Customer { tier, locale }))
     }
 
+    /// Removes everything stored about a customer: (events, whether a customer row existed).
+    pub async fn erase_customer(&self, id: &str) -> Result<(u64, bool), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let events = sqlx::query("DELETE FROM rec_events WHERE customer_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let customer = sqlx::query("DELETE FROM rec_customers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((events, customer > 0))
+    }
+
+    /// Removes events older than `cutoff` (Unix seconds); how many.
+    pub async fn purge_events_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM rec_events WHERE ts < ?")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Sets the attributes given (`None` keeps what is stored).
     pub async fn upsert_customers(&self, rows: &[(String, Customer)]) -> Result<(), sqlx::Error> {
         let now = std::time::SystemTime::now()
