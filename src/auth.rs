@@ -152,12 +152,12 @@ impl AuthConfig {
             }
         }
         for s in Scope::ALL {
-            if let Some(r) = self.rate_limits.of(s) {
-                if r.per_second == 0 || r.burst == Some(0) {
-                    return Err(format!(
-                        "auth.rate_limits.{s}: per_second and burst must be at least 1"
-                    ));
-                }
+            if let Some(r) = self.rate_limits.of(s)
+                && (r.per_second == 0 || r.burst == Some(0))
+            {
+                return Err(format!(
+                    "auth.rate_limits.{s}: per_second and burst must be at least 1"
+                ));
             }
         }
         Ok(())

@@ -15,7 +15,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// `[privacy]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivacyConfig {
     /// Store the customer's turns masked too (transcripts, hand-off packages). Off by
@@ -26,15 +26,6 @@ pub struct PrivacyConfig {
     /// to what your privacy notice promises. Conversations live `dialog.session_ttl_secs` at
     /// most.
     pub retention_days: u32,
-}
-
-impl Default for PrivacyConfig {
-    fn default() -> Self {
-        Self {
-            mask_transcripts: false,
-            retention_days: 0,
-        }
-    }
 }
 
 impl PrivacyConfig {
