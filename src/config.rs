@@ -248,6 +248,7 @@ impl Config {
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("matching.{e}")))?;
         self.index.validate().map_err(invalid)?;
+        self.kb.validate().map_err(invalid)?;
         self.routing.validate().map_err(invalid)?;
         self.dialog.validate().map_err(invalid)?;
         self.recommend.validate().map_err(invalid)?;

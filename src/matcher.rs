@@ -74,7 +74,69 @@ pub struct BuildStats {
     pub graph_rows: usize,
     /// Out-of-scope examples.
     pub out_of_scope: usize,
+    /// KB texts and out-of-scope examples left out of this generation because they are still
+    /// being embedded (a larger rebuild is under way); 0 for a complete index.
+    pub pending: usize,
     pub seconds: f64,
+}
+
+/// How a build that may be stopped ended.
+pub enum Build {
+    Done(Box<KbIndex>),
+    /// Stopped before the index was made: the vectors known so far (the prior's and those
+    /// embedded), for the next build to reuse.
+    Stopped(Prior),
+}
+
+/// What of a KB can be indexed now, embedding at most `budget` texts: every entry and
+/// document when their texts lacking a vector in `prior` are that few, else only those whose
+/// question and answer have one (with the similar questions that have one); the out-of-scope
+/// examples that have a vector. Also the number of texts left out for lack of a vector.
+pub fn covered(
+    entries: &[FaqEntry],
+    documents: &[Document],
+    out_of_scope: &[String],
+    prior: &Prior,
+    budget: usize,
+) -> (Vec<FaqEntry>, Vec<Document>, Vec<String>, usize) {
+    let known: std::collections::HashSet<&str> = prior.texts.iter().map(String::as_str).collect();
+    let known = |t: &str| known.contains(t);
+    let oos: Vec<String> = out_of_scope.iter().filter(|t| known(t)).cloned().collect();
+    let oos_missing = out_of_scope.len() - oos.len();
+    let entries: Vec<&FaqEntry> = entries.iter().filter(|e| e.enabled).collect();
+    let passages: Vec<Vec<FaqEntry>> = documents
+        .iter()
+        .map(|d| d.passage_entries().into_iter().map(|(e, _)| e).collect())
+        .collect();
+    let texts = |e: &FaqEntry| -> Vec<String> {
+        std::iter::once(&e.question)
+            .chain(&e.similar)
+            .chain(std::iter::once(&e.answer))
+            .cloned()
+            .collect()
+    };
+    let kb_missing = (entries.iter().copied())
+        .chain(passages.iter().flatten())
+        .flat_map(texts)
+        .filter(|t| !known(t))
+        .count();
+    if kb_missing <= budget {
+        let entries = entries.into_iter().cloned().collect();
+        return (entries, documents.to_vec(), oos, oos_missing);
+    }
+    let kept = entries
+        .into_iter()
+        .filter(|e| known(&e.question) && known(&e.answer))
+        .map(|e| FaqEntry {
+            similar: e.similar.iter().filter(|s| known(s)).cloned().collect(),
+            ..e.clone()
+        })
+        .collect();
+    let docs = (documents.iter().zip(&passages))
+        .filter(|(_, ps)| ps.iter().flat_map(texts).all(|t| known(&t)))
+        .map(|(d, _)| d.clone())
+        .collect();
+    (kept, docs, oos, kb_missing + oos_missing)
 }
 
 /// The HNSW graph with the rows this generation uses.
@@ -129,6 +191,34 @@ impl KbIndex {
         opts: &IndexOptions,
         progress: impl Fn(usize, usize),
     ) -> Result<Self, EmbedError> {
+        match Self::build_until(
+            entries,
+            documents,
+            out_of_scope,
+            embedder,
+            prior,
+            opts,
+            progress,
+            &|| false,
+        )? {
+            Build::Done(index) => Ok(*index),
+            Build::Stopped(_) => unreachable!("never asked to stop"),
+        }
+    }
+
+    /// [`Self::build`] that checks `stop` between embedding batches (after the first) and, when
+    /// it says so, stops with what it has embedded ([`Build::Stopped`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_until(
+        entries: Vec<FaqEntry>,
+        documents: &[Document],
+        out_of_scope: &[String],
+        embedder: &Embedder,
+        prior: Option<Prior>,
+        opts: &IndexOptions,
+        progress: impl Fn(usize, usize),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Build, EmbedError> {
         let started = std::time::Instant::now();
         let mut entries: Vec<FaqEntry> = entries.into_iter().filter(|e| e.enabled).collect();
         let mut passages: Vec<Option<Passage>> = vec![None; entries.len()];
@@ -173,6 +263,26 @@ impl KbIndex {
         }
         progress(0, missing.len());
         for (n, chunk) in missing.chunks(64).enumerate() {
+            // At least one batch per build, so that a stream of stops cannot starve it.
+            if n > 0 && stop() {
+                // Everything but the slots not embedded yet.
+                let todo: std::collections::HashSet<usize> =
+                    missing[n * 64..].iter().copied().collect();
+                let (mut kept_texts, mut kept) = (Vec::new(), Vec::new());
+                for (slot, t) in every.iter().enumerate() {
+                    if !todo.contains(&slot) {
+                        kept_texts.push(t.to_string());
+                        kept.extend_from_slice(&vectors[slot * dim..(slot + 1) * dim]);
+                    }
+                }
+                return Ok(Build::Stopped(Prior {
+                    model_version: embedder.version().to_string(),
+                    dim,
+                    texts: kept_texts,
+                    vectors: kept,
+                    graph: prior.and_then(|p| p.graph),
+                }));
+            }
             let batch: Vec<String> = chunk.iter().map(|&s| every[s].to_string()).collect();
             for (v, &slot) in embedder.embed_blocking(&batch)?.iter().zip(chunk) {
                 vectors[slot * dim..(slot + 1) * dim].copy_from_slice(&v.vector);
@@ -208,9 +318,10 @@ impl KbIndex {
             hnsw: ann.is_some(),
             graph_rows: ann.as_ref().map_or(0, |a| a.graph.len()),
             out_of_scope: out_of_scope.len(),
+            pending: 0,
             seconds: started.elapsed().as_secs_f64(),
         };
-        Ok(Self {
+        Ok(Build::Done(Box::new(Self {
             entries,
             passages,
             texts,
@@ -225,7 +336,7 @@ impl KbIndex {
             answer_vectors,
             model_version: embedder.version().to_string(),
             stats,
-        })
+        })))
     }
 
     /// The query with input-method slips the KB's vocabulary can fix corrected (homophones,

@@ -1,6 +1,6 @@
 //! `kefu serve`: bind, start answering (liveness at once, readiness once the models are
 //! loaded), build the core and its background work, and shut down gracefully on SIGTERM or
-//! Ctrl-C.
+//! Ctrl-C, within `server.shutdown_grace_secs`.
 
 use std::time::Duration;
 
@@ -66,13 +66,24 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             return Err(e);
         }
     }
+    // In-flight requests and background work (index builds, snapshot writes, model loading,
+    // recommender training) share the grace period; what is still running after it ends with
+    // the process, which every write survives (transactions, directories replaced whole).
+    let deadline = tokio::time::Instant::now() + grace;
     shutdown.notify_one();
-    match tokio::time::timeout(grace, &mut server).await {
-        Ok(r) => r.context("server failed")?,
-        Err(_) => tracing::warn!("grace period over; closing remaining connections"),
+    kefu.shutdown.cancel();
+    let served = match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(r) => r.context("server failed"),
+        Err(_) => {
+            tracing::warn!("grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
+    if !kefu.stop(deadline).await {
+        tracing::warn!("grace period over; background work left unfinished");
     }
     tracing::info!("stopped");
-    Ok(())
+    served
 }
 
 async fn shutdown_signal() {

@@ -350,6 +350,50 @@ async fn scripted_conversations_with_context_flows_and_handoff() {
 }
 
 #[tokio::test]
+async fn turn_ids_stay_unique_once_old_turns_are_dropped() {
+    let model = common::model_dir();
+    let s = common::Server::start(&model, &[("KEFU_DIALOG__MAX_TURNS", "3")]);
+    s.ready().await;
+    let c = reqwest::Client::new();
+    let questions = [
+        "退货运费谁承担",
+        "怎么开发票",
+        "会员积分怎么兑换",
+        "多久发货",
+        "可以改地址吗",
+    ];
+    let mut ids = Vec::new();
+    for q in questions {
+        let v = say(&c, &s, "long", q).await;
+        ids.push(v["turn_id"].as_str().unwrap().to_string());
+    }
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+    assert_eq!(ids.last().unwrap(), "long-10", "{ids:?}");
+    let (_, sess) = common::call(&c, Method::GET, s.url("/v1/sessions/long"), None).await;
+    assert_eq!(sess["turns"].as_array().unwrap().len(), 3, "{sess}");
+    // Feedback on the latest reply is stored against its own question.
+    let (st, f) = common::call(
+        &c,
+        Method::POST,
+        s.url("/v1/feedback"),
+        Some(json!({"turn_id": ids.last().unwrap(), "helpful": true})),
+    )
+    .await;
+    assert_eq!(st, 201, "{f}");
+    assert!(f["question"].as_str().unwrap_or("").contains("地址"), "{f}");
+    // A reply that was dropped is no longer there to be confused with a later one.
+    let (st, f) = common::call(
+        &c,
+        Method::POST,
+        s.url("/v1/feedback"),
+        Some(json!({"turn_id": ids[1], "helpful": false})),
+    )
+    .await;
+    assert_eq!(st, 404, "{f}");
+}
+
+#[tokio::test]
 async fn sessions_expire() {
     let model = common::model_dir();
     let s = common::Server::start(&model, &[("KEFU_DIALOG__SESSION_TTL_SECS", "1")]);

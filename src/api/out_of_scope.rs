@@ -30,14 +30,23 @@ pub async fn get(State(s): State<SharedState>) -> Result<Json<OutOfScope>, Error
 }
 
 /// Replace the out-of-scope examples. Every example is checked first (422 naming each bad
-/// `examples[i]`, nothing stored); they are embedded in the background index rebuild.
+/// `examples[i]`, 413 beyond `kb.max_out_of_scope` examples; nothing stored); they are
+/// embedded in the background index rebuild, which applies other KB changes meanwhile.
 #[utoipa::path(put, path = "/v1/out-of-scope", tag = "matching", request_body = OutOfScope,
-    responses((status = 200, body = OutOfScope), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = OutOfScope), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn put(
     State(s): State<SharedState>,
     ApiJson(body): ApiJson<OutOfScope>,
 ) -> Result<Json<OutOfScope>, Error> {
-    let examples = crate::kb::out_of_scope::check(body.examples).map_err(|ps| {
+    let max = s.config.kb.max_out_of_scope;
+    if body.examples.len() > max {
+        return Err(Error::TooLarge(crate::kb::out_of_scope::too_many(
+            body.examples.len(),
+            max,
+        )));
+    }
+    let examples = crate::kb::out_of_scope::check(body.examples, max).map_err(|ps| {
         Error::Invalid(
             ps.iter()
                 .map(|p| match p.line {

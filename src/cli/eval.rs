@@ -226,7 +226,10 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
             for f in &oos {
                 qs.extend(kefu::eval::faq::read_oos(f, oos_limit)?);
             }
-            let mut examples = kefu::kb::out_of_scope::read_all(&out_of_scope)?;
+            let mut examples = kefu::kb::out_of_scope::read_all(
+                &out_of_scope,
+                kefu::kb::out_of_scope::MAX_EXAMPLES,
+            )?;
             let (mut cal, mut source) = (cfg.matching.calibration(), "config".to_string());
             let (entries, documents) = match served {
                 Some(s) => {

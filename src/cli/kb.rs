@@ -214,7 +214,7 @@ async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
                     println!("{}", serde_json::json!({ "text": t }));
                 }
             } else {
-                let examples = kefu::kb::out_of_scope::read_all(&files)?;
+                let examples = kefu::kb::out_of_scope::read_all(&files, cfg.kb.max_out_of_scope)?;
                 store.set_out_of_scope(&examples).await?;
                 eprintln!(
                     "{} out-of-scope examples stored with the KB in {}",

@@ -33,5 +33,9 @@ pub fn run(a: ServeArgs, ctx: &Ctx) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(kefu::serve::run(cfg))
+    let served = rt.block_on(kefu::serve::run(cfg));
+    // `serve::run` has waited for background work as long as the grace period allows: what
+    // still runs (a model load, a training) ends with the process instead of holding it.
+    rt.shutdown_background();
+    served
 }

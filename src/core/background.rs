@@ -40,19 +40,34 @@ pub fn load_embedder(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Embe
 
 /// After the encoder has loaded: the demo shop when the catalogue is empty, embeddings for
 /// what lacks them, a model trained on the event log (unless `recommend.model` gave one, loaded
-/// at start); then retraining every `recommend.retrain_interval_secs` when events arrived.
+/// at start); then retraining every `recommend.retrain_interval_secs` when events arrived. Ends
+/// at shutdown (a training under way is left to end with the process: its model is only kept
+/// in memory).
 pub(super) async fn recommender_loop(
     state: Arc<Kefu>,
     fail: tokio::sync::mpsc::Sender<anyhow::Error>,
 ) {
+    // The demo shop loads whole (a few transactions, in moments), or not at all.
+    if state.config.recommend.load_demo
+        && let Err(e) = state.recommender.load_demo().await
+    {
+        let _ = fail.send(e.context("starting recommendations")).await;
+        return;
+    }
+    let stop = state.shutdown.clone();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = recommend(state, fail) => {}
+    }
+}
+
+async fn recommend(state: Arc<Kefu>, fail: tokio::sync::mpsc::Sender<anyhow::Error>) {
     let r = state.recommender.clone();
     let Some(e) = state.embedder.load_full() else {
         return;
     };
     let start = async {
-        if state.config.recommend.load_demo {
-            r.load_demo().await?;
-        }
+        // Embeddings are stored a batch per transaction: stopping between batches is safe.
         r.embed_missing(&e).await?;
         r.retrain().await?;
         anyhow::Ok(())
@@ -122,16 +137,35 @@ pub(super) fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<Intent
     Ok(models)
 }
 
+/// Texts left to embed beyond which a rebuild first swaps in the part of the KB it has vectors
+/// for, with the KB changes that need no more than this many texts embedded (when nothing is
+/// served yet, or a change interrupted the previous build).
+const SERVE_COVERED_ABOVE: usize = 64;
+
 /// Rebuilds the KB index whenever woken (after start and after every change) and swaps it in.
-/// Wake-ups during a build coalesce into one more build. The first build starts from the
-/// snapshot on disk when it was made by the serving model; every build after it reuses the
-/// previous generation's vectors and graph, and is saved as the new snapshot.
+/// The first build starts from the snapshot on disk when it was made by the serving model;
+/// every build after it reuses the previous generation's vectors and graph, and is saved as the
+/// new snapshot.
+///
+/// No change waits behind a long build: a wake-up during one stops its embedding (keeping what
+/// it embedded) and the next build first swaps in the KB as far as its texts have vectors —
+/// small changes embedded and included, so a new FAQ never waits for thousands of
+/// out-of-scope examples — then embeds the rest. The same serves a stale snapshot at start
+/// while the rest is embedded. Shutdown stops a build between batches.
 pub(super) async fn index_builder(state: Arc<Kefu>) {
-    let opts = state.config.index.options();
     let snap_dir = crate::index::snapshot::dir(&state.config.server.data_dir);
     let mut first = true;
+    // The vectors of a build that was stopped.
+    let mut carry: Option<crate::index::snapshot::Prior> = None;
+    let mut again = false;
     loop {
-        state.reindex.notified().await;
+        if !again {
+            tokio::select! {
+                _ = state.reindex.notified() => {}
+                _ = state.shutdown.cancelled() => return,
+            }
+        }
+        again = false;
         let Some(embedder) = state.embedder.load_full() else {
             continue;
         };
@@ -142,49 +176,39 @@ pub(super) async fn index_builder(state: Arc<Kefu>) {
                 continue;
             }
         };
-        let previous = state.index.load_full();
-        let snapshot = state.config.index.snapshot;
-        let (dir, load_snapshot) = (snap_dir.clone(), first && snapshot);
-        let built = tokio::task::spawn_blocking(move || {
-            let prior = match previous {
-                Some(p) => Some(p.prior()),
-                None if load_snapshot => load_snapshot_for(&dir, embedder.version()),
-                None => None,
-            };
-            let index = crate::matcher::KbIndex::build(
-                entries,
-                &documents,
-                &out_of_scope,
-                &embedder,
-                prior,
-                &opts,
-                |_, _| {},
-            )?;
-            Ok::<_, crate::embed::EmbedError>(index)
-        })
-        .await;
-        let built = match built {
-            Ok(Ok(index)) => {
-                let _swapping = state.swap_lock.lock().expect("swap lock");
-                if state
-                    .embedder
-                    .load()
-                    .as_ref()
-                    .is_none_or(|e| e.version() != index.model_version)
-                {
-                    // The model was swapped during the build: build again with the new one.
-                    state.reindex.notify_one();
-                    continue;
-                }
-                let index = Arc::new(index);
-                state.index.store(Some(index.clone()));
-                Ok(Ok(index))
-            }
-            other => other.map(|r| r.map(Arc::new)),
+        let changed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = {
+            let (state, changed) = (state.clone(), changed.clone());
+            let carried = carry.take();
+            let dir = snap_dir.clone();
+            tokio::task::spawn_blocking(move || {
+                let stop = || {
+                    changed.load(std::sync::atomic::Ordering::SeqCst)
+                        || state.shutdown.is_cancelled()
+                };
+                generation(
+                    &state,
+                    &embedder,
+                    (entries, documents, out_of_scope),
+                    carried,
+                    first.then_some(dir.as_path()),
+                    &stop,
+                )
+            })
         };
+        tokio::pin!(job);
+        let built = loop {
+            tokio::select! {
+                r = &mut job => break r,
+                _ = state.reindex.notified(), if !again => {
+                    again = true;
+                    changed.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        };
+        first = false;
         match built {
-            Ok(Ok(index)) => {
-                first = false;
+            Ok(Ok(Generation::Done(index))) => {
                 let st = &index.stats;
                 tracing::info!(
                     entries = st.entries,
@@ -195,7 +219,7 @@ pub(super) async fn index_builder(state: Arc<Kefu>) {
                     secs = st.seconds,
                     "KB index swapped in"
                 );
-                if snapshot {
+                if state.config.index.snapshot {
                     let dir = snap_dir.clone();
                     let saved = tokio::task::spawn_blocking(move || {
                         crate::index::snapshot::save(&dir, &index.prior())
@@ -210,10 +234,133 @@ pub(super) async fn index_builder(state: Arc<Kefu>) {
                     }
                 }
             }
+            Ok(Ok(Generation::Stopped(prior))) => {
+                if state.shutdown.is_cancelled() {
+                    return;
+                }
+                tracing::info!(
+                    kept = prior.texts.len(),
+                    "KB changed during the index build: building again with what it embedded"
+                );
+                carry = Some(prior);
+                again = true;
+            }
+            Ok(Ok(Generation::OtherModel)) => {
+                // The model was swapped during the build: build again with the new one.
+                again = true;
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "building the KB index failed"),
             Err(e) => tracing::error!(error = %e, "the KB index builder panicked"),
         }
+        if state.shutdown.is_cancelled() {
+            return;
+        }
     }
+}
+
+/// How one run of the index builder ended.
+enum Generation {
+    /// A complete index was swapped in.
+    Done(Arc<crate::matcher::KbIndex>),
+    /// Stopped (a change or shutdown) with these vectors.
+    Stopped(crate::index::snapshot::Prior),
+    /// The serving model changed meanwhile.
+    OtherModel,
+}
+
+/// One index generation over `inputs`, from `carried` (a stopped build's vectors), else the
+/// serving index, else (at start, `snapshot` given) the snapshot on disk; swapped in under
+/// `swap_lock` unless the model changed.
+fn generation(
+    state: &Kefu,
+    embedder: &Embedder,
+    inputs: (
+        Vec<crate::kb::FaqEntry>,
+        Vec<crate::kb::Document>,
+        Vec<String>,
+    ),
+    carried: Option<crate::index::snapshot::Prior>,
+    snapshot: Option<&std::path::Path>,
+    stop: &dyn Fn() -> bool,
+) -> Result<Generation, crate::embed::EmbedError> {
+    use crate::matcher::{Build, KbIndex};
+    let opts = state.config.index.options();
+    let (entries, documents, out_of_scope) = inputs;
+    let stopped_before = carried.is_some();
+    let serving = state.index.load_full();
+    if let Some(dir) = snapshot
+        && let Err(e) = crate::index::snapshot::recover(dir)
+    {
+        tracing::warn!(error = %format!("{e:#}"), "recovering the index snapshot failed");
+    }
+    let mut prior = match (carried, &serving) {
+        (Some(p), _) => Some(p),
+        (None, Some(index)) => Some(index.prior()),
+        (None, None) => snapshot
+            .filter(|_| state.config.index.snapshot)
+            .and_then(|dir| load_snapshot_for(dir, embedder.version())),
+    }
+    .filter(|p| p.model_version == embedder.version());
+    // Serve what needs no embedding first, when that is more than what is served.
+    if let Some(p) = prior.take_if(|_| serving.is_none() || stopped_before) {
+        let (e, d, o, missing) =
+            crate::matcher::covered(&entries, &documents, &out_of_scope, &p, SERVE_COVERED_ABOVE);
+        if missing > SERVE_COVERED_ABOVE {
+            let mut quick = KbIndex::build(e, &d, &o, embedder, Some(p), &opts, |_, _| {})?;
+            quick.stats.pending = missing;
+            tracing::info!(
+                entries = quick.stats.entries,
+                pending = missing,
+                "KB index swapped in without the texts still to embed"
+            );
+            let quick = match swap_in(state, quick) {
+                Some(q) => q,
+                None => return Ok(Generation::OtherModel),
+            };
+            prior = Some(quick.prior());
+        } else {
+            prior = Some(p);
+        }
+    }
+    let log_progress = |done: usize, total: usize| {
+        if total > 256 && (done.is_multiple_of(1024) || done == total) {
+            tracing::info!("embedding the KB for its index: {done}/{total}");
+        }
+    };
+    let built = KbIndex::build_until(
+        entries,
+        &documents,
+        &out_of_scope,
+        embedder,
+        prior,
+        &opts,
+        log_progress,
+        stop,
+    )?;
+    match built {
+        Build::Stopped(p) => Ok(Generation::Stopped(p)),
+        Build::Done(index) => Ok(match swap_in(state, *index) {
+            Some(index) => Generation::Done(index),
+            None => Generation::OtherModel,
+        }),
+    }
+}
+
+/// Stores `index` as the serving one unless the serving model is no longer the one it was
+/// made with.
+fn swap_in(state: &Kefu, index: crate::matcher::KbIndex) -> Option<Arc<crate::matcher::KbIndex>> {
+    let _swapping = state.swap_lock.lock().expect("swap lock");
+    if state
+        .embedder
+        .load()
+        .as_ref()
+        .is_none_or(|e| e.version() != index.model_version)
+    {
+        return None;
+    }
+    let index = Arc::new(index);
+    state.index.store(Some(index.clone()));
+    Some(index)
 }
 
 /// The snapshot in `dir` if it was made by `model`; says why not otherwise.

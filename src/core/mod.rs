@@ -59,6 +59,10 @@ pub struct Kefu {
     pub swap_lock: std::sync::Mutex<()>,
     /// The last model reload (`POST /v1/model/reload`, `GET /v1/model`).
     pub reload: std::sync::Mutex<ReloadStatus>,
+    /// Cancelled at shutdown: background work stops at its next safe point.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// The background work that shutdown waits for (up to `server.shutdown_grace_secs`).
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
@@ -96,6 +100,8 @@ impl Kefu {
                 state: "idle",
                 ..Default::default()
             }),
+            shutdown: Default::default(),
+            tasks: Default::default(),
             config,
         }
     }
@@ -151,6 +157,17 @@ impl Kefu {
         } else {
             Err(not_ready())
         }
+    }
+
+    /// Asks the background work to stop and waits for it until `deadline`; false when some was
+    /// still running then (it is left to end with the process: everything it writes is
+    /// replaced whole, so nothing is left half-written).
+    pub async fn stop(&self, deadline: tokio::time::Instant) -> bool {
+        self.shutdown.cancel();
+        self.tasks.close();
+        tokio::time::timeout_at(deadline, self.tasks.wait())
+            .await
+            .is_ok()
     }
 
     pub fn set_embedder(&self, e: Embedder) {
@@ -222,16 +239,17 @@ impl Kefu {
 
     /// Starts the background work: the index builder, and the loading of the model `serving`
     /// (then the intent models and the recommender) off the async runtime. A failure to load
-    /// arrives on the returned channel; the service cannot serve without what failed.
+    /// arrives on the returned channel; the service cannot serve without what failed. All of it
+    /// ends at [`Kefu::stop`].
     pub fn start(
         self: &Arc<Self>,
         serving: std::path::PathBuf,
     ) -> tokio::sync::mpsc::Receiver<anyhow::Error> {
-        tokio::spawn(background::index_builder(self.clone()));
-        tokio::spawn(privacy::purge_loop(self.clone()));
+        self.tasks.spawn(background::index_builder(self.clone()));
+        self.tasks.spawn(privacy::purge_loop(self.clone()));
         let (load_err_tx, load_err_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
+        self.tasks.spawn_blocking(move || {
             let loaded = if serving == state.config.model.path {
                 background::load_embedder(&state.config, state.metrics.clone())
             } else {
@@ -243,10 +261,13 @@ impl Kefu {
                     tracing::info!(model = e.version(), dim = e.dim(), "model loaded; ready");
                     state.set_embedder(e);
                     state.reindex.notify_one();
-                    tokio::runtime::Handle::current().spawn(background::recommender_loop(
+                    state.tasks.spawn(background::recommender_loop(
                         state.clone(),
                         load_err_tx.clone(),
                     ));
+                    if state.shutdown.is_cancelled() {
+                        return;
+                    }
                     if let Err(e) = background::load_intents(&state) {
                         let _ = load_err_tx.blocking_send(e);
                     }

@@ -122,6 +122,9 @@ pub(super) async fn purge_loop(kefu: Arc<Kefu>) {
             Ok(_) => {}
             Err(e) => tracing::warn!("purging expired data failed: {e}"),
         }
-        tokio::time::sleep(Duration::from_secs(86_400)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(86_400)) => {}
+            _ = kefu.shutdown.cancelled() => return,
+        }
     }
 }

@@ -131,9 +131,16 @@ impl Session {
         }
     }
 
-    /// Appends a turn and returns its id.
+    /// Appends a turn and returns its id, unique for the session's life: one more than the
+    /// latest turn's number (the oldest turns are dropped beyond `dialog.max_turns`, so the
+    /// count of turns kept is not it).
     pub fn push(&mut self, role: Role, text: &str) -> String {
-        let id = format!("{}-{}", self.id, self.turns.len() + 1);
+        let latest = self
+            .turns
+            .last()
+            .map_or(0, |t| turn_number(&t.id).unwrap_or(0));
+        let n = latest.max(self.turns.len() as u64) + 1;
+        let id = format!("{}-{n}", self.id);
         self.turns.push(Turn {
             id: id.clone(),
             role,
@@ -157,6 +164,11 @@ impl Session {
             self.seen.push(what.to_string());
         }
     }
+}
+
+/// The `n` of a turn id `<session id>-<n>`.
+pub fn turn_number(turn_id: &str) -> Option<u64> {
+    turn_id.rsplit_once('-')?.1.parse().ok()
 }
 
 pub fn now() -> i64 {
@@ -447,6 +459,22 @@ mod tests {
         assert!(store.get("c").await.unwrap().is_some());
         assert!(store.delete("c").await.unwrap());
         assert!(!store.delete("c").await.unwrap());
+    }
+
+    #[test]
+    fn turn_ids_are_never_reused_after_old_turns_are_dropped() {
+        let mut s = session("s1");
+        let mut ids = std::collections::BTreeSet::new();
+        for i in 0..20 {
+            assert!(ids.insert(s.push(Role::Customer, &format!("q{i}"))));
+            assert!(ids.insert(s.push(Role::Bot, "a")));
+            // As a chat turn keeps at most `dialog.max_turns` (here 3).
+            let n = s.turns.len();
+            s.turns.drain(..n.saturating_sub(3));
+        }
+        assert_eq!(s.turns.last().unwrap().id, "s1-40");
+        assert_eq!(turn_number("s1-40"), Some(40));
+        assert_eq!(turn_number("nonsense"), None);
     }
 
     #[test]

@@ -36,8 +36,22 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
 }
 
+/// Temporary directories of snapshot writes are named this (`<data_dir>/.index-…`).
+const TMP_PREFIX: &str = ".index-";
+
+/// Puts the newest complete snapshot back in `dir` when a crash left none there (see
+/// [`crate::atomic::recover_dir`]) and removes what interrupted writes left behind.
+pub fn recover(dir: &Path) -> anyhow::Result<()> {
+    if let Some(from) =
+        crate::atomic::recover_dir(dir, TMP_PREFIX, |p| p.join("meta.json").exists())?
+    {
+        tracing::info!(from = %from.display(), "index snapshot recovered after an interrupted write");
+    }
+    Ok(())
+}
+
 /// Writes `prior` as the snapshot in `dir`: into a fresh sibling directory first, then swapped
-/// in by rename, so a crash leaves the old snapshot or the new one, never a mix.
+/// in whole, so a crash leaves the old snapshot or the new one, never a mix.
 pub fn save(dir: &Path, prior: &Prior) -> anyhow::Result<()> {
     let meta = Meta {
         format: FORMAT,
@@ -50,7 +64,7 @@ pub fn save(dir: &Path, prior: &Prior) -> anyhow::Result<()> {
     for x in &prior.vectors {
         bytes.extend_from_slice(&x.to_le_bytes());
     }
-    crate::atomic::replace_dir(dir, ".index-", |tmp| {
+    crate::atomic::replace_dir(dir, TMP_PREFIX, |tmp| {
         std::fs::write(tmp.join("vectors.f32"), bytes)?;
         if let Some(g) = &prior.graph {
             g.save(tmp)?;

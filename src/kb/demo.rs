@@ -14,7 +14,7 @@ pub const OUT_OF_SCOPE_JSONL: &str = include_str!("../../datasets/demo/out_of_sc
 
 /// Questions the demo shop does not answer (weather, banks, taxes, other shops' orders …).
 pub fn out_of_scope() -> Vec<String> {
-    super::out_of_scope::parse_jsonl(OUT_OF_SCOPE_JSONL)
+    super::out_of_scope::parse_jsonl(OUT_OF_SCOPE_JSONL, super::out_of_scope::MAX_EXAMPLES)
         .expect("the demo examples are valid (tested)")
 }
 

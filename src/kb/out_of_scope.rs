@@ -7,12 +7,15 @@ use super::import::Problem;
 
 /// Longest example accepted, in characters.
 pub const MAX_CHARS: usize = 1000;
-/// Most examples a KB keeps.
+/// The most `kb.max_out_of_scope` may allow (and what an evaluation reads).
 pub const MAX_EXAMPLES: usize = 100_000;
 
 /// Checks texts (trimmed, duplicates dropped, order kept), reporting every problem with its
-/// 1-based position.
-pub fn check(texts: impl IntoIterator<Item = String>) -> Result<Vec<String>, Vec<Problem>> {
+/// 1-based position; more than `max` (`kb.max_out_of_scope`) is a problem too.
+pub fn check(
+    texts: impl IntoIterator<Item = String>,
+    max: usize,
+) -> Result<Vec<String>, Vec<Problem>> {
     let (mut out, mut problems) = (Vec::new(), Vec::new());
     let mut seen = std::collections::HashSet::new();
     for (i, t) in texts.into_iter().enumerate() {
@@ -34,11 +37,11 @@ pub fn check(texts: impl IntoIterator<Item = String>) -> Result<Vec<String>, Vec
             None => {}
         }
     }
-    if out.len() > MAX_EXAMPLES {
+    if out.len() > max {
         problems.push(Problem {
             line: 0,
             field: None,
-            message: format!("{} examples, at most {MAX_EXAMPLES}", out.len()),
+            message: too_many(out.len(), max),
         });
     }
     match problems.is_empty() {
@@ -47,9 +50,14 @@ pub fn check(texts: impl IntoIterator<Item = String>) -> Result<Vec<String>, Vec
     }
 }
 
+/// What is said when there are `n` examples and `max` are allowed.
+pub fn too_many(n: usize, max: usize) -> String {
+    format!("{n} out-of-scope examples; at most {max} are allowed (kb.max_out_of_scope)")
+}
+
 /// Examples from JSONL: one object per line with the text under `text` (as in intent files —
 /// every row counts, whatever its label), `query` or `question`. Blank lines are skipped.
-pub fn parse_jsonl(content: &str) -> Result<Vec<String>, Vec<Problem>> {
+pub fn parse_jsonl(content: &str, max: usize) -> Result<Vec<String>, Vec<Problem>> {
     #[derive(serde::Deserialize)]
     struct Row {
         #[serde(alias = "query", alias = "question")]
@@ -74,7 +82,7 @@ pub fn parse_jsonl(content: &str) -> Result<Vec<String>, Vec<Problem>> {
         }
     }
     // Positions from `check` are rows; report them as file lines.
-    let checked = check(texts).map_err(|ps| {
+    let checked = check(texts, max).map_err(|ps| {
         ps.into_iter()
             .map(|mut p| {
                 p.line = lines.get(p.line.wrapping_sub(1)).copied().unwrap_or(0);
@@ -93,11 +101,11 @@ pub fn parse_jsonl(content: &str) -> Result<Vec<String>, Vec<Problem>> {
     }
 }
 
-/// Reads a JSONL file of examples, naming the file and every bad line.
-pub fn read(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// Reads a JSONL file of examples (at most `max`), naming the file and every bad line.
+pub fn read(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<String>> {
     let content = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    parse_jsonl(&content).map_err(|ps| {
+    parse_jsonl(&content, max).map_err(|ps| {
         let shown: Vec<String> = ps
             .iter()
             .take(20)
@@ -112,13 +120,13 @@ pub fn read(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
     })
 }
 
-/// The examples of every file, together (duplicates across files kept once).
-pub fn read_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<String>> {
+/// The examples of every file, together (duplicates across files kept once), at most `max`.
+pub fn read_all(paths: &[std::path::PathBuf], max: usize) -> anyhow::Result<Vec<String>> {
     let mut examples = Vec::new();
     for p in paths {
-        examples.extend(read(p)?);
+        examples.extend(read(p, max)?);
     }
-    check(examples).map_err(|ps| {
+    check(examples, max).map_err(|ps| {
         let messages: Vec<&str> = ps.iter().map(|p| p.message.as_str()).collect();
         anyhow::anyhow!("out-of-scope examples: {}", messages.join("; "))
     })
@@ -132,19 +140,23 @@ mod tests {
     fn parses_examples_and_reports_every_bad_line() {
         let ok = "{\"text\": \"what's the weather\", \"label\": \"oos\"}\n\n{\"query\": \"book a table\"}\n{\"text\": \"what's the weather\"}\n";
         assert_eq!(
-            parse_jsonl(ok).unwrap(),
+            parse_jsonl(ok, 10).unwrap(),
             vec!["what's the weather", "book a table"]
         );
         let bad = "{\"text\": \"fine\"}\n{\"text\": \"  \"}\nnot json\n{\"label\": \"x\"}\n";
-        let problems = parse_jsonl(bad).unwrap_err();
+        let problems = parse_jsonl(bad, 10).unwrap_err();
         let lines: Vec<usize> = problems.iter().map(|p| p.line).collect();
         assert_eq!(lines, vec![2, 3, 4]);
         assert!(problems[0].message.contains("empty"));
         let long = format!("{{\"text\": \"{}\"}}", "x".repeat(MAX_CHARS + 1));
         assert!(
-            parse_jsonl(&long).unwrap_err()[0]
+            parse_jsonl(&long, 10).unwrap_err()[0]
                 .message
                 .contains("longer")
         );
+        let three = "{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"}\n";
+        assert_eq!(parse_jsonl(three, 3).unwrap().len(), 3);
+        let over = parse_jsonl(three, 2).unwrap_err();
+        assert!(over[0].message.contains("kb.max_out_of_scope"), "{over:?}");
     }
 }

@@ -6,7 +6,9 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use utoipa::ToSchema;
 
 use super::document::Document;
@@ -14,6 +16,22 @@ use super::entry::FaqEntry;
 use crate::matcher::Calibration;
 
 pub const KB_FILE: &str = "kb.sqlite";
+
+/// How long a write waits for another one (of this process or another, e.g. `kefu kb import`
+/// beside a running server) to commit before it fails. Writes take turns: SQLite has one
+/// writer at a time.
+pub const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Begins a write transaction on `pool`, taking the database's write lock at once
+/// (`BEGIN IMMEDIATE`) and waiting for it up to [`BUSY_TIMEOUT`]. A plain (deferred)
+/// transaction that reads before it writes cannot wait: when another connection commits in
+/// between, SQLite fails its first write with "database is locked" at once. Every transaction
+/// that writes begins here.
+pub async fn begin_write(
+    pool: &SqlitePool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -81,7 +99,11 @@ impl KbStore {
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join(KB_FILE))
             .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
+            .journal_mode(SqliteJournalMode::Wal)
+            // Every commit is on disk before it is acknowledged, power cuts included (NORMAL
+            // would only survive the process dying).
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(opts)
@@ -153,7 +175,7 @@ impl KbStore {
 
     /// Inserts or replaces entries in one transaction; valid entries only (callers validate).
     pub async fn upsert_all(&self, entries: &[FaqEntry]) -> Result<ImportSummary, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let mut summary = ImportSummary::default();
         let t = now();
         for e in entries {
@@ -187,7 +209,7 @@ impl KbStore {
 
     /// Inserts or replaces documents in one transaction; true for each one that was new.
     pub async fn upsert_documents(&self, docs: &[Document]) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let t = now();
         let mut created = Vec::new();
         for d in docs {
@@ -264,7 +286,7 @@ impl KbStore {
     /// Runs one `DELETE … WHERE id = ?` in a transaction that bumps the revision when a row
     /// went.
     async fn delete_from(&self, sql: &'static str, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_write(&self.pool).await?;
         let n = sqlx::query(sql)
             .bind(id)
             .execute(&mut *tx)

@@ -464,7 +464,7 @@ impl RecStore {
     /// (it is made again); an unchanged text keeps it.
     pub async fn upsert_items(&self, items: &[Item]) -> Result<ItemSummary, sqlx::Error> {
         let now = crate::kb::entry::now_rfc3339();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         let mut s = ItemSummary::default();
         for it in items {
             let old: Option<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
@@ -626,7 +626,7 @@ impl RecStore {
         model: &str,
         rows: &[(String, Vec<f32>)],
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         for (id, v) in rows {
             sqlx::query("UPDATE rec_items SET embedding = ?, embedding_model = ? WHERE id = ?")
                 .bind(to_blob(v))
@@ -645,7 +645,7 @@ impl RecStore {
         events: &[(Event, Option<Vec<f32>>)],
         model: &str,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         for (e, emb) in events {
             sqlx::query(
                 "INSERT INTO rec_events (customer_id, type, item_id, text, value, ts, faq_id, topic,
@@ -766,7 +766,7 @@ impl RecStore {
         model: &str,
         rows: &[(i64, Vec<f32>)],
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         for (seq, v) in rows {
             sqlx::query("UPDATE rec_events SET embedding = ?, embedding_model = ? WHERE seq = ?")
                 .bind(to_blob(v))
@@ -836,7 +836,7 @@ impl RecStore {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         for (id, c) in rows {
             sqlx::query(
                 "INSERT INTO rec_customers (id, tier, locale, updated_at) VALUES (?, ?, ?, ?)
