@@ -36,6 +36,8 @@ pub struct Config {
     pub routing: crate::intent::routing::RoutingConfig,
     pub dialog: crate::dialog::DialogConfig,
     pub recommend: crate::recommend::serving::RecommendConfig,
+    /// `[outgoing]`: TLS trust, body cap and connect timeout of the calls kefu makes.
+    pub outgoing: crate::outgoing::OutgoingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -227,6 +229,18 @@ impl Config {
         self.dialog.validate().map_err(invalid)?;
         self.recommend.validate().map_err(invalid)?;
         self.intent.validate().map_err(invalid)?;
+        self.outgoing.validate().map_err(invalid)?;
+        // The URLs kefu calls (flows' URLs are templates, mostly over `services`).
+        if let Some(u) = &self.dialog.handoff.webhook_url {
+            self.outgoing
+                .check_url("dialog.handoff.webhook_url", u)
+                .map_err(invalid)?;
+        }
+        for (name, u) in &self.dialog.services {
+            self.outgoing
+                .check_url(&format!("dialog.services.{name}"), u)
+                .map_err(invalid)?;
+        }
         Ok(())
     }
 

@@ -16,6 +16,7 @@ pub mod kb;
 pub mod matcher;
 pub mod model;
 pub mod optim;
+pub mod outgoing;
 pub mod recommend;
 pub mod serve;
 pub mod text;
