@@ -365,17 +365,14 @@ mod tests {
         );
     }
 
+    /// Each request's signature header and body.
+    type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
     /// A webhook that answers `statuses` in turn (then 200) and records each request's
     /// signature header and body.
-    async fn recording_desk(
-        statuses: Vec<(u16, Option<&'static str>)>,
-    ) -> (
-        String,
-        std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>,
-    ) {
+    async fn recording_desk(statuses: Vec<(u16, Option<&'static str>)>) -> (String, Deliveries) {
         use axum::http::{HeaderMap, StatusCode, header};
-        use std::sync::{Arc, Mutex};
-        let seen: Arc<Mutex<Vec<(Option<String>, Vec<u8>)>>> = Arc::default();
+        let seen = Deliveries::default();
         let log = seen.clone();
         let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
             let log = log.clone();
