@@ -38,6 +38,8 @@ pub struct Config {
     pub recommend: crate::recommend::serving::RecommendConfig,
     pub auth: crate::auth::AuthConfig,
     pub privacy: crate::privacy::PrivacyConfig,
+    /// `[outgoing]`: TLS trust, body cap and connect timeout of the calls kefu makes.
+    pub outgoing: crate::outgoing::OutgoingConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -255,6 +257,18 @@ impl Config {
         self.intent.validate().map_err(invalid)?;
         self.auth.validate().map_err(invalid)?;
         self.privacy.validate().map_err(invalid)?;
+        self.outgoing.validate().map_err(invalid)?;
+        // The URLs kefu calls (flows' URLs are templates, mostly over `services`).
+        if let Some(u) = &self.dialog.handoff.webhook_url {
+            self.outgoing
+                .check_url("dialog.handoff.webhook_url", u)
+                .map_err(invalid)?;
+        }
+        for (name, u) in &self.dialog.services {
+            self.outgoing
+                .check_url(&format!("dialog.services.{name}"), u)
+                .map_err(invalid)?;
+        }
         Ok(())
     }
 

@@ -17,6 +17,7 @@ pub mod kb;
 pub mod matcher;
 pub mod model;
 pub mod optim;
+pub mod outgoing;
 pub mod privacy;
 pub mod recommend;
 pub mod serve;

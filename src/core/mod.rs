@@ -49,8 +49,8 @@ pub struct Kefu {
     pub session_locks: crate::dialog::session::SessionLocks,
     /// The business flows, checked at start.
     pub flows: Arc<crate::dialog::flows::Flows>,
-    /// For flow calls and hand-off webhooks.
-    pub http: reqwest::Client,
+    /// For flow calls and hand-off webhooks (`[outgoing]`).
+    pub http: crate::outgoing::Outgoing,
     pub feedback: crate::analytics::feedback::FeedbackStore,
     /// Catalogue, events, profiles and the recommendation models.
     pub recommender: Arc<crate::recommend::serving::Recommender>,
@@ -68,6 +68,7 @@ pub struct Kefu {
 pub type IntentModels = std::collections::BTreeMap<String, Arc<crate::intent::IntentModel>>;
 
 impl Kefu {
+    #[allow(clippy::too_many_arguments)] // the parts `open` made, each a distinct input
     pub fn new(
         config: Config,
         metrics: Arc<Metrics>,
@@ -76,6 +77,7 @@ impl Kefu {
         sessions: Arc<dyn crate::dialog::session::SessionStore>,
         feedback: crate::analytics::feedback::FeedbackStore,
         recommender: Arc<crate::recommend::serving::Recommender>,
+        http: crate::outgoing::Outgoing,
     ) -> Self {
         let calibration = match stored {
             Some(c) => (true, c),
@@ -92,7 +94,7 @@ impl Kefu {
             sessions,
             session_locks: Default::default(),
             flows: crate::dialog::chat::compile_flows(&config.dialog),
-            http: reqwest::Client::new(),
+            http,
             feedback,
             recommender,
             swap_lock: std::sync::Mutex::new(()),
@@ -211,7 +213,8 @@ impl Kefu {
         if let Some(c) = &stored {
             tracing::info!(?c, "using the calibration stored with the KB");
         }
-        let sessions = crate::dialog::chat::open_store(&cfg.dialog).await?;
+        let http = crate::outgoing::Outgoing::new(&cfg.outgoing).map_err(anyhow::Error::msg)?;
+        let sessions = crate::dialog::chat::open_store(&cfg.dialog, &cfg.outgoing).await?;
         tracing::info!(store = sessions.kind(), "sessions");
         let feedback = crate::analytics::feedback::FeedbackStore::open(kb.pool().clone())
             .await
@@ -234,6 +237,7 @@ impl Kefu {
             sessions,
             feedback,
             recommender,
+            http,
         )))
     }
 

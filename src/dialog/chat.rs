@@ -917,22 +917,31 @@ pub fn compile_flows(cfg: &super::DialogConfig) -> Arc<Flows> {
 }
 
 /// Sessions as configured: memory, or Redis (connected and checked).
-pub async fn open_store(cfg: &super::DialogConfig) -> anyhow::Result<Arc<dyn SessionStore>> {
+pub async fn open_store(
+    cfg: &super::DialogConfig,
+    outgoing: &crate::outgoing::OutgoingConfig,
+) -> anyhow::Result<Arc<dyn SessionStore>> {
     use anyhow::Context as _;
     let ttl = std::time::Duration::from_secs(cfg.session_ttl_secs);
+    let ca = outgoing.ca_pem().map_err(anyhow::Error::msg)?;
     Ok(match cfg.store {
         super::StoreKind::Memory => {
             Arc::new(super::session::MemoryStore::new(ttl, cfg.max_sessions))
         }
         super::StoreKind::Redis => Arc::new(
-            super::session::RedisStore::connect(&cfg.redis_url, &cfg.redis_prefix, ttl)
-                .await
-                .with_context(|| {
-                    format!(
-                        "connecting to the session store at dialog.redis_url {}",
-                        cfg.redis_url
-                    )
-                })?,
+            super::session::RedisStore::connect(
+                &cfg.redis_url,
+                &cfg.redis_prefix,
+                ttl,
+                ca.as_deref(),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "connecting to the session store at dialog.redis_url {}",
+                    cfg.redis_url
+                )
+            })?,
         ),
     })
 }

@@ -388,10 +388,11 @@ impl Flows {
 
     /// Calls the operator's system: the rendered request, retried (when safe) after connection
     /// errors, timeouts, 429 and 5xx. Returns the final status and JSON body (`null` when the
-    /// body is not JSON), or why no reply came.
+    /// body is not JSON), or why no reply came; a redirect (not followed) and a body over
+    /// `outgoing.max_response_bytes` are failures.
     pub async fn call(
         &self,
-        client: &reqwest::Client,
+        http: &crate::outgoing::Outgoing,
         flow: &Flow,
         ctx: &serde_json::Value,
         idempotency_key: &str,
@@ -413,7 +414,8 @@ impl Flows {
         let keyed = c.idempotency_key && !idempotent;
         let (method, url, body, headers) = (&method, &url, &body, &headers);
         let attempt = |_: u32| async move {
-            let mut req = client
+            let mut req = http
+                .client
                 .request(method.clone(), url)
                 .timeout(Duration::from_millis(c.timeout_ms));
             for (k, v) in headers {
@@ -426,25 +428,32 @@ impl Flows {
                 req = req.json(b);
             }
             match req.send().await {
+                Ok(resp) if resp.status().is_redirection() => Attempt::Fail(format!(
+                    "{method} {url} {}",
+                    crate::outgoing::redirect_refusal(&resp).unwrap_or_default()
+                )),
                 Ok(resp) if retry::retryable(resp.status()) => Attempt::Retry(format!(
                     "{method} {url} answered {}",
                     resp.status().as_u16()
                 )),
                 Ok(resp) => {
                     let status = resp.status().as_u16();
-                    match resp.bytes().await {
+                    match crate::outgoing::read_capped(resp, http.max_response_bytes).await {
                         Ok(bytes) => Attempt::Done((
                             status,
                             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
                         )),
-                        Err(e) => Attempt::Fail(e.to_string()),
+                        Err(e) => Attempt::Fail(format!("{method} {url}: {e}")),
                     }
                 }
                 Err(e) if e.is_timeout() => Attempt::Retry(format!(
                     "{method} {url} timed out after {} ms",
                     c.timeout_ms
                 )),
-                Err(e) => Attempt::Retry(format!("{method} {url} failed: {e}")),
+                Err(e) => Attempt::Retry(format!(
+                    "{method} {url} failed: {}",
+                    crate::outgoing::chain(&e)
+                )),
             }
         };
         backoff(c, method)
@@ -616,7 +625,7 @@ mod tests {
         edit(&mut flow.call);
         let f = Flows::compile(vec![flow.clone()]).unwrap();
         f.call(
-            &reqwest::Client::new(),
+            &crate::outgoing::Outgoing::new(&Default::default()).unwrap(),
             &flow,
             &serde_json::json!({}),
             "s1-f1",

@@ -183,6 +183,9 @@ pub struct HandoffConfig {
     pub webhook_url: Option<String>,
     /// Extra headers, e.g. `authorization`.
     pub webhook_headers: BTreeMap<String, String>,
+    /// Signs every delivery: `X-Kefu-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of
+    /// "<t>.<body>">` with this secret (docs/WEBHOOKS.md); none: unsigned.
+    pub webhook_secret: Option<String>,
     /// Further attempts after a failure (connection error, timeout, 429, 5xx).
     pub webhook_retries: u32,
     pub webhook_timeout_ms: u64,
@@ -195,6 +198,7 @@ impl Default for HandoffConfig {
         Self {
             webhook_url: None,
             webhook_headers: BTreeMap::new(),
+            webhook_secret: None,
             webhook_retries: 3,
             webhook_timeout_ms: 3000,
             after_no_answers: 2,
@@ -202,33 +206,77 @@ impl Default for HandoffConfig {
     }
 }
 
+/// The header that carries a delivery's signature.
+pub const SIGNATURE_HEADER: &str = "x-kefu-signature";
+
+/// The shortest webhook secret taken: a short one is guessed.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// The signature of a delivery made at `timestamp` (Unix seconds) with body `body`:
+/// `t=<timestamp>,v1=<hex HMAC-SHA256 of "<timestamp>.<body>" keyed with the secret>`. The
+/// timestamp inside what is signed lets the desk refuse an old delivery played again.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes a key of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
+}
+
 /// Posts the package to the webhook, retrying with back-off; the package id is the
-/// `Idempotency-Key`, so the desk can drop a retry it already took. Returns how many attempts
-/// it took, or the last error.
+/// `Idempotency-Key`, so the desk can drop a retry it already took. With a secret every
+/// attempt is signed afresh (a retry carries its own timestamp). A redirect is a refusal (not
+/// followed). Returns how many attempts it took, or the last error.
 pub async fn deliver(
-    client: &reqwest::Client,
+    http: &crate::outgoing::Outgoing,
     cfg: &HandoffConfig,
     package: &HandoffPackage,
 ) -> Result<u32, String> {
     let Some(url) = &cfg.webhook_url else {
         return Ok(0);
     };
+    // Serialised once: what is signed is exactly what is sent.
+    let body = serde_json::to_vec(package).map_err(|e| e.to_string())?;
+    let body = &body;
     let attempt = |_: u32| async move {
-        let mut req = client
+        let mut req = http
+            .client
             .post(url)
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
-            .header("idempotency-key", &package.id)
-            .json(package);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header("idempotency-key", &package.id);
         for (k, v) in &cfg.webhook_headers {
             req = req.header(k, v);
         }
-        match req.send().await {
+        if let Some(secret) = &cfg.webhook_secret {
+            req = req.header(
+                SIGNATURE_HEADER,
+                signature(secret, super::session::now(), body),
+            );
+        }
+        match req.body(body.clone()).send().await {
             Ok(r) if r.status().is_success() => Attempt::Done(()),
+            Ok(r) if r.status().is_redirection() => Attempt::Fail(format!(
+                "the webhook {}",
+                crate::outgoing::redirect_refusal(&r).unwrap_or_default()
+            )),
             Ok(r) if retry::retryable(r.status()) => {
                 Attempt::Retry(format!("the webhook answered {}", r.status()))
             }
             Ok(r) => Attempt::Fail(format!("the webhook refused the package: {}", r.status())),
-            Err(e) => Attempt::Retry(format!("posting to the webhook failed: {e}")),
+            Err(e) if e.is_timeout() => Attempt::Retry(format!(
+                "posting to the webhook timed out after {} ms",
+                cfg.webhook_timeout_ms
+            )),
+            Err(e) => Attempt::Retry(format!(
+                "posting to the webhook failed: {}",
+                crate::outgoing::chain(&e)
+            )),
         }
     };
     backoff(cfg).run(attempt).await.map(|((), n)| n)
@@ -272,7 +320,7 @@ mod tests {
             webhook_retries: 2,
             ..HandoffConfig::default()
         };
-        let c = reqwest::Client::new();
+        let c = crate::outgoing::Outgoing::new(&Default::default()).unwrap();
 
         let (url, seen) = crate::dialog::retry::flaky_server(1, 502).await;
         assert_eq!(deliver(&c, &cfg(&url), &package("s1-h1")).await, Ok(2));
@@ -301,6 +349,121 @@ mod tests {
             .map(|n| backoff(&cfg(&url)).delay(n).as_millis() as u64)
             .collect();
         assert_eq!(waits, [0, 250, 500, 1000, 2000, 4000, 8000, 8000]);
+    }
+
+    #[test]
+    fn signature_of_a_fixed_vector() {
+        // The same as Python's
+        // hmac.new(b"whsec_0123456789abcdef", b'1700000000.{"id":"s1-h1"}', hashlib.sha256).
+        assert_eq!(
+            signature(
+                "whsec_0123456789abcdef",
+                1_700_000_000,
+                br#"{"id":"s1-h1"}"#
+            ),
+            "t=1700000000,v1=0d46c3ca0edef2bc3e248e660ecc768c4feed79f083086333fa28c399f8ff44d"
+        );
+    }
+
+    /// Each request's signature header and body.
+    type Deliveries = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>;
+
+    /// A webhook that answers `statuses` in turn (then 200) and records each request's
+    /// signature header and body.
+    async fn recording_desk(statuses: Vec<(u16, Option<&'static str>)>) -> (String, Deliveries) {
+        use axum::http::{HeaderMap, StatusCode, header};
+        let seen = Deliveries::default();
+        let log = seen.clone();
+        let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+            let log = log.clone();
+            let statuses = statuses.clone();
+            async move {
+                let mut log = log.lock().unwrap();
+                let sig = headers
+                    .get(SIGNATURE_HEADER)
+                    .map(|v| v.to_str().unwrap().to_string());
+                log.push((sig, body.to_vec()));
+                let (status, location) =
+                    statuses.get(log.len() - 1).copied().unwrap_or((200, None));
+                let mut h = HeaderMap::new();
+                if let Some(l) = location {
+                    h.insert(header::LOCATION, l.parse().unwrap());
+                }
+                (StatusCode::from_u16(status).unwrap(), h, "{}")
+            }
+        };
+        let app = axum::Router::new().fallback(handler);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/desk", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
+
+    fn package() -> HandoffPackage {
+        let mut s = Session::new("s1".into(), CustomerRef::default(), None);
+        s.push(Role::Customer, "转人工");
+        hand_off(
+            &mut s,
+            Cause {
+                reason: Reason::ExplicitRequest,
+                detail: "asked".into(),
+                route: route(),
+                intent: None,
+                severity: None,
+                vip: false,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn every_attempt_is_signed_and_redirects_are_refused() {
+        let http = crate::outgoing::Outgoing::new(&Default::default()).unwrap();
+        let secret = "a-secret-of-the-desk-only";
+        let (url, seen) = recording_desk(vec![(503, None)]).await;
+        let cfg = HandoffConfig {
+            webhook_url: Some(url),
+            webhook_secret: Some(secret.into()),
+            ..HandoffConfig::default()
+        };
+        let p = package();
+        assert_eq!(deliver(&http, &cfg, &p).await, Ok(2));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        for (sig, body) in &seen {
+            let sig = sig.as_deref().expect("signed");
+            let t: i64 = sig
+                .strip_prefix("t=")
+                .and_then(|r| r.split(',').next())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((super::super::session::now() - t).abs() < 60, "{sig}");
+            assert_eq!(sig, signature(secret, t, body), "verifies");
+            let got: HandoffPackage = serde_json::from_slice(body).unwrap();
+            assert_eq!(got, p);
+        }
+
+        // Without a secret: no signature header.
+        let (url, seen) = recording_desk(vec![]).await;
+        let unsigned = HandoffConfig {
+            webhook_url: Some(url),
+            ..HandoffConfig::default()
+        };
+        assert_eq!(deliver(&http, &unsigned, &p).await, Ok(1));
+        assert_eq!(seen.lock().unwrap()[0].0, None);
+
+        // A redirect is not followed, and not retried.
+        let (url, seen) = recording_desk(vec![(302, Some("http://127.0.0.1:1/elsewhere"))]).await;
+        let cfg = HandoffConfig {
+            webhook_url: Some(url),
+            ..cfg
+        };
+        let e = deliver(&http, &cfg, &p).await.unwrap_err();
+        assert!(
+            e.contains("redirect") && e.contains("302") && e.contains("127.0.0.1:1/elsewhere"),
+            "{e}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
     }
 
     fn route() -> Route {

@@ -89,7 +89,10 @@ impl DialogConfig {
         if self.session_ttl_secs == 0 || self.max_sessions == 0 || self.max_turns < 2 {
             return Err("dialog.session_ttl_secs and dialog.max_sessions must be at least 1, dialog.max_turns at least 2".into());
         }
-        if self.store == StoreKind::Redis && !self.redis_url.starts_with("redis") {
+        // rediss:// is Redis over TLS (trusting the system's roots and outgoing.ca_file).
+        const SCHEMES: &[&str] = &["redis://", "rediss://", "redis+unix://", "unix://"];
+        if self.store == StoreKind::Redis && !SCHEMES.iter().any(|s| self.redis_url.starts_with(s))
+        {
             return Err(format!(
                 "dialog.redis_url {:?} is not a redis:// or rediss:// URL",
                 self.redis_url
@@ -100,6 +103,15 @@ impl DialogConfig {
         {
             return Err(format!(
                 "dialog.handoff.webhook_url {u:?} is not an http(s) URL"
+            ));
+        }
+        if let Some(secret) = &self.handoff.webhook_secret
+            && secret.len() < handoff::MIN_SECRET_BYTES
+        {
+            return Err(format!(
+                "dialog.handoff.webhook_secret must be at least {} bytes (it has {})",
+                handoff::MIN_SECRET_BYTES,
+                secret.len()
             ));
         }
         if self.handoff.after_no_answers == 0 || self.handoff.webhook_timeout_ms == 0 {
@@ -188,4 +200,35 @@ pub fn locale_of(text: &str) -> Option<&'static str> {
                 && !(w.len() <= 3 && w.chars().all(|c| c.is_ascii_uppercase()))
         })
         .then_some("en")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redis_urls_with_and_without_tls_are_taken() {
+        let cfg = |url: &str| DialogConfig {
+            store: StoreKind::Redis,
+            redis_url: url.into(),
+            ..DialogConfig::default()
+        };
+        for ok in ["redis://127.0.0.1:6379/0", "rediss://cache.internal:6380"] {
+            assert_eq!(cfg(ok).validate(), Ok(()), "{ok}");
+        }
+        for bad in ["redisx://h:1", "http://h:6379", "127.0.0.1:6379"] {
+            let e = cfg(bad).validate().unwrap_err();
+            assert!(e.starts_with("dialog.redis_url"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_short_webhook_secret_is_refused() {
+        let mut cfg = DialogConfig::default();
+        cfg.handoff.webhook_secret = Some("short".into());
+        let e = cfg.validate().unwrap_err();
+        assert!(e.starts_with("dialog.handoff.webhook_secret"), "{e}");
+        cfg.handoff.webhook_secret = Some("0123456789abcdef".into());
+        assert_eq!(cfg.validate(), Ok(()));
+    }
 }

@@ -289,6 +289,27 @@ impl SessionStore for MemoryStore {
     }
 }
 
+/// The system's root certificates as PEM (those rustls-native-certs finds; none when it finds
+/// none).
+fn system_roots_pem() -> Vec<u8> {
+    use base64::Engine;
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "reading the system's root certificates");
+    }
+    let mut pem = Vec::new();
+    for cert in found.certs {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        pem.extend_from_slice(b"-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            pem.extend_from_slice(line);
+            pem.push(b'\n');
+        }
+        pem.extend_from_slice(b"-----END CERTIFICATE-----\n");
+    }
+    pem
+}
+
 /// Sessions in Redis as JSON under `<prefix><id>`, expiring with the key's TTL.
 pub struct RedisStore {
     ttl: Duration,
@@ -297,9 +318,28 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects (and checks the connection) to `url`, e.g. `redis://127.0.0.1:6379/0`.
-    pub async fn connect(url: &str, prefix: &str, ttl: Duration) -> Result<Self, SessionError> {
-        let client = redis::Client::open(url)?;
+    /// Connects (and checks the connection) to `url`, e.g. `redis://127.0.0.1:6379/0`, or
+    /// over TLS `rediss://…` trusting the system's roots and `ca_pem`'s certificates
+    /// (`outgoing.ca_file`).
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ttl: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, SessionError> {
+        let client = match ca_pem {
+            Some(pem) if url.starts_with("rediss://") => {
+                // The crate trusts the roots it is given instead of the system's: give both.
+                let mut roots = system_roots_pem();
+                roots.extend_from_slice(pem);
+                let certs = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots),
+                };
+                redis::Client::build_with_tls(url, certs)?
+            }
+            _ => redis::Client::open(url)?,
+        };
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(3)))
             .set_response_timeout(Some(Duration::from_secs(3)))
