@@ -17,6 +17,12 @@ pub struct Metrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub queue_depth: IntGauge,
+    /// Sequences the model encoded.
+    pub embed_sequences: IntCounter,
+    /// Embedding requests dropped unfinished because nobody waited for them any more, and the
+    /// sequences of theirs left unencoded.
+    pub embed_cancelled: IntCounter,
+    pub embed_cancelled_sequences: IntCounter,
     /// HTTP requests being answered now (what a graceful shutdown waits for).
     pub requests_in_flight: IntGauge,
     pub model_ready: IntGauge,
@@ -127,7 +133,16 @@ impl Metrics {
             ),
             queue_depth: g(
                 "embed_queue_depth",
-                "Requests waiting for the inference worker",
+                "Requests accepted by the inference worker and not yet answered",
+            ),
+            embed_sequences: c("embed_sequences_total", "Sequences encoded by the model"),
+            embed_cancelled: c(
+                "embed_cancelled_total",
+                "Embedding requests dropped unfinished: the client hung up or the request timed out",
+            ),
+            embed_cancelled_sequences: c(
+                "embed_cancelled_sequences_total",
+                "Sequences of dropped embedding requests left unencoded",
             ),
             requests_in_flight: g(
                 "http_requests_in_flight",

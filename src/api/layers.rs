@@ -133,8 +133,27 @@ fn internal_error(request_id: Option<&str>) -> Response {
 
 /// URLs too long → JSON 414; preflight `OPTIONS` on a route → 204 with `Allow`; a panic's 500
 /// gets the request id; any other error answered in plain text (axum's own rejections, e.g.
-/// from a handler's extractor) becomes the JSON error with the same status.
+/// from a handler's extractor) becomes the JSON error with the same status. Every 429 and 503
+/// says when to try again.
 async fn json_errors(req: Request, next: Next) -> Response {
+    let mut resp = to_json(req, next).await;
+    retry_after(&mut resp);
+    resp
+}
+
+/// `Retry-After` (seconds) on every 429 and 503, whatever answered it (`/readyz` while
+/// loading, a timeout, a full queue); one the answer set itself is kept.
+fn retry_after(resp: &mut Response) {
+    let s = resp.status();
+    if (s == StatusCode::TOO_MANY_REQUESTS || s == StatusCode::SERVICE_UNAVAILABLE)
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+}
+
+async fn to_json(req: Request, next: Next) -> Response {
     let id = request_id(&req).map(str::to_string);
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI_BYTES {
@@ -165,11 +184,16 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return resp;
     }
     let status = resp.status();
+    let retry = resp.headers().get(header::RETRY_AFTER).cloned();
     let text = axum::body::to_bytes(resp.into_body(), MAX_TEXT_ERROR_BYTES)
         .await
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    plain_to_json(status, &text)
+    let mut json = plain_to_json(status, &text);
+    if let Some(v) = retry {
+        json.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    json
 }
 
 /// 204 with the route's methods (axum lists them in the 405's `Allow`), plus OPTIONS itself.
@@ -328,6 +352,58 @@ mod tests {
         );
         assert!(line("boom in a handler").contains("req-abc-123"));
         assert!(line("inside the handler").contains("req-ok-456"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn every_429_and_503_says_when_to_retry() {
+        let app = outer(catch_panics(
+            Router::new()
+                .route(
+                    "/unavailable",
+                    get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "loading") }),
+                )
+                .route(
+                    "/json-unavailable",
+                    get(|| async {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({"status": "loading"})),
+                        )
+                    }),
+                )
+                .route(
+                    "/limited",
+                    get(|| async {
+                        (
+                            StatusCode::TOO_MANY_REQUESTS,
+                            [(header::RETRY_AFTER, "7")],
+                            "slow down",
+                        )
+                    }),
+                )
+                .route("/ok", get(quiet)),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let c = reqwest::Client::new();
+        for (path, status, retry) in [
+            ("/unavailable", 503, Some("1")),
+            ("/json-unavailable", 503, Some("1")),
+            ("/limited", 429, Some("7")),
+            ("/ok", 200, None),
+        ] {
+            let r = c.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(r.status(), status, "{path}");
+            assert_eq!(
+                r.headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .as_deref(),
+                retry,
+                "{path}"
+            );
+        }
     }
 
     #[tokio::test]

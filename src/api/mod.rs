@@ -130,9 +130,10 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         .unwrap_or_else(|| "unmatched".into());
     let started = Instant::now();
     let limit = state.config.server.request_timeout_secs;
-    state.metrics.requests_in_flight.inc();
+    // A guard: when the client hangs up, this future is dropped here and still counts out.
+    let in_flight = InFlight::enter(&state.metrics.requests_in_flight);
     let resp = tokio::time::timeout(Duration::from_secs(limit), next.run(req)).await;
-    state.metrics.requests_in_flight.dec();
+    drop(in_flight);
     let mut resp = match resp {
         Ok(r) => r,
         Err(_) => Error::Timeout(limit).into_response(),
@@ -152,4 +153,20 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
         resp.headers_mut().insert("x-kefu-took-ms", v);
     }
     resp
+}
+
+/// One request counted in `kefu_http_requests_in_flight` until dropped.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }

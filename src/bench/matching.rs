@@ -4,14 +4,13 @@
 //! index snapshot the server saved is loaded to measure HNSW recall@10 against exact search
 //! and the search time of each.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::Serialize;
 
+use super::server::ServerProc;
 use crate::embed::Embedder;
 use crate::index::dense::DenseIndex;
 use crate::index::snapshot;
@@ -78,49 +77,15 @@ pub struct MatchBench {
     pub ann: Option<AnnReport>,
 }
 
-struct ServerProc {
-    child: Child,
-    base: String,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_server(data_dir: &Path, model: &Path, force_hnsw: bool) -> anyhow::Result<ServerProc> {
-    let exe = std::env::current_exe().context("locating the kefu binary")?;
-    let mut cmd = Command::new(exe);
+    let mut env = vec![
+        ("KEFU_EMBED__CACHE_SIZE", "0"),
+        ("KEFU_KB__LOAD_DEMO", "false"),
+    ];
     if force_hnsw {
-        cmd.env("KEFU_INDEX__EXACT_BELOW", "1");
+        env.push(("KEFU_INDEX__EXACT_BELOW", "1"));
     }
-    let mut child = cmd
-        .args(["serve", "--port", "0", "--data-dir"])
-        .arg(data_dir)
-        .arg("--model")
-        .arg(model)
-        .env("KEFU_EMBED__CACHE_SIZE", "0")
-        .env("KEFU_KB__LOAD_DEMO", "false")
-        .env("KEFU_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting kefu serve")?;
-    let stderr = child.stderr.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening on http://") {
-                let _ = tx.send(line[i + "listening on ".len()..].trim().to_string());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(60))
-        .context("kefu serve did not report its address")?;
-    Ok(ServerProc { child, base })
+    ServerProc::start(data_dir, model, &env)
 }
 
 async fn load(

@@ -1,11 +1,14 @@
 //! `kefu bench embed`: in-process speed of the embedding engine on real short questions
-//! (`kefu bench match`, end to end over HTTP, is in [`matching`]).
+//! (`kefu bench match`, end to end over HTTP, is in [`matching`]; `kefu bench http`, load on
+//! the API at several concurrency levels, in [`http`]).
 //!
 //! Three measurements: single-question latency (batch 1, real questions of varying length),
 //! fixed shapes (1 × 16 and 32 × 32 tokens, the shapes of the reference figures in
 //! docs/BENCHMARKS.md), and throughput on batches of 32 real questions.
 
+pub mod http;
 pub mod matching;
+pub mod server;
 
 use std::time::Instant;
 

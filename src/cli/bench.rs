@@ -42,6 +42,44 @@ pub enum BenchCommand {
         #[command(flatten)]
         common: CommonFlags,
     },
+    /// Load on the HTTP API: clients at each concurrency level post short questions to
+    /// `/v1/chat` and `/v1/match` for a fixed time; per level throughput, latency, every
+    /// status code (only 429 and 503, each with `Retry-After`, may be other than 2xx), the
+    /// server's peak memory and whether `/healthz` kept answering. Starts a server on the demo
+    /// knowledge base unless --url names one. Fails when the server gave unexpected answers.
+    Http {
+        /// A running kefu to load (else one is started, with the environment's configuration).
+        #[arg(long, env = "KEFU_BENCH_URL")]
+        url: Option<String>,
+        /// API key, sent as `Authorization: Bearer` (servers with API keys).
+        #[arg(long, env = "KEFU_BENCH_KEY", hide_env_values = true)]
+        key: Option<String>,
+        /// Concurrency levels, comma-separated, run one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+        concurrency: Vec<usize>,
+        /// Seconds each level sends requests.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Routes loaded, in turn (`/v1/chat`, `/v1/match`, `/v1/embed`, `/v1/embeddings`).
+        #[arg(long, value_delimiter = ',', default_value = "/v1/chat,/v1/match")]
+        routes: Vec<String>,
+        /// Repeat the same questions (answered from the query cache after the first time)
+        /// instead of making every text unique.
+        #[arg(long)]
+        cached: bool,
+        /// The process id of the server at --url, for its memory (from /proc).
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Data directory of the started server (else a temporary one; a kept one saves the
+        /// demo intent models' first training on later runs).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: CommonFlags,
+    },
     /// Embedding latency and throughput, in process.
     Embed {
         /// Single-question runs (fixed-shape and batch runs scale from it).
@@ -146,6 +184,68 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
             })
         }
+        BenchCommand::Http {
+            url,
+            key,
+            concurrency,
+            seconds,
+            routes,
+            cached,
+            server_pid,
+            data_dir,
+            json,
+            common,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            // Started before the options are checked by the run: a bad flag fails first.
+            let mut opts = kefu::bench::http::HttpBenchOptions::new(url.as_deref().unwrap_or(""));
+            opts.key = key;
+            opts.levels = concurrency;
+            opts.seconds = seconds;
+            opts.routes = routes;
+            opts.unique = !cached;
+            opts.server_pid = server_pid;
+            opts.check()?;
+            let tmp;
+            let _server = match url {
+                Some(_) => None,
+                None => {
+                    let cfg = ctx.config(Flags::common(common))?;
+                    let dir = match data_dir {
+                        Some(d) => d,
+                        None => {
+                            tmp = tempfile::tempdir()?;
+                            tmp.path().to_path_buf()
+                        }
+                    };
+                    let model = std::fs::canonicalize(&cfg.model.path)
+                        .unwrap_or_else(|_| cfg.model.path.clone());
+                    eprintln!("bench: starting kefu serve on {}…", dir.display());
+                    let server = kefu::bench::server::ServerProc::start(&dir, &model, &[])?;
+                    opts.base = server.base.clone();
+                    opts.server_pid = Some(server.pid());
+                    rt.block_on(server.ready(std::time::Duration::from_secs(1800)))?;
+                    Some(server)
+                }
+            };
+            eprintln!(
+                "bench: {} at concurrency {:?}, {} s each…",
+                opts.routes.join(" and "),
+                opts.levels,
+                opts.seconds
+            );
+            let r = rt.block_on(kefu::bench::http::run(&opts))?;
+            common::print_report(json, &r, print_http)?;
+            anyhow::ensure!(
+                r.problems == 0,
+                "the server gave {} unexpected answers (other than 2xx, 429 and 503, or a 429/503 \
+                 without Retry-After)",
+                r.problems
+            );
+            Ok(())
+        }
         BenchCommand::Embed {
             iterations,
             threads,
@@ -198,6 +298,68 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn print_http(r: &kefu::bench::http::HttpBench) {
+    println!(
+        "{}  model {}  {} cores  {} for {} s per level{}",
+        r.base,
+        r.model.as_deref().unwrap_or("?"),
+        r.cores,
+        r.routes.join(" + "),
+        r.seconds_per_level,
+        if r.unique_texts {
+            ", every text unique"
+        } else {
+            ", repeated texts"
+        }
+    );
+    println!(
+        "{:>5} {:>8} {:>8} {:>9} {:>9} {:>9}  {:<26} {:>8} {:>16}",
+        "conc",
+        "requests",
+        "ok/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "statuses",
+        "RSS MiB",
+        "healthz fail/max"
+    );
+    for l in &r.levels {
+        let statuses: Vec<String> = l.statuses.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+        println!(
+            "{:>5} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>9.1}  {:<26} {:>8} {:>9}/{:.0} ms",
+            l.concurrency,
+            l.requests,
+            l.latency.throughput_rps,
+            l.latency.p50_ms,
+            l.latency.p95_ms,
+            l.latency.p99_ms,
+            statuses.join(" "),
+            l.server_rss_mib.map_or("-".into(), |m| format!("{m:.0}")),
+            l.health.failures,
+            l.health.max_ms
+        );
+        for route in &l.by_route {
+            println!(
+                "      {:<14} {:>6} requests, {:.1} ok/s, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms",
+                route.route,
+                route.requests,
+                route.latency.throughput_rps,
+                route.latency.p50_ms,
+                route.latency.p95_ms,
+                route.latency.p99_ms
+            );
+        }
+    }
+    if let Some(m) = r.server_peak_rss_mib {
+        println!("server peak RSS (VmHWM): {m:.0} MiB");
+    }
+    println!(
+        "unexpected answers or 429/503 without Retry-After: {}",
+        r.problems
+    );
 }
 
 /// The threads the forward pass uses (what `--threads` or embed.threads set, else every core).

@@ -40,11 +40,13 @@ pub struct EmbedConfig {
     pub prefix: Option<String>,
     /// Truncate inputs to fewer tokens than the model allows.
     pub max_tokens: Option<usize>,
-    /// Most padded tokens in one forward pass.
+    /// Most tokens in one round of the worker (requests take turns adding sequences to it,
+    /// so no request holds the model longer than a round while others wait) and most padded
+    /// tokens in one forward pass.
     pub max_batch_tokens: usize,
-    /// Most sequences in one forward pass.
+    /// Most sequences in one round and in one forward pass.
     pub max_batch_size: usize,
-    /// Most requests waiting for the model; beyond it requests get 429.
+    /// Most requests accepted by the model and not yet answered; beyond it requests get 429.
     pub max_queue: usize,
     /// Query embeddings kept in the LRU cache (0 disables it).
     pub cache_size: usize,
@@ -286,8 +288,9 @@ impl Embedder {
             .map_err(|_| EmbedError::WorkerGone)?
     }
 
+    /// Requests accepted by the worker and not yet answered.
     pub fn queue_len(&self) -> usize {
-        self.batcher.queued()
+        self.batcher.pending()
     }
 }
 
