@@ -22,7 +22,7 @@ pub fn check(texts: impl IntoIterator<Item = String>) -> Result<Vec<String>, Vec
         } else if t.chars().count() > MAX_CHARS {
             Some(format!("is longer than {MAX_CHARS} characters"))
         } else {
-            None
+            crate::text::check::checked_chars(&t, false).err()
         };
         match problem {
             Some(message) => problems.push(Problem {
