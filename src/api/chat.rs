@@ -125,6 +125,7 @@ pub async fn feedback(
 pub struct FeedbackQuery {
     pub session_id: Option<String>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -169,7 +169,8 @@ pub struct FormatParam {
 /// Import entries (JSONL, CSV or Markdown body): all validated first, every problem reported
 /// with its line (422 `invalid_import`), then written in one transaction — all or nothing.
 #[utoipa::path(post, path = "/v1/faqs:import", tag = "knowledge base", params(FormatParam),
-    request_body(content = String, description = "JSONL, CSV or Markdown"),
+    request_body(description = "JSONL, CSV or Markdown (the Content-Type or `format` says which)",
+        content((String = "application/x-ndjson"), (String = "text/csv"), (String = "text/markdown"))),
     responses((status = 200, body = ImportSummary), (status = 422, body = ErrorBody)))]
 pub async fn import(
     State(s): State<SharedState>,

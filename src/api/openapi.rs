@@ -7,7 +7,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
@@ -263,6 +263,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             let Some(op) = op else { continue };
             op.operation_id = Some(operation_id(method, path));
             guard(op, super::auth::access(method, path));
+            document_input_errors(op);
             for (status, resp) in op.responses.responses.iter_mut() {
                 if let RefOr::T(r) = resp
                     && r.description.is_empty()
@@ -271,6 +272,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 }
             }
         }
+    }
+    if let Some(c) = doc.components.as_mut() {
+        open_flattened(&mut c.schemas);
     }
     doc
 }
@@ -315,6 +319,66 @@ fn guard(op: &mut utoipa::openapi::path::Operation, access: super::auth::Access)
                         )
                         .build(),
                 )
+            });
+    }
+}
+
+/// A response that flattens a request type (`StoredEntry` = `FaqEntry` + timestamps) is
+/// `allOf: [$ref FaqEntry, {timestamps}]`; the request type's `additionalProperties: false`
+/// (from `deny_unknown_fields`) would then refuse the timestamps. In such an `allOf` the `$ref`
+/// becomes an inline copy without it; requests keep refusing unknown fields.
+fn open_flattened(schemas: &mut std::collections::BTreeMap<String, RefOr<Schema>>) {
+    let closed: std::collections::BTreeMap<String, Schema> = schemas
+        .iter()
+        .filter_map(|(name, s)| match s {
+            RefOr::T(Schema::Object(o)) if o.additional_properties.is_some() => {
+                let mut open = o.clone();
+                open.additional_properties = None;
+                Some((format!("#/components/schemas/{name}"), Schema::Object(open)))
+            }
+            _ => None,
+        })
+        .collect();
+    for schema in schemas.values_mut() {
+        let RefOr::T(Schema::AllOf(all)) = schema else {
+            continue;
+        };
+        for item in &mut all.items {
+            if let RefOr::Ref(r) = item
+                && let Some(open) = closed.get(&r.ref_location)
+            {
+                *item = RefOr::T(open.clone());
+            }
+        }
+    }
+}
+
+/// The errors of reading a request, which every operation taking a body or parameters may
+/// answer, documented where its annotation leaves them out: 400 (malformed JSON or URL), 413,
+/// 415 (not JSON) and 422 (well-formed but invalid).
+fn document_input_errors(op: &mut utoipa::openapi::path::Operation) {
+    let mut statuses = Vec::new();
+    if op.request_body.is_some() {
+        statuses.extend(["400", "413", "415", "422"]);
+    }
+    if op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        statuses.extend(["400", "422"]);
+    }
+    for status in statuses {
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| {
+                utoipa::openapi::ResponseBuilder::new()
+                    .description(status_description(status))
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build()
+                    .into()
             });
     }
 }

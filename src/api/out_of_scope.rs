@@ -17,6 +17,7 @@ use crate::error::Error;
 #[serde(deny_unknown_fields)]
 pub struct OutOfScope {
     /// Example questions (trimmed; duplicates kept once), e.g. "what's the weather tomorrow".
+    #[schema(schema_with = crate::text::check::schema::examples)]
     pub examples: Vec<String>,
 }
 

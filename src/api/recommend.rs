@@ -155,7 +155,8 @@ pub struct ItemFormatParam {
 /// with their line (422, nothing imported); then all items are written in one transaction and
 /// embedded (progress in the server log).
 #[utoipa::path(post, path = "/v1/items:import", tag = "recommendations", params(ItemFormatParam),
-    request_body(content = String, description = "JSONL (one item per line) or CSV"),
+    request_body(description = "JSONL (one item per line) or CSV (the Content-Type or `format` says which)",
+        content((String = "application/x-ndjson"), (String = "text/csv"))),
     responses((status = 200, body = ItemSummary), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn import_items(
     State(s): State<SharedState>,
@@ -195,6 +196,7 @@ pub async fn import_items(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
+    #[schema(min_items = 1, max_items = 10_000)]
     pub events: Vec<EventIn>,
 }
 
@@ -287,10 +289,23 @@ pub async fn put_customer(
     ApiJson(c): ApiJson<Customer>,
 ) -> Result<Json<Customer>, Error> {
     checked_customer_id("customer id", &id)?;
+    s.checked_tier("tier", c.tier.as_deref())?;
+    // Stored as the routing policy spells it, so that `GOLD` and `gold` are one tier.
+    let mut c = c;
+    if let Some(t) = &c.tier
+        && let Some(known) = s
+            .config
+            .routing
+            .tiers
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(t))
+    {
+        c.tier = Some(known.clone());
+    }
     if let Some(l) = &c.locale
         && !matches!(l.as_str(), "zh" | "en")
     {
-        return Err(Error::Invalid(format!("locale {l:?} is not zh or en")));
+        return Err(Error::Invalid(format!("locale: {l:?} is not zh or en")));
     }
     let store = &s.recommender.store;
     store
@@ -345,7 +360,7 @@ pub async fn recommend(
     if let Some(l) = &req.locale
         && !matches!(l.as_str(), "zh" | "en")
     {
-        return Err(Error::Invalid(format!("locale {l:?} is not zh or en")));
+        return Err(Error::Invalid(format!("locale: {l:?} is not zh or en")));
     }
     let embedder = s.embedder()?;
     let context = match &req.context {

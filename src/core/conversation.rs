@@ -18,8 +18,9 @@ use crate::intent::routing::{Priority, Route, Target};
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HandoffRequest {
-    /// Why, in words (shown to the agent).
+    /// Why, in words (shown to the agent); at most `limits.max_input_chars` characters.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::input)]
     pub detail: Option<String>,
     /// `agent` (default), `vip_agent` or `complaints`.
     #[serde(default)]
@@ -32,16 +33,21 @@ pub struct HandoffRequest {
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// The `turn_id` of a `/v1/chat` reply.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}-[0-9]+$")]
     pub turn_id: String,
     #[serde(default)]
     pub helpful: Option<bool>,
     /// 1–5.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: Option<u8>,
+    /// At most `limits.max_input_chars` characters (8192 by default).
     #[serde(default)]
+    #[schema(max_length = 8192)]
     pub comment: Option<String>,
     /// The entry that should have answered.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::kb_id)]
     pub faq_id: Option<String>,
 }
 
@@ -136,7 +142,10 @@ impl Kefu {
         if target == Target::Bot {
             return Err(Error::Invalid("target must be a person, not bot".into()));
         }
-        let detail = req.detail.unwrap_or_else(|| "handed off by the API".into());
+        let detail = match &req.detail {
+            Some(d) => super::checked_text("detail", d, &self.config.limits)?.to_string(),
+            None => "handed off by the API".into(),
+        };
         let intent = session.topic.intent.clone();
         let vip = self.config.routing.is_vip(session.customer.tier.as_deref());
         let p = handoff::hand_off(

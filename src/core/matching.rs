@@ -15,34 +15,42 @@ use super::Kefu;
 use crate::error::Error;
 use crate::kb::{Document, FaqEntry, KbStore};
 use crate::matcher::{Calibration, Candidate, Decision, FusionWeights, KbIndex};
+use crate::text::check::schema;
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Filters {
+    #[schema(schema_with = schema::label)]
     pub category: Option<String>,
+    #[schema(schema_with = schema::locale)]
     pub locale: Option<String>,
     /// Entries must carry every one of these tags.
     #[serde(default)]
+    #[schema(schema_with = schema::tags)]
     pub tags: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchRequest {
+    #[schema(schema_with = schema::input)]
     pub query: String,
     /// 1–20, default 5.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 20)]
     pub top_k: Option<usize>,
     #[serde(default)]
     pub filters: Filters,
     /// Channel for the answer variant: web, app, wechat, sms.
     #[serde(default)]
+    #[schema(schema_with = schema::channel)]
     pub channel: Option<String>,
     /// Include the dense, lexical, fuzzy and answer signals of each match.
     #[serde(default)]
     pub explain: bool,
     /// The customer asking: the question is recorded as a consult event in their profile.
     #[serde(default)]
+    #[schema(schema_with = schema::external_id)]
     pub customer_id: Option<String>,
 }
 
@@ -385,6 +393,7 @@ impl Kefu {
         if let Some(id) = &req.customer_id {
             super::checked_customer_id("customer_id", id)?;
         }
+        super::checked_locale("filters.locale", req.filters.locale.as_deref())?;
         let o = MatchOptions {
             top_k: req.top_k.unwrap_or(DEFAULT_TOP_K),
             filters: &req.filters,

@@ -352,6 +352,17 @@ pub fn checked_channel(channel: Option<&str>) -> Result<(), Error> {
     }
 }
 
+/// Longest customer tier.
+pub const MAX_TIER_CHARS: usize = 64;
+
+/// 422 unless `locale` is absent or one kefu serves (`zh`, `en`, with a region or script).
+pub fn checked_locale(field: &str, locale: Option<&str>) -> Result<(), Error> {
+    match locale.map(crate::text::check::checked_locale) {
+        Some(Err(m)) => Err(Error::Invalid(format!("{field}: {m}"))),
+        _ => Ok(()),
+    }
+}
+
 /// 422 unless `id` is a customer id.
 pub fn checked_customer_id(field: &str, id: &str) -> Result<(), Error> {
     if crate::recommend::store::valid_id(id) {
@@ -364,12 +375,17 @@ pub fn checked_customer_id(field: &str, id: &str) -> Result<(), Error> {
 }
 
 impl Kefu {
-    /// 422 unless `tier` is one the routing policy knows (`routing.tiers`).
+    /// 422 unless `tier` is a label (1–64 characters, no spaces or control characters) that
+    /// the routing policy knows (`routing.tiers`, when it lists any).
     pub fn checked_tier(&self, field: &str, tier: Option<&str>) -> Result<(), Error> {
-        match tier {
-            Some(t) => (self.config.routing.checked_tier(t))
-                .map_err(|e| Error::Invalid(format!("{field}: {e}"))),
-            None => Ok(()),
+        let Some(t) = tier else { return Ok(()) };
+        if t.chars().count() > MAX_TIER_CHARS || !crate::recommend::store::valid_id(t) {
+            return Err(Error::Invalid(format!(
+                "{field}: a tier is 1–{MAX_TIER_CHARS} characters without spaces or control \
+                 characters (got {} characters)",
+                t.chars().count()
+            )));
         }
+        (self.config.routing.checked_tier(t)).map_err(|e| Error::Invalid(format!("{field}: {e}")))
     }
 }

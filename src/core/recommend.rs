@@ -23,9 +23,13 @@ impl Kefu {
         match self.embedder.load_full() {
             Some(e) => self
                 .recommender
-                .embed_missing(&e)
+                .embed_items(&e)
                 .await
-                .map_err(Error::storage),
+                // A busy model is a 429, not a failed store.
+                .map_err(|e| match e.downcast::<crate::embed::EmbedError>() {
+                    Ok(e) => Error::Embed(e),
+                    Err(e) => Error::storage(format!("{e:#}")),
+                }),
             None => Ok(()),
         }
     }

@@ -12,18 +12,22 @@ use crate::embed::{EmbedError, Embedder};
 use crate::error::Error;
 use crate::intent::routing::{Route, RouteInput};
 use crate::intent::{IntentModel, Ranked};
+use crate::text::check::schema;
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
+    #[schema(schema_with = schema::external_id)]
     pub id: Option<String>,
     /// Membership tier, e.g. `regular`, `silver`, `gold`, `diamond`, `vip`.
+    #[schema(schema_with = schema::tier)]
     pub tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntentRequest {
+    #[schema(schema_with = schema::input)]
     pub text: String,
     /// Intent model name (default: `intent.default_model`).
     #[serde(default)]

@@ -10,11 +10,13 @@ use super::chat::{IntentView, understand};
 use super::session::{CustomerRef, Role, Session};
 use crate::core::Kefu;
 use crate::error::Error;
+use crate::text::check::schema;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub role: Role,
+    #[schema(schema_with = schema::input)]
     pub text: String,
 }
 
@@ -23,14 +25,17 @@ pub struct Line {
 pub struct AssistRequest {
     /// A live session; or give `transcript`.
     #[serde(default)]
+    #[schema(schema_with = schema::session_id)]
     pub session_id: Option<String>,
     /// The conversation so far, oldest first.
     #[serde(default)]
     pub transcript: Option<Vec<Line>>,
     /// Suggested replies, 1–5 (default 3).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 5)]
     pub top_k: Option<usize>,
     #[serde(default)]
+    #[schema(schema_with = schema::channel)]
     pub channel: Option<String>,
 }
 

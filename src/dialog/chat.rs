@@ -17,6 +17,7 @@ use crate::core::understand::{Customer, IntentResponse};
 use crate::error::Error;
 use crate::intent::routing::{Route, RouteInput, Target};
 use crate::matcher::Decision;
+use crate::text::check::schema;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -24,12 +25,15 @@ pub struct ChatRequest {
     /// The conversation; a new one is started when missing or unknown (1–64 letters, digits,
     /// `-`, `_`).
     #[serde(default)]
+    #[schema(schema_with = schema::session_id)]
     pub session_id: Option<String>,
     #[serde(default)]
     pub customer: Option<Customer>,
     /// `web`, `app`, `wechat` or `sms`: picks the answer variant.
     #[serde(default)]
+    #[schema(schema_with = schema::channel)]
     pub channel: Option<String>,
+    #[schema(schema_with = schema::input)]
     pub text: String,
 }
 
@@ -230,10 +234,7 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
         t.action = Some(out.action.as_str().into());
         t.faq_id = out.faq_id.clone();
     }
-    let keep = s.config.dialog.max_turns;
-    if session.turns.len() > keep {
-        session.turns.drain(..session.turns.len() - keep);
-    }
+    session.trim(s.config.dialog.max_turns, s.config.dialog.max_session_bytes);
     s.sessions.put(&session).await?;
     s.metrics
         .chat_actions

@@ -40,6 +40,9 @@ pub struct DialogConfig {
     pub max_sessions: usize,
     /// A session keeps its last this many turns.
     pub max_turns: usize,
+    /// ... and drops its oldest turns while they take more than this many bytes (as JSON;
+    /// the latest exchange is always kept), so long turns cannot grow a session unbounded.
+    pub max_session_bytes: usize,
     /// Rewrite a turn that leans on earlier ones before matching it.
     pub rewrite: bool,
     /// Add the demo shop's flows (datasets/demo/flows.toml) for names `flows` does not declare.
@@ -61,6 +64,7 @@ impl Default for DialogConfig {
             session_ttl_secs: 1800,
             max_sessions: 100_000,
             max_turns: 100,
+            max_session_bytes: 64 * 1024,
             rewrite: true,
             demo_flows: true,
             flows: vec![],
@@ -88,6 +92,9 @@ impl DialogConfig {
     pub fn validate(&self) -> Result<(), String> {
         if self.session_ttl_secs == 0 || self.max_sessions == 0 || self.max_turns < 2 {
             return Err("dialog.session_ttl_secs and dialog.max_sessions must be at least 1, dialog.max_turns at least 2".into());
+        }
+        if self.max_session_bytes < 1024 {
+            return Err("dialog.max_session_bytes must be at least 1024".into());
         }
         // rediss:// is Redis over TLS (trusting the system's roots and outgoing.ca_file).
         const SCHEMES: &[&str] = &["redis://", "rediss://", "redis+unix://", "unix://"];

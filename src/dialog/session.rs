@@ -155,6 +155,26 @@ impl Session {
         id
     }
 
+    /// Drops the oldest turns beyond `max_turns`, then while the turns take more than
+    /// `max_bytes` as JSON, always keeping the last two (the turn just taken and its reply):
+    /// a session's memory is bounded whatever the length of its turns.
+    pub fn trim(&mut self, max_turns: usize, max_bytes: usize) {
+        if self.turns.len() > max_turns {
+            self.turns.drain(..self.turns.len() - max_turns);
+        }
+        let sizes: Vec<usize> = self
+            .turns
+            .iter()
+            .map(|t| serde_json::to_vec(t).map_or(0, |b| b.len()))
+            .collect();
+        let (mut total, mut drop): (usize, usize) = (sizes.iter().sum(), 0);
+        while total > max_bytes && self.turns.len() - drop > 2 {
+            total -= sizes[drop];
+            drop += 1;
+        }
+        self.turns.drain(..drop);
+    }
+
     pub fn last_mut(&mut self) -> &mut Turn {
         self.turns.last_mut().expect("a turn was pushed")
     }
@@ -515,6 +535,35 @@ mod tests {
         assert_eq!(s.turns.last().unwrap().id, "s1-40");
         assert_eq!(turn_number("s1-40"), Some(40));
         assert_eq!(turn_number("nonsense"), None);
+    }
+
+    #[test]
+    fn trim_bounds_turns_and_bytes_keeping_the_last_exchange() {
+        let mut s = session("t");
+        for i in 0..10 {
+            s.push(Role::Customer, &format!("q{i}"));
+            s.push(Role::Bot, &format!("a{i}"));
+        }
+        s.trim(6, 1 << 20);
+        assert_eq!(s.turns.len(), 6);
+        assert_eq!(s.turns[0].text, "q7");
+
+        let long = "退".repeat(8000);
+        s.push(Role::Customer, &long);
+        s.push(Role::Bot, "a");
+        s.trim(100, 4096);
+        let texts: Vec<&str> = s.turns.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, [long.as_str(), "a"], "the latest exchange stays");
+        s.push(Role::Customer, "short");
+        s.push(Role::Bot, "reply");
+        s.trim(100, 4096);
+        let bytes: usize = s
+            .turns
+            .iter()
+            .map(|t| serde_json::to_vec(t).unwrap().len())
+            .sum();
+        assert!(bytes <= 4096, "{bytes}");
+        assert_eq!(s.turns.last().unwrap().text, "reply");
     }
 
     #[test]

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::FaqEntry;
-use super::entry::{FieldError, MAX_ID_CHARS};
+use super::entry::{FieldError, MAX_ID_CHARS, MAX_TEXT_CHARS, label};
+use crate::text::check::{checked_chars, schema};
 
 /// Most characters of one document's content.
 pub const MAX_DOCUMENT_CHARS: usize = 1_000_000;
@@ -28,17 +29,23 @@ pub enum DocFormat {
 #[serde(deny_unknown_fields)]
 pub struct Document {
     /// Letters, digits and `-_.:`, at most 128 characters.
+    #[schema(schema_with = schema::kb_id)]
     pub id: String,
+    #[schema(schema_with = schema::question)]
     pub title: String,
     /// Where it comes from (a file name or URL), shown with its passages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::question)]
     pub source: Option<String>,
     #[serde(default)]
     pub format: DocFormat,
+    #[schema(schema_with = schema::content)]
     pub content: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::label)]
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::locale)]
     pub locale: Option<String>,
 }
 
@@ -79,6 +86,23 @@ impl Document {
         }
         if self.title.trim().is_empty() {
             err("title", "must not be empty".into());
+        } else if self.title.chars().count() > MAX_TEXT_CHARS {
+            err(
+                "title",
+                format!("is longer than {MAX_TEXT_CHARS} characters"),
+            );
+        } else if let Err(m) = checked_chars(&self.title, false) {
+            err("title", m);
+        }
+        if let Some(src) = &self.source {
+            if src.chars().count() > MAX_TEXT_CHARS {
+                err(
+                    "source",
+                    format!("is longer than {MAX_TEXT_CHARS} characters"),
+                );
+            } else if let Err(m) = checked_chars(src, false) {
+                err("source", m);
+            }
         }
         let n = self.content.chars().count();
         if self.content.trim().is_empty() {
@@ -88,6 +112,16 @@ impl Document {
                 "content",
                 format!("has {n} characters; at most {MAX_DOCUMENT_CHARS} are allowed"),
             );
+        } else if let Err(m) = checked_chars(&self.content, true) {
+            err("content", m);
+        }
+        if let Some(c) = &self.category {
+            label(&mut err, "category", c);
+        }
+        if let Some(l) = &self.locale
+            && let Err(m) = crate::text::check::checked_locale(l)
+        {
+            err("locale", m);
         }
         errs
     }

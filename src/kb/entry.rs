@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::text::check::{checked_chars, schema};
+
 /// Channels an answer may have a variant for.
 pub const CHANNELS: &[&str] = &["web", "app", "wechat", "sms"];
 
@@ -12,6 +14,9 @@ pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_TEXT_CHARS: usize = 2_000;
 pub const MAX_ANSWER_CHARS: usize = 20_000;
 pub const MAX_SIMILAR: usize = 200;
+/// Longest category or tag.
+pub const MAX_LABEL_CHARS: usize = 64;
+pub const MAX_TAGS: usize = 50;
 
 /// One knowledge-base entry. The shared `faq` format (`id`, `question`, `answer`) is a valid
 /// subset.
@@ -19,32 +24,63 @@ pub const MAX_SIMILAR: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct FaqEntry {
     /// Stable identifier: letters, digits and `-_.:`, at most 128 characters.
+    #[schema(schema_with = schema::kb_id)]
     pub id: String,
     /// The standard question.
+    #[schema(schema_with = schema::question)]
     pub question: String,
     /// Other ways customers ask the same thing.
     #[serde(default)]
+    #[schema(schema_with = schema::similar)]
     pub similar: Vec<String>,
     /// The default answer.
+    #[schema(schema_with = schema::answer)]
     pub answer: String,
     /// Per-channel answer variants (`web`, `app`, `wechat`, `sms`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = channel_answers)]
     pub answers: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::label)]
     pub category: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::tags)]
     pub tags: Vec<String>,
     /// e.g. `zh-CN`, `en`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::locale)]
     pub locale: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// First day the entry applies (`YYYY-MM-DD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = date)]
     pub valid_from: Option<String>,
-    /// Last day the entry applies (`YYYY-MM-DD`).
+    /// Last day the entry applies (`YYYY-MM-DD`), not before `valid_from`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = date)]
     pub valid_to: Option<String>,
+}
+
+/// `YYYY-MM-DD` as [`is_date`] takes it.
+fn date() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"))
+        .build()
+}
+
+/// An object with an answer per channel.
+fn channel_answers() -> utoipa::openapi::Object {
+    let mut b = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Object)
+        .additional_properties(Some(
+            utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+        ));
+    for c in CHANNELS {
+        b = b.property(*c, schema::answer());
+    }
+    b.build()
 }
 
 fn yes() -> bool {
@@ -123,6 +159,20 @@ fn civil_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A category or tag: one line of at most [`MAX_LABEL_CHARS`] characters, not blank.
+pub(crate) fn label(err: &mut impl FnMut(&str, String), field: &str, v: &str) {
+    if v.trim().is_empty() {
+        err(field, "is empty".into());
+    } else if v.chars().count() > MAX_LABEL_CHARS {
+        err(
+            field,
+            format!("is longer than {MAX_LABEL_CHARS} characters"),
+        );
+    } else if let Err(m) = checked_chars(v, false) {
+        err(field, m);
+    }
+}
+
 impl FaqEntry {
     /// Every problem with this entry (empty when valid).
     pub fn validate(&self) -> Vec<FieldError> {
@@ -154,6 +204,8 @@ impl FaqEntry {
                 "question",
                 format!("is longer than {MAX_TEXT_CHARS} characters"),
             );
+        } else if let Err(m) = checked_chars(&self.question, false) {
+            err("question", m);
         }
         if self.similar.len() > MAX_SIMILAR {
             err("similar", format!("has more than {MAX_SIMILAR} questions"));
@@ -166,7 +218,23 @@ impl FaqEntry {
                     &format!("similar[{i}]"),
                     format!("is longer than {MAX_TEXT_CHARS} characters"),
                 );
+            } else if let Err(m) = checked_chars(s, false) {
+                err(&format!("similar[{i}]"), m);
             }
+        }
+        if let Some(c) = &self.category {
+            label(&mut err, "category", c);
+        }
+        if self.tags.len() > MAX_TAGS {
+            err("tags", format!("has more than {MAX_TAGS} tags"));
+        }
+        for (i, t) in self.tags.iter().enumerate() {
+            label(&mut err, &format!("tags[{i}]"), t);
+        }
+        if let Some(l) = &self.locale
+            && let Err(m) = crate::text::check::checked_locale(l)
+        {
+            err("locale", m);
         }
         if self.answer.trim().is_empty() {
             err("answer", "is empty".into());
@@ -175,6 +243,8 @@ impl FaqEntry {
                 "answer",
                 format!("is longer than {MAX_ANSWER_CHARS} characters"),
             );
+        } else if let Err(m) = checked_chars(&self.answer, true) {
+            err("answer", m);
         }
         for (channel, a) in &self.answers {
             if !CHANNELS.contains(&channel.as_str()) {
@@ -184,6 +254,13 @@ impl FaqEntry {
                 );
             } else if a.trim().is_empty() {
                 err(&format!("answers.{channel}"), "is empty".into());
+            } else if a.chars().count() > MAX_ANSWER_CHARS {
+                err(
+                    &format!("answers.{channel}"),
+                    format!("is longer than {MAX_ANSWER_CHARS} characters"),
+                );
+            } else if let Err(m) = checked_chars(a, true) {
+                err(&format!("answers.{channel}"), m);
             }
         }
         for (field, v) in [

@@ -25,7 +25,7 @@ pub fn check(
         } else if t.chars().count() > MAX_CHARS {
             Some(format!("is longer than {MAX_CHARS} characters"))
         } else {
-            None
+            crate::text::check::checked_chars(&t, false).err()
         };
         match problem {
             Some(message) => problems.push(Problem {

@@ -46,14 +46,16 @@ pub fn read_interactions(path: &Path) -> anyhow::Result<Vec<Interaction>> {
     let mut out = Vec::new();
     let mut problems = Vec::new();
     for (n, rec) in r.records().enumerate() {
-        let line = n + 2;
+        // The reader's own count: blank lines and quoted line breaks move it, not the records'.
         let rec = match rec {
             Ok(x) => x,
             Err(e) => {
+                let line = e.position().map_or(n + 2, |p| p.line() as usize);
                 problems.push(format!("line {line}: {e}"));
                 continue;
             }
         };
+        let line = rec.position().map_or(n + 2, |p| p.line() as usize);
         let get = |k: usize| rec.get(k).unwrap_or("");
         let rating = get(ra).parse::<f32>().ok().filter(|x| x.is_finite());
         let ts = get(t).parse::<i64>().ok();

@@ -263,12 +263,14 @@ pub enum Source {
 pub struct RecommendRequest {
     /// Unknown or absent: cold-start recommendations.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::external_id)]
     pub customer_id: Option<String>,
     /// How many items (default `recommend.default_k`, at most `recommend.max_k`).
     #[serde(default)]
     pub k: Option<usize>,
     /// Text to recommend for, e.g. the question just answered.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::input)]
     pub context: Option<String>,
     /// Only items of this category.
     #[serde(default)]
@@ -281,6 +283,7 @@ pub struct RecommendRequest {
     pub include_purchased: bool,
     /// `zh` or `en` for titles and reasons (default: the customer's, else the context's).
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::language)]
     pub locale: Option<String>,
     /// Add each signal's normalised score to every item.
     #[serde(default)]
@@ -593,25 +596,11 @@ impl Recommender {
         Ok(true)
     }
 
-    /// Embeds items and consultations that lack an embedding from `embedder`, in batches with
-    /// progress in the log; then reloads the catalogue.
+    /// Embeds items (then reloads the catalogue) and consultations that lack an embedding from
+    /// `embedder`, in batches with progress in the log.
     pub async fn embed_missing(&self, embedder: &crate::embed::Embedder) -> anyhow::Result<()> {
+        self.embed_items(embedder).await?;
         let model = embedder.version().to_string();
-        let items = self.store.items_to_embed(&model).await?;
-        let total = items.len();
-        for (n, chunk) in items.chunks(64).enumerate() {
-            let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
-            let vs = embedder.embed(&texts).await?;
-            let rows: Vec<(String, Vec<f32>)> = chunk
-                .iter()
-                .zip(vs)
-                .map(|((id, _), v)| (id.clone(), v.vector.to_vec()))
-                .collect();
-            self.store.set_item_embeddings(&model, &rows).await?;
-            if total > 256 && n % 8 == 7 {
-                tracing::info!("embedding items: {}/{total}", (n + 1) * 64);
-            }
-        }
         let mut done = 0;
         loop {
             let consults = self.store.consults_to_embed(&model, 256).await?;
@@ -628,6 +617,29 @@ impl Recommender {
             self.store.set_event_embeddings(&model, &rows).await?;
             done += rows.len();
             tracing::info!("embedding consultations: {done} done");
+        }
+        Ok(())
+    }
+
+    /// Embeds the items that lack an embedding of `embedder`'s model and reloads the catalogue:
+    /// what a change of the catalogue needs before it is answered (consultations waiting for
+    /// their embeddings are the background's work, not the request's).
+    pub async fn embed_items(&self, embedder: &crate::embed::Embedder) -> anyhow::Result<()> {
+        let model = embedder.version().to_string();
+        let items = self.store.items_to_embed(&model).await?;
+        let total = items.len();
+        for (n, chunk) in items.chunks(64).enumerate() {
+            let texts: Vec<String> = chunk.iter().map(|(_, t)| t.clone()).collect();
+            let vs = embedder.embed(&texts).await?;
+            let rows: Vec<(String, Vec<f32>)> = chunk
+                .iter()
+                .zip(vs)
+                .map(|((id, _), v)| (id.clone(), v.vector.to_vec()))
+                .collect();
+            self.store.set_item_embeddings(&model, &rows).await?;
+            if total > 256 && n % 8 == 7 {
+                tracing::info!("embedding items: {}/{total}", (n + 1) * 64);
+            }
         }
         if total > 0 {
             tracing::info!(items = total, "recommendations: items embedded");
@@ -1110,17 +1122,22 @@ impl Recommender {
     }
 }
 
-/// Seconds since the epoch from a JSON timestamp: Unix seconds or an RFC 3339 string.
+/// The last second of the year 9999.
+const MAX_TS: i64 = 253_402_300_799;
+
+/// Seconds since the epoch from a JSON timestamp: Unix seconds or an RFC 3339 string, from
+/// 1970 to 9999.
 pub fn parse_ts(v: &serde_json::Value) -> Result<i64, String> {
     match v {
         serde_json::Value::Number(n) => n
             .as_i64()
-            .filter(|&t| (0..=253_402_300_799).contains(&t))
+            .filter(|&t| (0..=MAX_TS).contains(&t))
             .ok_or_else(|| format!("{n} is not Unix seconds")),
-        serde_json::Value::String(s) => s
-            .parse::<jiff::Timestamp>()
-            .map(|t| t.as_second())
-            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})")),
+        serde_json::Value::String(s) => match s.parse::<jiff::Timestamp>() {
+            Ok(t) if (0..=MAX_TS).contains(&t.as_second()) => Ok(t.as_second()),
+            Ok(_) => Err(format!("{s:?} is before 1970")),
+            Err(e) => Err(format!("{s:?} is not an RFC 3339 time ({e})")),
+        },
         other => Err(format!(
             "{other} is neither Unix seconds nor an RFC 3339 string"
         )),
@@ -1131,22 +1148,44 @@ pub fn parse_ts(v: &serde_json::Value) -> Result<i64, String> {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
+    #[schema(schema_with = crate::text::check::schema::external_id)]
     pub customer_id: String,
     /// view, click, purchase, consult, dismiss or rating.
     #[serde(rename = "type")]
+    #[schema(value_type = crate::recommend::store::EventType)]
     pub kind: String,
+    /// The item (in the catalogue); needed by every type but consult.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::external_id)]
     pub item_id: Option<String>,
     /// The question, for consult events.
     #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::input)]
     pub text: Option<String>,
     /// The rating (1–5) for rating events; an amount for others (optional).
     #[serde(default)]
     pub value: Option<f64>,
-    /// Unix seconds or RFC 3339; default now. At most a day ahead.
+    /// Unix seconds or RFC 3339 (from 1970 to 9999); default now. At most a day ahead.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = timestamp)]
     pub ts: Option<serde_json::Value>,
+}
+
+/// Unix seconds or an RFC 3339 time.
+fn timestamp() -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(MAX_TS)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
 }
 
 /// Checks one event; problems as `(field, message)`.

@@ -59,19 +59,26 @@ macro_rules! item_select {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
-    /// 1–128 characters without spaces or control characters.
+    /// 1–128 characters without spaces, control or bidirectional-override characters.
+    #[schema(schema_with = schema::external_id)]
     pub id: String,
+    #[schema(schema_with = schema::title)]
     pub title: String,
     /// The English title, when the item has one (shown to English-speaking customers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::title_en)]
     pub title_en: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schema::description)]
     pub description: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::description)]
     pub description_en: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schema::categories)]
     pub categories: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0)]
     pub price: Option<f64>,
     /// Inactive items are kept (their history counts) but never recommended.
     #[serde(default = "yes")]
@@ -82,15 +89,58 @@ fn yes() -> bool {
     true
 }
 
+/// What the OpenAPI document states of an item's fields.
+mod schema {
+    pub use crate::text::check::schema::external_id;
+    use crate::text::check::schema::{list, string, text};
+    use utoipa::openapi::{Array, Object};
+
+    pub fn title() -> Object {
+        string(
+            1,
+            super::MAX_TITLE_CHARS,
+            true,
+            "One line, at most 500 characters.",
+        )
+    }
+
+    pub fn title_en() -> Object {
+        string(
+            0,
+            super::MAX_TITLE_CHARS,
+            true,
+            "One line, at most 500 characters.",
+        )
+    }
+
+    pub fn description() -> Object {
+        text(
+            super::MAX_DESCRIPTION_CHARS,
+            "Tab and line breaks allowed; at most 10000 characters.",
+        )
+    }
+
+    pub fn categories() -> Array {
+        list(
+            string(1, 64, true, "One line, at most 64 characters."),
+            super::MAX_CATEGORIES,
+            "At most 20 categories.",
+        )
+    }
+}
+
 pub const MAX_TITLE_CHARS: usize = 500;
 pub const MAX_DESCRIPTION_CHARS: usize = 10_000;
 pub const MAX_CATEGORIES: usize = 20;
 
-/// Customer and item ids: 1–128 characters without spaces or control characters (e-mail
-/// addresses and the ids of other systems pass as they are).
+/// Customer and item ids: 1–128 characters without spaces, control or bidirectional-override
+/// characters (e-mail addresses and the ids of other systems pass as they are).
 pub fn valid_id(id: &str) -> bool {
     let n = id.chars().count();
-    (1..=128).contains(&n) && !id.chars().any(|c| c.is_whitespace() || c.is_control())
+    (1..=128).contains(&n)
+        && id
+            .chars()
+            .all(|c| !c.is_whitespace() && crate::text::check::allowed(c, false))
 }
 
 impl Item {
@@ -123,10 +173,13 @@ impl Item {
                 MAX_DESCRIPTION_CHARS,
             ),
         ] {
-            if let Some(t) = text
-                && t.chars().count() > max
-            {
+            let Some(t) = text else { continue };
+            if t.chars().count() > max {
                 out.push((field, format!("has more than {max} characters")));
+            } else if let Err(m) =
+                crate::text::check::checked_chars(t, field.starts_with("description"))
+            {
+                out.push((field, m));
             }
         }
         if self.categories.len() > MAX_CATEGORIES {
@@ -144,6 +197,12 @@ impl Item {
                 "categories",
                 "a category is empty or longer than 64 characters".into(),
             ));
+        } else if let Some(m) = self
+            .categories
+            .iter()
+            .find_map(|c| crate::text::check::checked_chars(c, false).err())
+        {
+            out.push(("categories", format!("a category {m}")));
         }
         if let Some(p) = self.price
             && !(p.is_finite() && p >= 0.0)
@@ -419,8 +478,10 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Customer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::text::check::schema::tier)]
     pub tier: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::text::check::schema::language)]
     pub locale: Option<String>,
 }
 

@@ -1,6 +1,7 @@
 //! Text processing shared by indexing and matching: normalisation, segmentation (jieba for
 //! Chinese, words for Latin scripts) and character n-grams for typo-tolerant matching.
 
+pub mod check;
 pub mod correct;
 pub mod pinyin;
 pub mod typo;

@@ -211,22 +211,30 @@ pub async fn matching_until(
     }
 }
 
-/// The Python that runs the tests' outside tools (openapi-spec-validator, the OpenAI SDK):
-/// `KEFU_TEST_PYTHON`, else a venv made in `target/test-venv` on first use. Fails rather than
+/// The Python that runs the tests' outside tools (openapi-spec-validator, the OpenAI SDK,
+/// schemathesis): `KEFU_TEST_PYTHON`, else a venv made under `target/test-venv` on first use,
+/// one per list of [`PYTHON_TOOLS`] (a changed pin gets a fresh venv). Fails rather than
 /// skipping, so that a check never passes unseen.
 pub fn python() -> PathBuf {
     if let Ok(p) = std::env::var("KEFU_TEST_PYTHON") {
         return PathBuf::from(p);
     }
     let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target");
-    let venv = target.join("test-venv");
+    // FNV-1a of the pins: stable across builds and toolchains.
+    let pins = PYTHON_TOOLS.join(" ");
+    let hash = pins.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let venvs = target.join("test-venv");
+    let venv = venvs.join(format!("{hash:016x}"));
     let python = venv.join("bin/python");
     if python.exists() {
         return python;
     }
+    std::fs::create_dir_all(&venvs).expect("creating target/test-venv");
     // Built aside and renamed into place, so that test binaries running at once never see a
     // half-made venv (the loser of the race uses the winner's).
-    let tmp = target.join(format!("test-venv.{}", std::process::id()));
+    let tmp = venvs.join(format!("tmp.{}", std::process::id()));
     let run = |cmd: &mut Command| {
         let out = cmd.output().expect("running python3");
         assert!(
@@ -255,7 +263,11 @@ pub fn python() -> PathBuf {
 
 /// What the tests that check kefu with outside tools install (pinned: their verdicts must not
 /// change under us).
-pub const PYTHON_TOOLS: &[&str] = &["openapi-spec-validator==0.9.0", "openai==3.63.0"];
+pub const PYTHON_TOOLS: &[&str] = &[
+    "openapi-spec-validator==0.9.0",
+    "openai==3.63.0",
+    "schemathesis==4.32.5",
+];
 
 /// Runs `python -c script args…`; fails the test with its output unless it succeeds, and
 /// returns its stdout.
