@@ -356,33 +356,36 @@ mod tests {
 
     #[tokio::test]
     async fn every_429_and_503_says_when_to_retry() {
-        let app = outer(catch_panics(
-            Router::new()
-                .route(
-                    "/unavailable",
-                    get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "loading") }),
-                )
-                .route(
-                    "/json-unavailable",
-                    get(|| async {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            axum::Json(serde_json::json!({"status": "loading"})),
-                        )
-                    }),
-                )
-                .route(
-                    "/limited",
-                    get(|| async {
-                        (
-                            StatusCode::TOO_MANY_REQUESTS,
-                            [(header::RETRY_AFTER, "7")],
-                            "slow down",
-                        )
-                    }),
-                )
-                .route("/ok", get(quiet)),
-        ));
+        let app = outer(
+            catch_panics(
+                Router::new()
+                    .route(
+                        "/unavailable",
+                        get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "loading") }),
+                    )
+                    .route(
+                        "/json-unavailable",
+                        get(|| async {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                axum::Json(serde_json::json!({"status": "loading"})),
+                            )
+                        }),
+                    )
+                    .route(
+                        "/limited",
+                        get(|| async {
+                            (
+                                StatusCode::TOO_MANY_REQUESTS,
+                                [(header::RETRY_AFTER, "7")],
+                                "slow down",
+                            )
+                        }),
+                    )
+                    .route("/ok", get(quiet)),
+            ),
+            &[],
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
