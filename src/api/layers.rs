@@ -255,6 +255,10 @@ mod tests {
 
     use super::*;
 
+    /// The tests that serve `outer` take turns: the log test's request span must not be
+    /// registered by another test's server, on another thread, while it sets its subscriber.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// Log output captured for the test's thread.
     #[derive(Clone, Default)]
     struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -282,6 +286,7 @@ mod tests {
     // subscriber set here.
     #[tokio::test]
     async fn panic_is_a_json_500_with_the_request_id_and_logs_carry_it() {
+        let _one_at_a_time = SERIAL.lock().await;
         let logs = Captured::default();
         let writer = logs.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -289,6 +294,9 @@ mod tests {
             .with_ansi(false)
             .finish();
         let _guard = tracing::subscriber::set_default(subscriber);
+        // Spans and events first seen by another test, with no subscriber, are cached as
+        // uninteresting: ask again now that this thread has one.
+        tracing::callsite::rebuild_interest_cache();
 
         let app = outer(
             catch_panics(
@@ -356,6 +364,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_429_and_503_says_when_to_retry() {
+        let _one_at_a_time = SERIAL.lock().await;
         let app = outer(
             catch_panics(
                 Router::new()
@@ -411,6 +420,7 @@ mod tests {
 
     #[tokio::test]
     async fn preflight_long_urls_and_plain_text_errors() {
+        let _one_at_a_time = SERIAL.lock().await;
         let app = outer(
             catch_panics(Router::new().route("/ok", get(quiet).post(quiet)).route(
                 "/text-error",

@@ -195,9 +195,24 @@ pub fn read_oos(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>>
         .collect())
 }
 
+/// A KB file to evaluate on. Public datasets carry stray control characters (bq_dev has
+/// backspaces in three questions) that the served KB refuses: evaluation drops them, says how
+/// many, and reads the rest like an import.
 pub fn read_kb(path: &Path) -> anyhow::Result<Vec<crate::kb::FaqEntry>> {
-    let text =
+    let raw =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text: String = raw
+        .chars()
+        .filter(|c| crate::text::check::allowed(*c, true))
+        .collect();
+    let dropped = raw.chars().count() - text.chars().count();
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            file = %path.display(),
+            "dropped control and bidirectional-override characters the KB would refuse"
+        );
+    }
     let fmt = Format::from_path(path).unwrap_or(Format::Jsonl);
     import::parse(fmt, &text, "kb").map_err(|problems| {
         let shown: Vec<String> = problems
