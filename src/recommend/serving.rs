@@ -292,6 +292,7 @@ pub struct RecommendRequest {
 
 /// Each signal in [0, 1] over the candidates, before weighting.
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
+#[schema(as = RecommendSignals)]
 pub struct Signals {
     pub collaborative: f32,
     pub cooccurrence: f32,
@@ -314,6 +315,7 @@ pub struct Recommended {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = RecommendModelInfo)]
 pub struct ModelInfo {
     /// `recency_ease` or `als`.
     pub method: String,

@@ -476,6 +476,7 @@ pub struct StoredEvent {
 
 /// A customer's attributes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CustomerAttributes)]
 pub struct Customer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::text::check::schema::tier)]
