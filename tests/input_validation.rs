@@ -24,6 +24,7 @@ fn faq(id: &str) -> Value {
 async fn control_and_bidi_override_characters_are_refused_in_kb_texts() {
     let s = Server::start(&model_dir(), &[]);
     let c = Client::new();
+    s.ready().await;
     for bad in ["\0", "\u{1b}[31m", "\u{202e}", "\u{2066}", "\u{7f}"] {
         for (field, value) in [
             ("question", json!(format!("能刻字吗{bad}"))),
@@ -42,7 +43,7 @@ async fn control_and_bidi_override_characters_are_refused_in_kb_texts() {
                 f => f,
             };
             refused(&c, &s, Method::POST, "/v1/faqs", body.clone(), named).await;
-            refused(&c, &s, Method::PUT, "/v1/faqs/zh-refunds-001", body, named).await;
+            refused(&c, &s, Method::PUT, "/v1/faqs/ctl-1", body, named).await;
         }
         for field in ["title", "content", "source"] {
             let mut doc = json!({"id": "ctl-doc", "title": "说明", "source": "manual.md", "content": "第一段。\n\n第二段。"});
@@ -91,6 +92,7 @@ async fn control_and_bidi_override_characters_are_refused_in_kb_texts() {
 async fn locales_are_the_ones_kefu_serves_and_identifiers_are_capped() {
     let s = Server::start(&model_dir(), &[]);
     let c = Client::new();
+    s.ready().await;
     for bad in ["fr", "zh_CN", "english", "", "zh-CN-x"] {
         let mut body = faq("loc-1");
         body["locale"] = json!(bad);
@@ -176,6 +178,7 @@ async fn a_sessions_memory_is_bounded_in_bytes() {
         &[("KEFU_DIALOG__MAX_SESSION_BYTES", &budget.to_string())],
     );
     let c = Client::new();
+    s.ready().await;
     for i in 0..6 {
         let text = format!("第{i}个问题：{}", "退款".repeat(500));
         let (st, v) = call(
