@@ -285,7 +285,6 @@ pub fn stray_env_vars() -> Vec<String> {
         "KEFU_CONFIG",
         "KEFU_LOG",
         "KEFU_PYTHON",
-        "KEFU_NO_VNNI",
         "KEFU_TEST_MODEL",
         "KEFU_TEST_REDIS_URL",
     ];

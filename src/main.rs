@@ -9,6 +9,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal: log files and collectors get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // Every line masked: personal numbers never reach the log (kefu::privacy).
         .with_writer(kefu::privacy::MaskedStderr)
         .init();

@@ -487,3 +487,80 @@ async fn fine_tuned_layers_train_resume_evaluate_and_serve() {
     };
     assert_eq!(v["intent"], "return_request", "{v}");
 }
+
+/// Waits until `/v1/intent` answers with the demo models; returns whether the log said they
+/// were trained and whether it said they came from the cache.
+async fn demo_models_loaded(s: &common::Server) -> (bool, bool) {
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + common::BACKGROUND_WAIT;
+    loop {
+        let (st, v) = intent(&c, s, json!({"text": "谢谢你"})).await;
+        if st == 200 {
+            assert_eq!(v["intent"], "thanks", "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo intent models never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (mut trained, mut cached) = (false, false);
+    while let Ok(line) = s.log.try_recv() {
+        trained |= line.contains("training the demo intent model");
+        cached |= line.contains("taken from the cache");
+    }
+    (trained, cached)
+}
+
+#[tokio::test]
+async fn a_new_data_directory_takes_the_demo_models_from_the_shared_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_env = cache.path().to_str().unwrap().to_string();
+    let env = |cache_demo: &'static str| {
+        vec![
+            ("KEFU_INTENT__LOAD_DEMO", "true"),
+            ("KEFU_INTENT__CACHE_DEMO", cache_demo),
+            ("KEFU_KB__LOAD_DEMO", "false"),
+            ("KEFU_RECOMMEND__LOAD_DEMO", "false"),
+        ]
+    };
+    // An empty cache: the first data directory trains, and fills the cache.
+    let mut first = env("true");
+    first.push(("XDG_CACHE_HOME", cache_env.as_str()));
+    let s = common::Server::start(&common::model_dir(), &first);
+    s.ready().await;
+    assert_eq!(demo_models_loaded(&s).await, (true, false));
+    drop(s);
+    let cached: Vec<_> = walk(cache.path());
+    assert!(
+        cached
+            .iter()
+            .any(|p| p.extension().is_some_and(|e| e == "safetensors")),
+        "nothing cached: {cached:?}"
+    );
+    // A second, empty data directory: taken from the cache, not trained.
+    let s = common::Server::start(&common::model_dir(), &first);
+    s.ready().await;
+    assert_eq!(demo_models_loaded(&s).await, (false, true));
+    drop(s);
+    // With the cache off, a new data directory trains again.
+    let mut off = env("false");
+    off.push(("XDG_CACHE_HOME", cache_env.as_str()));
+    let s = common::Server::start(&common::model_dir(), &off);
+    s.ready().await;
+    assert_eq!(demo_models_loaded(&s).await, (true, false));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use kefu::analytics::metrics::Metrics;
 use kefu::config::EmbedConfig;
-use kefu::embed::{Embedder, EngineKind, Weights, cosine};
+use kefu::embed::{CpuPath, Embedder, EngineKind, Kernel, Weights, cosine};
 
 /// Cosines from an independent float implementation of the same model (tolerance 0.01).
 const REFERENCE: &[(&str, &str, f32)] = &[
@@ -44,7 +44,42 @@ fn check_reference(e: &Embedder) {
 
 #[test]
 fn reference_cosines_kefu_engine_int8() {
-    check_reference(&embedder(EngineKind::Kefu, Weights::Int8));
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
+    eprintln!("auto path: {:?}", e.engine());
+    if Kernel::best() != Kernel::Scalar {
+        assert_eq!(e.engine().kernel.as_deref(), Some(Kernel::best().name()));
+    }
+    check_reference(&e);
+}
+
+/// Every int8 path this CPU runs, forced one at a time (`embed.cpu`), stays within the
+/// reference tolerance.
+#[test]
+fn reference_cosines_on_every_int8_path_this_cpu_has() {
+    let mut ran = Vec::new();
+    for cpu in [
+        CpuPath::Avx512,
+        CpuPath::Avx2,
+        CpuPath::Neon,
+        CpuPath::Scalar,
+    ] {
+        if Kernel::select(cpu).is_err() {
+            eprintln!("{cpu:?}: this CPU lacks it");
+            continue;
+        }
+        let cfg = EmbedConfig {
+            cpu,
+            cache_size: 0,
+            ..Default::default()
+        };
+        let e = Embedder::load(&common::model_dir(), &cfg, Arc::new(Metrics::new())).unwrap();
+        let kernel = e.engine().kernel.clone().expect("int8 engine");
+        eprintln!("{cpu:?}: kernel {kernel}");
+        check_reference(&e);
+        ran.push(kernel);
+    }
+    assert!(ran.contains(&"scalar".to_string()), "{ran:?}");
+    assert!(ran.contains(&Kernel::best().name().to_string()), "{ran:?}");
 }
 
 #[test]
@@ -149,25 +184,44 @@ fn cache_serves_the_same_vector_for_normalised_text() {
     assert_eq!(metrics.cache_misses.get(), 1);
 }
 
-#[test]
-fn without_vnni_the_service_falls_back_to_candle() {
-    let out = common::kefu()
-        .env("KEFU_NO_VNNI", "1")
+fn cosine_by_cli(cpu: &str) -> std::process::Output {
+    common::kefu()
+        .env("KEFU_EMBED__CPU", cpu)
         .args(["embed", "--cosine", "--model"])
         .arg(common::model_dir())
         .args(["怎么申请退款", "我想退货退钱怎么操作"])
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .unwrap()
+}
+
+#[test]
+fn a_forced_cpu_path_runs_or_is_refused_at_start_by_name() {
+    // The portable loop runs everywhere.
+    let out = cosine_by_cli("scalar");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("lacks AVX-512 VNNI"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("kernel=\"scalar\""), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let cos: f32 = stdout.split('\t').next().unwrap().trim().parse().unwrap();
     assert!((cos - 0.926).abs() <= 0.01, "{stdout}");
+    // A path of the other architecture is refused, naming the setting.
+    let foreign = if cfg!(target_arch = "x86_64") {
+        "neon"
+    } else {
+        "avx2"
+    };
+    let out = cosine_by_cli(foreign);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("embed.cpu = \"{foreign}\"")) && stderr.contains("lacks"),
+        "{stderr}"
+    );
+    // A value that is no path at all is a configuration error.
+    let out = cosine_by_cli("sse9");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("sse9"), "{stderr}");
 }
 
 #[test]
@@ -201,4 +255,24 @@ fn fetch_leaves_an_intact_model_alone_and_refuses_a_damaged_one() {
         stderr.contains("already exists") && stderr.contains("--force"),
         "{stderr}"
     );
+}
+
+/// A batch of more tokens than one pass of the int8 engine takes runs as several passes and
+/// gives each text the vector it gets alone.
+#[test]
+fn a_batch_longer_than_one_pass_gives_each_text_its_own_vector() {
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
+    let texts: Vec<String> = (0..6)
+        .map(|i| {
+            format!("第{i}个问题：") + &"我的订单为什么还没有发货，请帮我查一下物流。".repeat(12)
+        })
+        .collect();
+    let tokens: usize = texts.iter().map(|t| e.tokenize(t).unwrap().len()).sum();
+    assert!(tokens > 2048, "only {tokens} tokens");
+    let together = e.embed_blocking(&texts).unwrap();
+    for (t, v) in texts.iter().zip(&together) {
+        let alone = e.embed_blocking(std::slice::from_ref(t)).unwrap();
+        let c = cosine(&alone[0].vector, &v.vector);
+        assert!(c > 0.99999, "{t}: alone vs in a long batch: cosine {c}");
+    }
 }

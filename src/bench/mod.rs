@@ -76,6 +76,9 @@ pub struct EmbedBench {
     pub model: String,
     pub engine: String,
     pub weights: String,
+    /// The int8 kernels that ran (`avx512-vnni`, `avx2`, `neon-dotprod`, `neon`, `scalar`);
+    /// absent for the other engines.
+    pub kernel: Option<String>,
     pub threads: usize,
     pub single: Latency,
     pub fixed: Vec<FixedShape>,
@@ -110,6 +113,7 @@ pub struct BenchOptions {
     pub threads: usize,
     pub engine: String,
     pub weights: String,
+    pub kernel: Option<String>,
 }
 
 pub fn run(
@@ -180,6 +184,7 @@ pub fn run(
         model: e.version().to_string(),
         engine: opts.engine.clone(),
         weights: opts.weights.clone(),
+        kernel: opts.kernel.clone(),
         threads: opts.threads,
         single,
         fixed,

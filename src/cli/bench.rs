@@ -94,6 +94,9 @@ pub enum BenchCommand {
         /// Weight storage for the kefu engine.
         #[arg(long, value_enum)]
         weights: Option<Weights>,
+        /// Int8 kernels to force (default: embed.cpu, normally auto).
+        #[arg(long, value_enum)]
+        cpu: Option<kefu::embed::CpuPath>,
         /// Print one JSON object instead of a summary.
         #[arg(long)]
         json: bool,
@@ -251,6 +254,7 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
             threads,
             engine,
             weights,
+            cpu,
             json,
             common,
         } => {
@@ -261,6 +265,7 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 },
                 engine,
                 weights,
+                cpu,
                 threads,
             })?;
             // Measure the model, not the embedding cache.
@@ -269,17 +274,19 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let opts = kefu::bench::BenchOptions {
                 iterations: iterations.max(10),
                 threads: candle_threads(),
-                engine: format!("{:?}", cfg.embed.engine).to_lowercase(),
-                weights: match cfg.embed.engine {
-                    EngineKind::Candle => "f32".into(),
-                    EngineKind::Kefu => format!("{:?}", cfg.embed.weights).to_lowercase(),
-                },
+                engine: e.engine().kind.clone(),
+                weights: e.engine().weights.clone(),
+                kernel: e.engine().kernel.clone(),
             };
             let r = kefu::bench::run(&e, &opts, |stage| eprintln!("bench: {stage}…"))?;
             common::print_report(json, &r, |r| {
                 println!(
-                    "model {}  engine {}  weights {}  threads {}",
-                    r.model, r.engine, r.weights, r.threads
+                    "model {}  engine {}  weights {}  kernel {}  threads {}",
+                    r.model,
+                    r.engine,
+                    r.weights,
+                    r.kernel.as_deref().unwrap_or("-"),
+                    r.threads
                 );
                 println!(
                     "single question: p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms  (n = {})",

@@ -26,6 +26,7 @@ pub struct Flags {
     pub overrides: Overrides,
     pub engine: Option<EngineKind>,
     pub weights: Option<Weights>,
+    pub cpu: Option<kefu::embed::CpuPath>,
     pub threads: Option<usize>,
 }
 
@@ -98,6 +99,9 @@ impl Ctx {
         }
         if let Some(w) = flags.weights {
             cfg.embed.weights = w;
+        }
+        if let Some(c) = flags.cpu {
+            cfg.embed.cpu = c;
         }
         if let Some(t) = flags.threads {
             cfg.embed.threads = t;

@@ -179,6 +179,9 @@ pub enum EvalCommand {
         /// Weight storage for the kefu engine.
         #[arg(long, value_enum)]
         weights: Option<Weights>,
+        /// Int8 kernels to force (default: embed.cpu, normally auto).
+        #[arg(long, value_enum)]
+        cpu: Option<kefu::embed::CpuPath>,
         /// Print one JSON object as the last line of standard output.
         #[arg(long)]
         json: bool,
@@ -400,12 +403,14 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
             limit,
             engine,
             weights,
+            cpu,
             json,
             common,
         } => {
             let cfg = ctx.config(Flags {
                 engine,
                 weights,
+                cpu,
                 ..Flags::common(common)
             })?;
             let pairs = kefu::eval::pairs::read_pairs(&data, limit)?;

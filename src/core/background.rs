@@ -121,9 +121,19 @@ pub(super) fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<Intent
         models.insert(name.clone(), Arc::new(m));
     }
     if cfg.intent.load_demo {
+        let cache = cfg
+            .intent
+            .cache_demo
+            .then(crate::intent::demo::cache_root)
+            .flatten();
         for (name, _) in crate::intent::demo::sets() {
             if !models.contains_key(name) {
-                let m = crate::intent::demo::load_or_train(e, &cfg.server.data_dir, name)?;
+                let m = crate::intent::demo::load_or_train(
+                    e,
+                    &cfg.server.data_dir,
+                    name,
+                    cache.as_deref(),
+                )?;
                 models.insert(name.to_string(), Arc::new(m));
             }
         }

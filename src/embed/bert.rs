@@ -8,7 +8,7 @@ use candle_transformers::models::bert::{BertModel, Config as CandleBertConfig};
 use candle_transformers::models::xlm_roberta::{Config as XlmrConfig, XLMRobertaModel};
 
 use super::int8::Int8Bert;
-use super::int8::gemm::has_vnni;
+use super::int8::gemm::{CpuPath, Kernel};
 use super::qbert::{self, QBert, Weights};
 use super::{EmbedError, Encoder};
 use crate::model::{Manifest, Pooling};
@@ -32,20 +32,46 @@ enum Net {
     Int8(Int8Bert),
 }
 
+/// What actually runs a loaded model (after any fallback).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EngineInfo {
+    /// `kefu` or `candle`.
+    pub kind: String,
+    /// `int8`, `q8_0`, `q4_0` or `f32`.
+    pub weights: String,
+    /// The int8 kernels, for the int8 engine.
+    pub kernel: Option<String>,
+}
+
 pub struct BertEncoder {
     net: Net,
+    weights: Weights,
     pooling: Pooling,
     pad_id: u32,
     device: Device,
 }
 
 impl BertEncoder {
+    pub fn info(&self) -> EngineInfo {
+        let (kind, weights, kernel) = match &self.net {
+            Net::Candle(_) | Net::CandleXlmr(_) => ("candle", "f32".to_string(), None),
+            Net::Kefu(_) => ("kefu", format!("{:?}", self.weights).to_lowercase(), None),
+            Net::Int8(m) => ("kefu", "int8".into(), Some(m.kernel().name().to_string())),
+        };
+        EngineInfo {
+            kind: kind.into(),
+            weights,
+            kernel,
+        }
+    }
+
     pub fn load(
         dir: &Path,
         manifest: &Manifest,
         pad_id: u32,
         engine: EngineKind,
         weights: Weights,
+        cpu: CpuPath,
     ) -> Result<Self, EmbedError> {
         let device = Device::Cpu;
         let cfg_path = dir.join("config.json");
@@ -57,10 +83,15 @@ impl BertEncoder {
         let bad_weights =
             |e: candle_core::Error| EmbedError::Load(format!("{}: {e}", weights_path.display()));
         let cfg: qbert::Config = serde_json::from_str(&cfg_text).map_err(bad_config)?;
-        let engine = if engine == EngineKind::Kefu && weights == Weights::Int8 && !has_vnni() {
-            // The portable int8 loop is correct but several times slower than candle's f32 path.
+        let kernel = Kernel::select(cpu).map_err(EmbedError::Load)?;
+        let engine = if engine == EngineKind::Kefu
+            && weights == Weights::Int8
+            && cpu == CpuPath::Auto
+            && kernel == Kernel::Scalar
+        {
+            // The portable int8 loop is correct but slower than candle's f32 path.
             tracing::warn!(
-                "this CPU lacks AVX-512 VNNI: serving with engine \"candle\" instead of int8"
+                "this CPU has neither AVX2, AVX-512 VNNI nor NEON: serving with engine \"candle\" instead of int8"
             );
             EngineKind::Candle
         } else {
@@ -87,7 +118,9 @@ impl BertEncoder {
                 Net::Candle(BertModel::load(mmap()?, &bcfg).map_err(bad_weights)?)
             }
             EngineKind::Kefu if weights == Weights::Int8 => {
-                Net::Int8(Int8Bert::load(&weights_path, &cfg).map_err(bad_weights)?)
+                let m = Int8Bert::load(&weights_path, &cfg, kernel).map_err(bad_weights)?;
+                tracing::info!(kernel = kernel.name(), "int8 engine");
+                Net::Int8(m)
             }
             EngineKind::Kefu => {
                 Net::Kefu(qbert::load_cpu(&weights_path, &cfg, weights).map_err(bad_weights)?)
@@ -95,6 +128,7 @@ impl BertEncoder {
         };
         Ok(Self {
             net,
+            weights,
             pooling: manifest.pooling,
             pad_id,
             device,

@@ -20,8 +20,9 @@ use unicode_normalization::UnicodeNormalization;
 use crate::analytics::metrics::Metrics;
 use crate::model::{self, Manifest};
 pub use batcher::{Batcher, BatcherConfig};
-pub use bert::{BertEncoder, EngineKind};
+pub use bert::{BertEncoder, EngineInfo, EngineKind};
 use cache::EmbeddingCache;
+pub use int8::gemm::{CpuPath, Kernel};
 pub use qbert::Weights;
 use tokenize::{TextTokenizer, Tokens};
 
@@ -34,6 +35,9 @@ pub struct EmbedConfig {
     /// Weight storage for the `kefu` engine: `int8` (kefu's kernels), `q8_0`, `q4_0` (candle's
     /// quantised matmul) or `f32`.
     pub weights: Weights,
+    /// Which int8 kernels run the model: `auto` (the fastest this CPU has), or a forced
+    /// `avx512`, `avx2`, `neon` or `scalar` (refused at start when the CPU lacks it).
+    pub cpu: int8::gemm::CpuPath,
     /// Override the manifest's pooling (`mean` or `cls`).
     pub pooling: Option<model::Pooling>,
     /// Override the manifest's input prefix.
@@ -61,6 +65,7 @@ impl Default for EmbedConfig {
         Self {
             engine: EngineKind::Kefu,
             weights: Weights::Int8,
+            cpu: int8::gemm::CpuPath::Auto,
             pooling: None,
             prefix: None,
             max_tokens: None,
@@ -136,6 +141,7 @@ pub struct Embedder {
     batcher: Batcher,
     cache: EmbeddingCache<Embedded>,
     metrics: Arc<Metrics>,
+    engine: EngineInfo,
 }
 
 impl Embedder {
@@ -154,8 +160,15 @@ impl Embedder {
             .min(cfg.max_tokens.unwrap_or(usize::MAX));
         let tokenizer =
             TextTokenizer::from_file(&dir.join("tokenizer.json"), &manifest.prefix, max_tokens)?;
-        let encoder =
-            BertEncoder::load(dir, &manifest, tokenizer.pad_id(), cfg.engine, cfg.weights)?;
+        let encoder = BertEncoder::load(
+            dir,
+            &manifest,
+            tokenizer.pad_id(),
+            cfg.engine,
+            cfg.weights,
+            cfg.cpu,
+        )?;
+        let engine = encoder.info();
         let batcher = Batcher::spawn(
             Box::new(encoder),
             BatcherConfig {
@@ -173,7 +186,13 @@ impl Embedder {
             batcher,
             cache: EmbeddingCache::new(cfg.cache_size),
             metrics,
+            engine,
         })
+    }
+
+    /// The forward pass and kernels serving this model.
+    pub fn engine(&self) -> &EngineInfo {
+        &self.engine
     }
 
     /// The model directory it was loaded from.

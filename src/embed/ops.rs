@@ -198,26 +198,56 @@ pub mod reduce {
     }
 }
 
-/// Whether the CPU has the AVX-512 subset kefu's kernels use (checked once).
-pub fn has_avx512() -> bool {
+/// Vector widths the element-wise code is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Simd {
+    Base = 0,
+    Avx2 = 1,
+    Avx512 = 2,
+}
+
+static SIMD_CAP: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(Simd::Avx512 as u8);
+
+/// Caps the level [`simd`] returns (a forced `embed.cpu` path). Process-wide.
+pub fn set_simd_cap(cap: Simd) {
+    SIMD_CAP.store(cap as u8, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The widest level the CPU has (checked once), within the cap.
+pub fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX512.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
+        static DETECTED: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        let detected = *DETECTED.get_or_init(|| {
+            if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vl")
-        })
+            {
+                Simd::Avx512
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Simd::Avx2
+            } else {
+                Simd::Base
+            }
+        });
+        let cap = match SIMD_CAP.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => Simd::Base,
+            1 => Simd::Avx2,
+            _ => Simd::Avx512,
+        };
+        detected.min(cap)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Simd::Base
     }
 }
 
-/// Defines `pub fn $name` that runs `$body` compiled for AVX-512 when the CPU has it and for
-/// the baseline target otherwise. The crate is built for baseline x86-64 (SSE2), so plain loops
-/// only use wide vectors inside such a wrapper.
+/// Defines `pub fn $name` that runs `$body` compiled for AVX-512 or AVX2 (with FMA) when the
+/// CPU has it and for the baseline target otherwise. The crate is built for baseline x86-64
+/// (SSE2), so plain loops only use wide vectors inside such a wrapper. On aarch64 the baseline
+/// already has NEON.
 #[macro_export]
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -229,9 +259,13 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
-                if $crate::embed::ops::has_avx512() {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+                match $crate::embed::ops::simd() {
                     // SAFETY: the features were detected at run time.
-                    return unsafe { wide($($arg),*) };
+                    $crate::embed::ops::Simd::Avx512 => return unsafe { wide($($arg),*) },
+                    $crate::embed::ops::Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::embed::ops::Simd::Base => {}
                 }
             }
             body($($arg),*)

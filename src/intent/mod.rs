@@ -7,6 +7,7 @@ pub mod demo;
 pub mod eval;
 pub mod features;
 pub mod finetune;
+mod head;
 pub mod model;
 pub mod routing;
 pub mod train;
@@ -27,6 +28,10 @@ pub struct IntentConfig {
     /// For the names `service` and `complaint_severity` when `models` does not set them: train
     /// the demo models from datasets/demo/intents at first start (kept in `<data_dir>/intent`).
     pub load_demo: bool,
+    /// Keep the trained demo models in a cache shared by every data directory, keyed by the
+    /// encoder version and the demo data (`$XDG_CACHE_HOME/kefu`, else `~/.cache/kefu`), so
+    /// that only the first start with an encoder trains them.
+    pub cache_demo: bool,
     /// The model `/v1/intent` uses when the request names none.
     pub default_model: String,
 }
@@ -36,6 +41,7 @@ impl Default for IntentConfig {
         Self {
             models: Default::default(),
             load_demo: true,
+            cache_demo: true,
             default_model: "service".into(),
         }
     }

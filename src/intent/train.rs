@@ -1,24 +1,22 @@
-//! Training an intent model with candle: standardised frozen embeddings, a linear (multinomial
+//! Training an intent model: standardised frozen embeddings, a linear (multinomial
 //! logistic regression) and an MLP head trained with AdamW and chosen by dev accuracy,
 //! temperature scaling fitted on dev, and an out-of-scope threshold chosen on dev.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::features::Matrix;
+use super::head::train_head;
 use super::model::{
     EncoderRef, FORMAT, Head, IntentCalibration, IntentModel, Layer, ModelCard, Weights,
 };
 use super::{Example, OOS_LABEL};
-use crate::optim::AdamW;
 
 /// The fewest optimiser steps of a training run (see `train_head`).
 pub const MIN_STEPS: usize = 2000;
@@ -533,145 +531,6 @@ fn standardise_rows(m: &Matrix, mean: &[f32], inv_std: &[f32]) -> Vec<f32> {
                 .map(|((x, m), s)| (x - m) * s)
         })
         .collect()
-}
-
-/// Trains one head. With dev rows, returns its best dev accuracy, that epoch (1-based) and
-/// its layers then; without, trains `fixed_epochs.0` epochs of a learning-rate schedule as
-/// long as `fixed_epochs.1` epochs and returns the last; also the schedule's length. Layers are
-/// `[inputs, outputs]` row-major.
-#[allow(clippy::too_many_arguments)]
-fn train_head(
-    head: Head,
-    xs: &[f32],
-    ys: &[u32],
-    dev_set: Option<(&[f32], &[u32])>,
-    d: usize,
-    classes: usize,
-    opts: &TrainOptions,
-    fixed_epochs: Option<(usize, usize)>,
-    stop: Option<&AtomicBool>,
-) -> anyhow::Result<(f64, usize, Vec<Layer>, usize)> {
-    let dev = Device::Cpu;
-    let n = ys.len();
-    let x = Tensor::from_slice(xs, (n, d), &dev)?;
-    let y = Tensor::from_slice(ys, n, &dev)?;
-    let dx = dev_set
-        .map(|(dx, dy)| Tensor::from_slice(dx, (dy.len(), d), &dev))
-        .transpose()?;
-    let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
-    let layers: Vec<candle_nn::Linear> = match head {
-        Head::Linear => vec![candle_nn::linear(d, classes, vb.pp("layer0"))?],
-        Head::Mlp => vec![
-            candle_nn::linear(d, opts.hidden, vb.pp("layer0"))?,
-            candle_nn::linear(opts.hidden, classes, vb.pp("layer1"))?,
-        ],
-    };
-    // candle's CPU random numbers cannot be seeded: initialise (and drop out) from our own
-    // seeded generator so that a run is reproducible.
-    let rng = std::cell::RefCell::new(StdRng::seed_from_u64(opts.seed));
-    crate::optim::seeded_init(&varmap, &mut rng.borrow_mut(), |_| true)?;
-    let forward = |x: &Tensor, train: bool| -> candle_core::Result<Tensor> {
-        let mut h = x.clone();
-        for (i, l) in layers.iter().enumerate() {
-            h = l.forward(&h)?;
-            if i + 1 < layers.len() {
-                h = h.gelu()?;
-                if train && opts.dropout > 0.0 {
-                    let keep = 1.0 - opts.dropout;
-                    let mut r = rng.borrow_mut();
-                    let mask: Vec<f32> = (0..h.elem_count())
-                        .map(|_| {
-                            if r.random::<f32>() < keep {
-                                1.0 / keep
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect();
-                    let m = Tensor::from_vec(mask, h.shape(), &Device::Cpu)?;
-                    h = (h * m)?;
-                }
-            }
-        }
-        Ok(h)
-    };
-    let mut opt = AdamW::new(&varmap)?.with_weight_decay(opts.weight_decay);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let steps_per_epoch = n.div_ceil(opts.batch_size);
-    // Adam moves each weight by about the learning rate per step: small data sets get more
-    // epochs so that every run takes at least MIN_STEPS steps.
-    let schedule = match fixed_epochs {
-        Some((_, schedule)) => schedule,
-        None => opts.epochs.max(MIN_STEPS.div_ceil(steps_per_epoch)),
-    };
-    let epochs = fixed_epochs.map_or(schedule, |(stop_at, _)| stop_at.min(schedule));
-    let total = (steps_per_epoch * schedule) as f64;
-    let name = format!("{head:?}").to_lowercase();
-    let bar = indicatif::ProgressBar::new(epochs as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} epoch {pos}/{len} (eta {eta})")
-            .expect("template"),
-    );
-    bar.set_message(format!("training {name} head"));
-    let mut best: (f64, usize, Vec<Layer>) = (-1.0, 0, Vec::new());
-    let mut step = 0usize;
-    for epoch in 1..=epochs {
-        if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
-            bar.abandon();
-            anyhow::bail!("interrupted while training; nothing was written");
-        }
-        order.shuffle(&mut *rng.borrow_mut());
-        let mut loss_sum = 0f64;
-        for batch in order.chunks(opts.batch_size) {
-            // Linear warm-down to zero over the whole run.
-            let lr = opts.learning_rate * (1.0 - step as f64 / total);
-            step += 1;
-            let idx = Tensor::from_slice(batch, batch.len(), &dev)?;
-            let xb = x.index_select(&idx, 0)?;
-            let yb = y.index_select(&idx, 0)?;
-            let logits = forward(&xb, true)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &yb)?;
-            opt.step(&loss.backward()?, lr)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
-        }
-        let acc = match (&dx, dev_set) {
-            (Some(dx), Some((_, dev_ys))) => {
-                let pred = forward(dx, false)?.argmax(1)?.to_vec1::<u32>()?;
-                pred.iter().zip(dev_ys).filter(|(a, b)| a == b).count() as f64 / dev_ys.len() as f64
-            }
-            // Without dev rows the last epoch is the one kept.
-            _ => epoch as f64,
-        };
-        bar.set_message(if dx.is_some() {
-            format!(
-                "training {name} head: loss {:.4}, dev accuracy {acc:.4}",
-                loss_sum / n as f64
-            )
-        } else {
-            format!(
-                "training {name} head on all rows: loss {:.4}",
-                loss_sum / n as f64
-            )
-        });
-        bar.inc(1);
-        // Ties go to the later epoch (further down the learning-rate schedule).
-        if acc >= best.0 {
-            let mut out = Vec::new();
-            for l in &layers {
-                let w = l.weight().t()?.contiguous()?; // [in, out]
-                let (inputs, outputs) = w.dims2()?;
-                out.push(Layer {
-                    inputs,
-                    outputs,
-                    w: w.flatten_all()?.to_vec1()?,
-                    b: l.bias().expect("linear has a bias").to_vec1()?,
-                });
-            }
-            best = (acc, epoch, out);
-        }
-    }
-    bar.finish_and_clear();
-    Ok((best.0, best.1, best.2, schedule))
 }
 
 #[cfg(test)]

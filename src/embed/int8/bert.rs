@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::gemm::{Epilogue, PackedLinear, QuantRows};
+use super::gemm::{Epilogue, Kernel, PackedLinear, QuantRows};
 use crate::embed::ops::{fast_exp, reduce};
 use crate::embed::qbert::Config;
 use crate::model::Pooling;
@@ -91,6 +91,7 @@ struct Scratch {
 }
 
 pub struct Int8Bert {
+    kernel: Kernel,
     scratch: std::sync::Mutex<Scratch>,
     pool: rayon::ThreadPool,
     emb: Embeddings,
@@ -117,8 +118,67 @@ fn vec1(t: Tensor) -> candle_core::Result<Vec<f32>> {
     t.flatten_all()?.to_vec1::<f32>()
 }
 
+/// Quantises one row to int8 with its own scale.
+fn quantize_word(src: impl Iterator<Item = f32> + Clone, dst: &mut [i8]) -> f32 {
+    let max = src.clone().fold(0f32, |m, v| m.max(v.abs()));
+    let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+    for (d, v) in dst.iter_mut().zip(src) {
+        *d = (v / s).round() as i8;
+    }
+    s
+}
+
+/// The word embedding table as int8 rows and their scales. An f32 table (the usual case) is
+/// read row by row from the mapped file, so that its 4 bytes per value are never copied into
+/// memory (384 MB for the default model's 250k × 384 table); other types go through `f32`.
+fn quantized_words(
+    path: &Path,
+    cfg: &Config,
+    f32_table: impl FnOnce() -> candle_core::Result<Vec<f32>>,
+) -> candle_core::Result<(Vec<i8>, Vec<f32>)> {
+    let h = cfg.hidden_size;
+    let mut words = vec![0i8; cfg.vocab_size * h];
+    let mut scales = vec![0f32; cfg.vocab_size];
+    // SAFETY: model directories are written atomically and not modified in place.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+    let view = ["bert.", "roberta.", ""].into_iter().find_map(|p| {
+        st.get(&format!("{p}embeddings.word_embeddings.weight"))
+            .ok()
+    });
+    match view {
+        Some(v)
+            if v.dtype() == safetensors::Dtype::F32
+                && v.shape() == [cfg.vocab_size, h]
+                && v.data().len() == cfg.vocab_size * h * 4 =>
+        {
+            let rows = v.data().chunks_exact(4 * h);
+            for ((src, dst), s) in rows.zip(words.chunks_exact_mut(h)).zip(&mut scales) {
+                let vals = src
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                *s = quantize_word(vals, dst);
+            }
+        }
+        _ => {
+            let table = f32_table()?;
+            for ((src, dst), s) in table
+                .chunks_exact(h)
+                .zip(words.chunks_exact_mut(h))
+                .zip(&mut scales)
+            {
+                *s = quantize_word(src.iter().copied(), dst);
+            }
+        }
+    }
+    Ok((words, scales))
+}
+
+/// Most tokens in one pass through the layers: a bigger batch runs as several passes, so that
+/// the working buffers (about 17 kB per token) stay small whatever the batch.
+const PASS_TOKENS: usize = 1024;
+
 impl Int8Bert {
-    pub fn load(weights: &Path, cfg: &Config) -> candle_core::Result<Self> {
+    pub fn load(weights: &Path, cfg: &Config, kernel: Kernel) -> candle_core::Result<Self> {
         if cfg.hidden_act != "gelu" {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (only \"gelu\")",
@@ -144,26 +204,13 @@ impl Int8Bert {
         let lin = |vb: VarBuilder, n: usize, k: usize| -> candle_core::Result<PackedLinear> {
             let w = vec1(vb.get((n, k), "weight")?)?;
             let b = vec1(vb.get(n, "bias")?)?;
-            Ok(PackedLinear::new(&w, &b, n, k))
+            Ok(PackedLinear::new(&w, &b, n, k, kernel))
         };
 
         let e = vb.pp("embeddings");
-        let word = vec1(e.get((cfg.vocab_size, h), "word_embeddings.weight")?)?;
-        let mut words = vec![0i8; word.len()];
-        let mut word_scale = vec![0f32; cfg.vocab_size];
-        for (r, (src, dst)) in word
-            .chunks_exact(h)
-            .zip(words.chunks_exact_mut(h))
-            .enumerate()
-        {
-            let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let s = if max > 0.0 { max / 127.0 } else { 1.0 };
-            for (d, v) in dst.iter_mut().zip(src) {
-                *d = (v / s).round() as i8;
-            }
-            word_scale[r] = s;
-        }
-        drop(word);
+        let (words, word_scale) = quantized_words(weights, cfg, || {
+            vec1(e.get((cfg.vocab_size, h), "word_embeddings.weight")?)
+        })?;
         let offset = cfg.position_offset();
         if offset >= cfg.max_position_embeddings {
             candle_core::bail!("pad_token_id leaves no positions");
@@ -204,7 +251,7 @@ impl Int8Bert {
             b.extend(vec1(sa.get(h, "key.bias")?)?);
             b.extend(vec1(sa.get(h, "value.bias")?)?);
             layers.push(Layer {
-                qkv: PackedLinear::new(&w, &b, 3 * h, h),
+                qkv: PackedLinear::new(&w, &b, 3 * h, h, kernel),
                 attn_out: lin(l.pp("attention.output.dense"), h, h)?,
                 attn_ln: ln(l.pp("attention.output.LayerNorm"))?,
                 inter: lin(l.pp("intermediate.dense"), ff, h)?,
@@ -217,7 +264,9 @@ impl Int8Bert {
             .thread_name(|i| format!("kefu-int8-{i}"))
             .build()
             .map_err(candle_core::Error::wrap)?;
+        super::gemm::limit_simd_to(kernel);
         Ok(Self {
+            kernel,
             scratch: Default::default(),
             pool,
             emb,
@@ -231,6 +280,27 @@ impl Int8Bert {
         })
     }
 
+    /// The matrix-product kernel its layers run.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn weight_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.qkv.bytes()
+                    + l.attn_out.bytes()
+                    + l.inter.bytes()
+                    + l.out.bytes()
+                    + 4 * 2 * (l.attn_ln.w.len() + l.out_ln.w.len())
+            })
+            .sum();
+        layers + self.emb.words.len() + 4 * (self.emb.word_scale.len() + self.emb.pos_type.len())
+    }
+
     /// Pooled, L2-normalised embeddings of each token sequence.
     pub fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
         // Run on the pool so that the parallel parts are forked from one of its own threads
@@ -239,6 +309,23 @@ impl Int8Bert {
     }
 
     fn embed_on_pool(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
+        let mut out = Vec::with_capacity(batch.len());
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = start + 1;
+            let mut tokens = batch[start].len();
+            while end < batch.len() && tokens + batch[end].len() <= PASS_TOKENS {
+                tokens += batch[end].len();
+                end += 1;
+            }
+            out.extend(self.pass(&batch[start..end], pooling)?);
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// One pass of the packed sequence of `batch` through every layer.
+    fn pass(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>, String> {
         let h = self.hidden;
         let mut offsets = Vec::with_capacity(batch.len() + 1);
         offsets.push(0usize);
