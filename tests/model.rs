@@ -264,7 +264,7 @@ fn a_batch_longer_than_one_pass_gives_each_text_its_own_vector() {
     let e = embedder(EngineKind::Kefu, Weights::Int8);
     let texts: Vec<String> = (0..6)
         .map(|i| {
-            format!("第{i}个问题：") + &"我的订单为什么还没有发货，请帮我查一下物流。".repeat(12)
+            format!("第{i}个问题：") + &"我的订单为什么还没有发货，请帮我查一下物流。".repeat(30)
         })
         .collect();
     let tokens: usize = texts.iter().map(|t| e.tokenize(t).unwrap().len()).sum();
