@@ -34,7 +34,7 @@ fi
 
 echo "== cross-compiling for $target"
 cargo build --release --locked --target "$target" --bin kefu
-file "target/$target/release/kefu"
+file "${CARGO_TARGET_DIR:-target}/$target/release/kefu"
 
 for cpu in max cortex-a53; do
     echo "== qemu-aarch64 -cpu $cpu: int8 kernel tests"
