@@ -288,6 +288,17 @@ struct Net {
 }
 
 impl Net {
+    fn new(layers: Vec<Dense>) -> Self {
+        Self {
+            layers,
+            z: Vec::new(),
+            a: Vec::new(),
+            mask: Vec::new(),
+            logits: Vec::new(),
+            dh: Vec::new(),
+        }
+    }
+
     /// Logits of `x` (`rows × d`) into `self.logits`; with `dropout`, a fresh mask from `rng`.
     fn forward(&mut self, x: &[f32], rows: usize, dropout: Option<(f32, &mut StdRng)>) {
         let Net {
@@ -402,14 +413,7 @@ pub(super) fn train_head(
             vec![hidden, out]
         }
     };
-    let mut net = Net {
-        layers,
-        z: Vec::new(),
-        a: Vec::new(),
-        mask: Vec::new(),
-        logits: Vec::new(),
-        dh: Vec::new(),
-    };
+    let mut net = Net::new(layers);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let steps_per_epoch = n.div_ceil(opts.batch_size);
     // Adam moves each weight by about the learning rate per step: small data sets get more
@@ -489,14 +493,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let mut rng = StdRng::seed_from_u64(7);
         let (d, h, c, rows) = (6, 5, 3, 4);
-        let mut net = Net {
-            layers: vec![Dense::new(d, h, &mut rng), Dense::new(h, c, &mut rng)],
-            z: Vec::new(),
-            a: Vec::new(),
-            mask: Vec::new(),
-            logits: Vec::new(),
-            dh: Vec::new(),
-        };
+        let mut net = Net::new(vec![Dense::new(d, h, &mut rng), Dense::new(h, c, &mut rng)]);
         let x: Vec<f32> = (0..rows * d).map(|_| rng.random_range(-1.0..1.0)).collect();
         let y = vec![0u32, 2, 1, 2];
         let loss = |net: &mut Net| {

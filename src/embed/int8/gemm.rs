@@ -669,29 +669,26 @@ mod neon {
         c0: usize,
         epi: Epilogue,
     ) {
-        let groups = w.stride / 4;
-        let block = groups * 16;
-        unsafe {
-            let b = w.w.as_ptr().add((c0 / 4) * block);
-            let a = x.data.as_ptr().add(r0 * x.stride);
-            let mut acc = [[vdupq_n_s32(0); 4]; R];
-            for g in 0..groups {
-                let wv = [0, 1, 2, 3].map(|v| vld1q_s8(b.add(v * block + g * 16)));
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let av = activations(a.add(i * x.stride + g * 4));
-                    for (acc, wv) in row.iter_mut().zip(&wv) {
-                        *acc = sdot(*acc, av, *wv);
-                    }
-                }
-            }
-            store(w, x, out, r0, c0, &acc, epi);
-        }
+        unsafe { tile_body::<R, true>(w, x, out, r0, c0, epi) }
     }
 
-    /// The same without the dot product: widening multiplies, then pairwise adds (two int8
-    /// products fit an i16).
+    /// The same without the dot product.
     #[target_feature(enable = "neon")]
     unsafe fn tile<const R: usize>(
+        w: &PackedLinear,
+        x: &QuantRows,
+        out: *mut f32,
+        r0: usize,
+        c0: usize,
+        epi: Epilogue,
+    ) {
+        unsafe { tile_body::<R, false>(w, x, out, r0, c0, epi) }
+    }
+
+    /// The tile, compiled into each wrapper with its features. Without `DOT`: widening
+    /// multiplies, then pairwise adds (two int8 products fit an i16).
+    #[inline(always)]
+    unsafe fn tile_body<const R: usize, const DOT: bool>(
         w: &PackedLinear,
         x: &QuantRows,
         out: *mut f32,
@@ -710,9 +707,13 @@ mod neon {
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = activations(a.add(i * x.stride + g * 4));
                     for (acc, wv) in row.iter_mut().zip(&wv) {
-                        let lo = vmull_s8(vget_low_s8(av), vget_low_s8(*wv));
-                        let hi = vmull_high_s8(av, *wv);
-                        *acc = vpadalq_s16(*acc, vpaddq_s16(lo, hi));
+                        *acc = if DOT {
+                            sdot(*acc, av, *wv)
+                        } else {
+                            let lo = vmull_s8(vget_low_s8(av), vget_low_s8(*wv));
+                            let hi = vmull_high_s8(av, *wv);
+                            vpadalq_s16(*acc, vpaddq_s16(lo, hi))
+                        };
                     }
                 }
             }
