@@ -49,6 +49,8 @@ fn reference_cosines_kefu_engine_int8() {
     if Kernel::best() != Kernel::Scalar {
         assert_eq!(e.engine().kernel.as_deref(), Some(Kernel::best().name()));
     }
+    // The default model is published in Q4_0: its word table is kept in those exact blocks.
+    assert_eq!(e.engine().word_table.as_deref(), Some("q4_0"));
     check_reference(&e);
 }
 
@@ -275,4 +277,88 @@ fn a_batch_longer_than_one_pass_gives_each_text_its_own_vector() {
         let c = cosine(&alone[0].vector, &v.vector);
         assert!(c > 0.99999, "{t}: alone vs in a long batch: cosine {c}");
     }
+}
+
+/// The compact Unigram vocabulary (src/embed/unigram.rs) gives exactly the ids `tokenizers`'
+/// own Unigram gives, on real text in both languages: intent queries, question pairs, long FAQ
+/// answers (truncated), Weibo customer-service dialogues (emoji, odd punctuation), and edge
+/// cases. The default model is loaded in the compact form, and the form is small.
+#[test]
+fn the_compact_tokenizer_gives_the_ids_tokenizers_gives_on_the_shared_datasets() {
+    use kefu::embed::tokenize::TextTokenizer;
+    use std::io::BufRead;
+
+    let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets");
+    assert!(
+        shared.is_dir(),
+        "the shared datasets are missing at {}",
+        shared.display()
+    );
+    let path = common::model_dir().join("tokenizer.json");
+    let prefix = "query: ";
+    let lean = TextTokenizer::from_file(&path, prefix, 512).unwrap();
+    let bytes = lean
+        .compact_vocab_bytes()
+        .expect("the default model is a Unigram one");
+    assert!(bytes < 24 << 20, "compact vocabulary holds {bytes} bytes");
+    let mut full = tokenizers::Tokenizer::from_file(&path).unwrap();
+    full.with_padding(None);
+    full.with_truncation(Some(tokenizers::TruncationParams {
+        max_length: 512,
+        ..Default::default()
+    }))
+    .unwrap();
+
+    let mut texts: Vec<String> = [
+        "",
+        " ",
+        "   leading and trailing   ",
+        "😀🙏 谢谢！！！",
+        "ＡＢＣ１２３ full-width",
+        "tab\there\nnewline\r\n",
+        "\u{200b}zero\u{feff}width",
+        "Ünïcödé naïve café",
+        "한국어 日本語 العربية Ελληνικά",
+        "\u{1F9FF}\u{E000}\u{10FFFF}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    texts.push("很长的问题".repeat(300));
+    let sets: &[(&str, &[&str])] = &[
+        ("intent/smp2017/test.jsonl", &["text"]),
+        ("intent/clinc150/test.jsonl", &["text"]),
+        ("intent/banking77/test.jsonl", &["text"]),
+        ("pairs/lcqmc_test.jsonl", &["a", "b"]),
+        ("pairs/atec_ccks_dev.jsonl", &["a", "b"]),
+        ("faq/stackfaq/kb.jsonl", &["question", "answer"]),
+    ];
+    for (file, fields) in sets {
+        let f = std::fs::File::open(shared.join(file)).unwrap();
+        for line in std::io::BufReader::new(f).lines().take(3000) {
+            let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            for field in *fields {
+                texts.push(v[field].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let f = std::fs::File::open(shared.join("dialogs/stc3_zh/test.jsonl")).unwrap();
+    for line in std::io::BufReader::new(f).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        for turn in v["turns"].as_array().unwrap() {
+            texts.push(turn["text"].as_str().unwrap().to_string());
+        }
+    }
+    for text in &texts {
+        let want = full.encode(format!("{prefix}{text}"), true).unwrap();
+        let got = lean.encode(text).unwrap();
+        assert_eq!(got.ids, want.get_ids(), "{text:?}");
+    }
+    assert!(texts.len() > 20_000, "{} texts", texts.len());
+    let sample = lean.encode("怎么申请退款").unwrap();
+    assert_eq!(
+        lean.decode(&sample.ids).unwrap(),
+        full.decode(&sample.ids, true).unwrap()
+    );
+    assert_eq!(lean.vocab_size(), full.get_vocab_size(true));
 }

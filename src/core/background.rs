@@ -76,6 +76,7 @@ async fn recommend(state: Arc<Kefu>, fail: tokio::sync::mpsc::Sender<anyhow::Err
         let _ = fail.send(e.context("starting recommendations")).await;
         return;
     }
+    release_free_memory();
     let every = state.config.recommend.retrain_interval_secs;
     if every == 0 || state.config.recommend.model.is_some() {
         return;
@@ -98,7 +99,19 @@ pub(super) fn load_intents(state: &Kefu) -> anyhow::Result<()> {
     let models = intent_models(&state.config, &e)?;
     state.intents.store(Some(Arc::new(models)));
     tracing::info!("intent models ready");
+    release_free_memory();
     Ok(())
+}
+
+/// Hands memory freed by start-up work (training the demo heads, embedding the KB) back to the
+/// system. glibc keeps freed pages inside its arenas otherwise: about 25 MB of resident memory
+/// after the demo's start, measured.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The intent models for encoder `e`: the configured ones (each must have been trained on `e`)
@@ -243,6 +256,7 @@ pub(super) async fn index_builder(state: Arc<Kefu>) {
                         Err(e) => tracing::warn!(error = %e, "saving the index snapshot panicked"),
                     }
                 }
+                release_free_memory();
             }
             Ok(Ok(Generation::Stopped(prior))) => {
                 if state.shutdown.is_cancelled() {

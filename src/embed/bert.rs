@@ -41,6 +41,9 @@ pub struct EngineInfo {
     pub weights: String,
     /// The int8 kernels, for the int8 engine.
     pub kernel: Option<String>,
+    /// How the int8 engine holds the word embedding table: `q4_0` (exact blocks of a Q4_0
+    /// model, the default's) or `int8`.
+    pub word_table: Option<String>,
 }
 
 pub struct BertEncoder {
@@ -53,15 +56,26 @@ pub struct BertEncoder {
 
 impl BertEncoder {
     pub fn info(&self) -> EngineInfo {
-        let (kind, weights, kernel) = match &self.net {
-            Net::Candle(_) | Net::CandleXlmr(_) => ("candle", "f32".to_string(), None),
-            Net::Kefu(_) => ("kefu", format!("{:?}", self.weights).to_lowercase(), None),
-            Net::Int8(m) => ("kefu", "int8".into(), Some(m.kernel().name().to_string())),
+        let (kind, weights, kernel, word_table) = match &self.net {
+            Net::Candle(_) | Net::CandleXlmr(_) => ("candle", "f32".to_string(), None, None),
+            Net::Kefu(_) => (
+                "kefu",
+                format!("{:?}", self.weights).to_lowercase(),
+                None,
+                None,
+            ),
+            Net::Int8(m) => (
+                "kefu",
+                "int8".into(),
+                Some(m.kernel().name().to_string()),
+                Some(m.word_table().to_string()),
+            ),
         };
         EngineInfo {
             kind: kind.into(),
             weights,
             kernel,
+            word_table,
         }
     }
 

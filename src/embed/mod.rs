@@ -9,6 +9,7 @@ pub mod ops;
 pub mod qbert;
 pub mod tokenize;
 pub mod train;
+pub mod unigram;
 
 use std::path::Path;
 use std::sync::Arc;
