@@ -61,6 +61,7 @@ fn reference_cosines_on_every_int8_path_this_cpu_has() {
     let mut ran = Vec::new();
     for cpu in [
         CpuPath::Avx512,
+        CpuPath::Avxvnni,
         CpuPath::Avx2,
         CpuPath::Neon,
         CpuPath::Scalar,

@@ -99,6 +99,8 @@ pub enum CpuPath {
     Auto,
     /// AVX-512 VNNI (`vpdpbusd` on 512-bit vectors).
     Avx512,
+    /// 256-bit VNNI (`vpdpbusd` on 256-bit vectors: AVX-VNNI, or AVX-512 VNNI with VL).
+    Avxvnni,
     /// AVX2 (`vpmaddubsw` + `vpmaddwd` on 256-bit vectors).
     Avx2,
     /// ARM NEON, with the ARMv8.2 dot product (`sdot`) where the CPU has it.
@@ -111,6 +113,10 @@ pub enum CpuPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     Avx512Vnni,
+    /// The AVX2 tile with `vpdpbusd` on 256-bit vectors: VEX-encoded on CPUs with AVX-VNNI
+    /// (Intel since Alder Lake and Sapphire Rapids, AMD since Zen 5), EVEX-encoded on CPUs with
+    /// AVX-512 VNNI and VL (the same operation; it lets the path run, and be tested, there).
+    AvxVnni,
     Avx2,
     NeonDot,
     Neon,
@@ -121,6 +127,7 @@ impl Kernel {
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Avx512Vnni => "avx512-vnni",
+            Kernel::AvxVnni => "avx-vnni",
             Kernel::Avx2 => "avx2",
             Kernel::NeonDot => "neon-dotprod",
             Kernel::Neon => "neon",
@@ -139,6 +146,13 @@ impl Kernel {
                     && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => {
+                Kernel::Avx2.supported()
+                    && (is_x86_feature_detected!("avxvnni")
+                        || (is_x86_feature_detected!("avx512vnni")
+                            && is_x86_feature_detected!("avx512vl")))
+            }
+            #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
             #[cfg(target_arch = "aarch64")]
             Kernel::NeonDot => std::arch::is_aarch64_feature_detected!("dotprod"),
@@ -153,6 +167,7 @@ impl Kernel {
     pub fn best() -> Kernel {
         [
             Kernel::Avx512Vnni,
+            Kernel::AvxVnni,
             Kernel::Avx2,
             Kernel::NeonDot,
             Kernel::Neon,
@@ -168,6 +183,10 @@ impl Kernel {
             CpuPath::Auto => return Ok(Kernel::best()),
             CpuPath::Scalar => return Ok(Kernel::Scalar),
             CpuPath::Avx512 => (Kernel::Avx512Vnni, "AVX-512 F, BW and VNNI"),
+            CpuPath::Avxvnni => (
+                Kernel::AvxVnni,
+                "AVX2, FMA and AVX-VNNI (or AVX-512 VNNI with VL)",
+            ),
             CpuPath::Avx2 => (Kernel::Avx2, "AVX2 and FMA"),
             CpuPath::Neon => {
                 if Kernel::NeonDot.supported() {
@@ -191,7 +210,7 @@ impl Kernel {
         use crate::embed::ops::Simd;
         match self {
             Kernel::Avx512Vnni => Simd::Avx512,
-            Kernel::Avx2 => Simd::Avx2,
+            Kernel::AvxVnni | Kernel::Avx2 => Simd::Avx2,
             _ => Simd::Base,
         }
     }
@@ -200,7 +219,7 @@ impl Kernel {
     fn block(self) -> usize {
         match self {
             Kernel::Avx512Vnni => 16,
-            Kernel::Avx2 => 8,
+            Kernel::AvxVnni | Kernel::Avx2 => 8,
             Kernel::NeonDot | Kernel::Neon => 4,
             Kernel::Scalar => 1,
         }
@@ -222,6 +241,7 @@ impl CpuPath {
         match self {
             CpuPath::Auto => "auto",
             CpuPath::Avx512 => "avx512",
+            CpuPath::Avxvnni => "avxvnni",
             CpuPath::Avx2 => "avx2",
             CpuPath::Neon => "neon",
             CpuPath::Scalar => "scalar",
@@ -341,7 +361,7 @@ impl PackedLinear {
                     #[cfg(target_arch = "x86_64")]
                     Kernel::Avx512Vnni => vnni::run(self, x, out_ptr.get(), cols, epi),
                     #[cfg(target_arch = "x86_64")]
-                    Kernel::Avx2 => avx2::run(self, x, out_ptr.get(), cols, epi),
+                    Kernel::Avx2 | Kernel::AvxVnni => avx2::run(self, x, out_ptr.get(), cols, epi),
                     #[cfg(target_arch = "aarch64")]
                     Kernel::NeonDot | Kernel::Neon => neon::run(self, x, out_ptr.get(), cols, epi),
                     _ => portable(self, x, out_ptr.get(), cols, epi),
@@ -500,13 +520,20 @@ mod vnni {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Epilogue, PackedLinear, QuantRows, finish};
+    use super::{Epilogue, Kernel, PackedLinear, QuantRows, finish};
 
     const MR: usize = 4;
 
+    /// How a tile multiplies a group of 4 inputs into its i32 accumulators.
+    const MADD: u8 = 0;
+    /// `vpdpbusd`, VEX-encoded (AVX-VNNI).
+    const VNNI_VEX: u8 = 1;
+    /// `vpdpbusd` on 256-bit vectors, EVEX-encoded (AVX-512 VNNI + VL).
+    const VNNI_EVEX: u8 = 2;
+
     /// # Safety
-    /// AVX2 and FMA must be available; `out` holds `x.rows × w.n` floats; `cols` is a range
-    /// of whole 32-column tiles within `0..w.n`.
+    /// The kernel's features must be available (`Kernel::supported`); `out` holds
+    /// `x.rows × w.n` floats; `cols` is a range of whole 32-column tiles within `0..w.n`.
     pub unsafe fn run(
         w: &PackedLinear,
         x: &QuantRows,
@@ -514,17 +541,30 @@ mod avx2 {
         cols: std::ops::Range<usize>,
         epi: Epilogue,
     ) {
+        let mode = match w.kernel {
+            Kernel::AvxVnni if is_x86_feature_detected!("avxvnni") => VNNI_VEX,
+            Kernel::AvxVnni => VNNI_EVEX,
+            _ => MADD,
+        };
         let mut c = cols.start;
         while c < cols.end {
             let mut r = 0;
             while r < x.rows {
                 let mr = (x.rows - r).min(MR);
                 unsafe {
-                    match mr {
-                        4 => tile::<4>(w, x, out, r, c, epi),
-                        3 => tile::<3>(w, x, out, r, c, epi),
-                        2 => tile::<2>(w, x, out, r, c, epi),
-                        _ => tile::<1>(w, x, out, r, c, epi),
+                    match (mode, mr) {
+                        (VNNI_VEX, 4) => tile_vex::<4>(w, x, out, r, c, epi),
+                        (VNNI_VEX, 3) => tile_vex::<3>(w, x, out, r, c, epi),
+                        (VNNI_VEX, 2) => tile_vex::<2>(w, x, out, r, c, epi),
+                        (VNNI_VEX, _) => tile_vex::<1>(w, x, out, r, c, epi),
+                        (VNNI_EVEX, 4) => tile_evex::<4>(w, x, out, r, c, epi),
+                        (VNNI_EVEX, 3) => tile_evex::<3>(w, x, out, r, c, epi),
+                        (VNNI_EVEX, 2) => tile_evex::<2>(w, x, out, r, c, epi),
+                        (VNNI_EVEX, _) => tile_evex::<1>(w, x, out, r, c, epi),
+                        (_, 4) => tile::<4>(w, x, out, r, c, epi),
+                        (_, 3) => tile::<3>(w, x, out, r, c, epi),
+                        (_, 2) => tile::<2>(w, x, out, r, c, epi),
+                        (_, _) => tile::<1>(w, x, out, r, c, epi),
                     }
                 }
                 r += mr;
@@ -533,12 +573,52 @@ mod avx2 {
         }
     }
 
-    /// Rows `r0..r0+R` × columns `c0..c0+16`: 2·R accumulators of 8 i32 lanes. Per group of
-    /// 4 inputs, `vpmaddubsw` multiplies u8 activations by i8 weights and adds neighbouring
-    /// pairs into i16 (no saturation: weights are 7-bit), `vpmaddwd` by ones adds those pairs
-    /// into i32.
+    /// AVX2: per group of 4 inputs, `vpmaddubsw` multiplies u8 activations by i8 weights and
+    /// adds neighbouring pairs into i16 (no saturation: weights are 7-bit), `vpmaddwd` by ones
+    /// adds those pairs into i32.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn tile<const R: usize>(
+        w: &PackedLinear,
+        x: &QuantRows,
+        out: *mut f32,
+        r0: usize,
+        c0: usize,
+        epi: Epilogue,
+    ) {
+        unsafe { tile_body::<R, MADD>(w, x, out, r0, c0, epi) }
+    }
+
+    /// AVX-VNNI: `vpdpbusd` does the four u8 × i8 products and their sum into i32 in one
+    /// instruction, without saturation (weights keep 8 bits).
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    unsafe fn tile_vex<const R: usize>(
+        w: &PackedLinear,
+        x: &QuantRows,
+        out: *mut f32,
+        r0: usize,
+        c0: usize,
+        epi: Epilogue,
+    ) {
+        unsafe { tile_body::<R, VNNI_VEX>(w, x, out, r0, c0, epi) }
+    }
+
+    /// The same with the EVEX encoding, on CPUs with AVX-512 VNNI and VL.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl,avx512vnni")]
+    unsafe fn tile_evex<const R: usize>(
+        w: &PackedLinear,
+        x: &QuantRows,
+        out: *mut f32,
+        r0: usize,
+        c0: usize,
+        epi: Epilogue,
+    ) {
+        unsafe { tile_body::<R, VNNI_EVEX>(w, x, out, r0, c0, epi) }
+    }
+
+    /// Rows `r0..r0+R` × columns `c0..c0+16`: 2·R accumulators of 8 i32 lanes, the products
+    /// done as `MODE` says; compiled into each wrapper with its features.
+    #[inline(always)]
+    unsafe fn tile_body<const R: usize, const MODE: u8>(
         w: &PackedLinear,
         x: &QuantRows,
         out: *mut f32,
@@ -561,10 +641,22 @@ mod avx2 {
                     let av = _mm256_set1_epi32(
                         (a.add(i * x.stride + g * 4) as *const i32).read_unaligned(),
                     );
-                    let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones);
-                    let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones);
-                    row[0] = _mm256_add_epi32(row[0], p0);
-                    row[1] = _mm256_add_epi32(row[1], p1);
+                    match MODE {
+                        VNNI_VEX => {
+                            row[0] = _mm256_dpbusd_avx_epi32(row[0], av, w0);
+                            row[1] = _mm256_dpbusd_avx_epi32(row[1], av, w1);
+                        }
+                        VNNI_EVEX => {
+                            row[0] = _mm256_dpbusd_epi32(row[0], av, w0);
+                            row[1] = _mm256_dpbusd_epi32(row[1], av, w1);
+                        }
+                        _ => {
+                            let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, w0), ones);
+                            let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(av, w1), ones);
+                            row[0] = _mm256_add_epi32(row[0], p0);
+                            row[1] = _mm256_add_epi32(row[1], p1);
+                        }
+                    }
                 }
             }
             for (h, col) in [c0, c0 + 8].into_iter().enumerate() {
@@ -781,6 +873,7 @@ mod tests {
     fn kernels() -> Vec<Kernel> {
         [
             Kernel::Avx512Vnni,
+            Kernel::AvxVnni,
             Kernel::Avx2,
             Kernel::NeonDot,
             Kernel::Neon,
@@ -865,6 +958,7 @@ mod tests {
         assert_eq!(Kernel::select(CpuPath::Auto), Ok(Kernel::best()));
         for (path, kernel) in [
             (CpuPath::Avx512, Kernel::Avx512Vnni),
+            (CpuPath::Avxvnni, Kernel::AvxVnni),
             (CpuPath::Avx2, Kernel::Avx2),
         ] {
             match Kernel::select(path) {
