@@ -161,7 +161,7 @@ fn q4_block(v: &[f32], out: &mut [u8]) -> Option<f16> {
 
 /// The table as Q4_0 blocks when every row is exactly such blocks (see `WordTable::Q4`).
 fn exact_q4(rows: impl Iterator<Item = Vec<f32>>, vocab: usize, h: usize) -> Option<WordTable> {
-    if h % Q4_BLOCK != 0 {
+    if !h.is_multiple_of(Q4_BLOCK) {
         return None;
     }
     let blocks = vocab * h / Q4_BLOCK;
@@ -624,7 +624,7 @@ mod tests {
     #[test]
     fn exact_q4_blocks_are_kept_and_read_back_bit_for_bit() {
         // The value of largest magnitude is q = 0 (ggml's d = max / -8).
-        let rows = vec![
+        let rows = [
             block(0.031, |j| if j == 5 { 0 } else { (j % 16) as u8 }),
             block(-0.5, |j| if j == 30 { 0 } else { (15 - j % 16) as u8 }),
         ];
