@@ -363,3 +363,36 @@ fn the_compact_tokenizer_gives_the_ids_tokenizers_gives_on_the_shared_datasets()
     );
     assert_eq!(lean.vocab_size(), full.get_vocab_size(true));
 }
+
+/// Knowledge-gap clustering over the real encoder's vectors: paraphrases of one question come
+/// out together and apart from another question's, in both languages.
+#[test]
+fn paraphrases_cluster_together_and_apart_from_another_question() {
+    use kefu::analytics::cluster::agglomerate;
+    let e = embedder(EngineKind::Kefu, Weights::Int8);
+    let texts = [
+        "怎么开发票",
+        "我要开发票怎么弄",
+        "发票在哪里申请",
+        "能给我开个发票吗",
+        "收货地址填错了怎么改",
+        "怎么修改收货地址",
+        "地址写错了能改吗",
+        "How do I change my delivery address?",
+        "I entered the wrong shipping address, can I fix it?",
+    ];
+    let owned: Vec<String> = texts.iter().map(|s| s.to_string()).collect();
+    let vecs = e.embed_blocking(&owned).unwrap();
+    let mut m = ndarray::Array2::<f32>::zeros((vecs.len(), 384));
+    for (i, v) in vecs.iter().enumerate() {
+        m.row_mut(i)
+            .assign(&ndarray::ArrayView1::from(&v.vector[..]));
+    }
+    let clusters = agglomerate(m.view(), 0.88, 1);
+    let groups: Vec<Vec<usize>> = clusters.iter().map(|c| c.members.clone()).collect();
+    eprintln!("{groups:?}");
+    let invoice = groups.iter().find(|g| g.contains(&0)).unwrap();
+    let address = groups.iter().find(|g| g.contains(&4)).unwrap();
+    assert_eq!(invoice, &vec![0, 1, 2, 3], "{groups:?}");
+    assert!(address.starts_with(&[4, 5, 6]), "{groups:?}");
+}

@@ -1,4 +1,5 @@
 //! Events and operational metrics.
 
+pub mod cluster;
 pub mod feedback;
 pub mod metrics;
