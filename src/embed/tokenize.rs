@@ -71,13 +71,11 @@ impl TextTokenizer {
             direction: TruncationDirection::Right,
         });
         let pad_id = both!(&mut inner, t => {
+            t.with_padding(None);
             let pad_id = t
-                .get_padding()
-                .map(|p| p.pad_id)
-                .or_else(|| t.token_to_id("<pad>"))
+                .token_to_id("<pad>")
                 .or_else(|| t.token_to_id("[PAD]"))
                 .unwrap_or(0);
-            t.with_padding(None);
             t.with_truncation(truncation)
                 .map_err(|e| EmbedError::Load(format!("truncation: {e}")))?;
             pad_id
