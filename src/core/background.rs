@@ -76,7 +76,7 @@ async fn recommend(state: Arc<Kefu>, fail: tokio::sync::mpsc::Sender<anyhow::Err
         let _ = fail.send(e.context("starting recommendations")).await;
         return;
     }
-    release_free_memory();
+    let _ = tokio::task::spawn_blocking(release_free_memory).await;
     let every = state.config.recommend.retrain_interval_secs;
     if every == 0 || state.config.recommend.model.is_some() {
         return;
@@ -105,8 +105,9 @@ pub(super) fn load_intents(state: &Kefu) -> anyhow::Result<()> {
 
 /// Hands memory freed by start-up work (training the demo heads, embedding the KB) back to the
 /// system. glibc keeps freed pages inside its arenas otherwise: about 25 MB of resident memory
-/// after the demo's start, measured.
-pub fn release_free_memory() {
+/// after the demo's start, measured. It walks the arenas under their locks: call it off the
+/// async runtime's threads.
+fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of the allocator's own arenas to the system.
     unsafe {
@@ -256,7 +257,7 @@ pub(super) async fn index_builder(state: Arc<Kefu>) {
                         Err(e) => tracing::warn!(error = %e, "saving the index snapshot panicked"),
                     }
                 }
-                release_free_memory();
+                let _ = tokio::task::spawn_blocking(release_free_memory).await;
             }
             Ok(Ok(Generation::Stopped(prior))) => {
                 if state.shutdown.is_cancelled() {

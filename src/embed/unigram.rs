@@ -93,10 +93,7 @@ impl LeanUnigram {
             return Err(UnigramError::UnkOutside(unk));
         }
         text.shrink_to_fit();
-        let piece = |i: usize| {
-            let start = if i == 0 { 0 } else { ends[i - 1] as usize };
-            &text.as_bytes()[start..ends[i] as usize]
-        };
+        let piece = |i: usize| piece_of(&text, &ends, i).unwrap_or_default().as_bytes();
         // The FST wants its keys sorted and unique; of two equal pieces the later id wins, as
         // in `tokenizers`' token → id map. The empty piece is never matched there either.
         let mut order: Vec<u32> = (0..scores.len() as u32)
@@ -128,10 +125,7 @@ impl LeanUnigram {
     }
 
     fn piece(&self, id: u32) -> Option<&str> {
-        let i = id as usize;
-        let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        Some(&self.text[start..end])
+        piece_of(&self.text, &self.ends, id as usize)
     }
 
     fn lookup(&self, piece: &str) -> Option<u32> {
@@ -231,6 +225,13 @@ impl LeanUnigram {
         spans.reverse();
         Ok(spans)
     }
+}
+
+/// Piece `i` of pieces stored end to end in `text`, `ends[i]` being where it ends.
+fn piece_of<'a>(text: &'a str, ends: &[u32], i: usize) -> Option<&'a str> {
+    let end = *ends.get(i)? as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    Some(&text[start..end])
 }
 
 impl Model for LeanUnigram {

@@ -13,7 +13,6 @@ use half::f16;
 use super::{ModelError, manifest::Pooling};
 
 const MAGIC: &[u8; 4] = b"E5S1";
-const Q4_BLOCK: usize = 32;
 const Q4_BLOCK_BYTES: usize = 18;
 
 /// Shape parameters read from the image header.
@@ -315,18 +314,27 @@ impl<'a> E5s1Image<'a> {
     }
 }
 
-/// Dequantises GGML Q4_0 blocks: an f16 scale, then 16 bytes whose low nibbles are weights
-/// 0..16 and high nibbles weights 16..32, each `(q - 8) * scale`.
+/// Values in one GGML Q4_0 block.
+pub const Q4_BLOCK: usize = 32;
+
+/// One GGML Q4_0 block's values, `(q - 8) * d`: the low nibbles of its 16 bytes are values
+/// 0..16, the high nibbles values 16..32.
+#[inline]
+pub fn q4_0_values(d: f32, qs: &[u8], out: &mut [f32; Q4_BLOCK]) {
+    for (j, &b) in qs[..16].iter().enumerate() {
+        out[j] = ((b & 0x0f) as i32 - 8) as f32 * d;
+        out[j + 16] = ((b >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+/// Dequantises GGML Q4_0 blocks: an f16 scale, then 16 bytes of nibbles (see
+/// [`q4_0_values`]).
 pub fn dequantize_q4_0(data: &[u8]) -> Vec<f32> {
     let mut out = Vec::with_capacity(data.len() / Q4_BLOCK_BYTES * Q4_BLOCK);
     for block in data.chunks_exact(Q4_BLOCK_BYTES) {
         let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
-        let qs = &block[2..];
         let mut vals = [0f32; Q4_BLOCK];
-        for (j, &b) in qs.iter().enumerate() {
-            vals[j] = ((b & 0x0f) as i32 - 8) as f32 * d;
-            vals[j + 16] = ((b >> 4) as i32 - 8) as f32 * d;
-        }
+        q4_0_values(d, &block[2..], &mut vals);
         out.extend_from_slice(&vals);
     }
     out

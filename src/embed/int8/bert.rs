@@ -15,6 +15,7 @@ use super::gemm::{Epilogue, Kernel, PackedLinear, QuantRows};
 use crate::embed::ops::{fast_exp, reduce};
 use crate::embed::qbert::Config;
 use crate::model::Pooling;
+use crate::model::e5s1::{Q4_BLOCK, q4_0_values};
 
 struct LayerNorm {
     w: Vec<f32>,
@@ -84,8 +85,6 @@ enum WordTable {
     Int8 { q: Vec<i8>, scale: Vec<f32> },
 }
 
-const Q4_BLOCK: usize = 32;
-
 impl WordTable {
     /// `out` = the embedding of word `id` + `add` (both `h` wide).
     #[inline]
@@ -94,15 +93,13 @@ impl WordTable {
         match self {
             WordTable::Q4 { nibbles, scales } => {
                 let blocks = h / Q4_BLOCK;
+                let mut vals = [0f32; Q4_BLOCK];
                 for b in 0..blocks {
                     let i = id * blocks + b;
-                    let d = scales[i].to_f32();
-                    let bytes = &nibbles[i * 16..(i + 1) * 16];
-                    let (lo, hi) = out[b * Q4_BLOCK..(b + 1) * Q4_BLOCK].split_at_mut(16);
-                    let (alo, ahi) = add[b * Q4_BLOCK..(b + 1) * Q4_BLOCK].split_at(16);
-                    for j in 0..16 {
-                        lo[j] = (i32::from(bytes[j] & 15) - 8) as f32 * d + alo[j];
-                        hi[j] = (i32::from(bytes[j] >> 4) - 8) as f32 * d + ahi[j];
+                    q4_0_values(scales[i].to_f32(), &nibbles[i * 16..], &mut vals);
+                    let span = b * Q4_BLOCK..(b + 1) * Q4_BLOCK;
+                    for ((o, v), a) in out[span.clone()].iter_mut().zip(vals).zip(&add[span]) {
+                        *o = v + a;
                     }
                 }
             }
