@@ -40,6 +40,10 @@ pub struct Config {
     pub privacy: crate::privacy::PrivacyConfig,
     /// `[outgoing]`: TLS trust, body cap and connect timeout of the calls kefu makes.
     pub outgoing: crate::outgoing::OutgoingConfig,
+    /// `[analytics]`: turn records, stats and knowledge gaps.
+    pub analytics: crate::analytics::AnalyticsConfig,
+    /// `[sla]`: deadlines for picking up and resolving hand-offs and complaints.
+    pub sla: crate::analytics::sla::SlaConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,6 +62,9 @@ pub struct ServerConfig {
     /// Origins whose browser pages may call the API (CORS), e.g. `https://shop.example.com`;
     /// `*` allows any. None by default.
     pub cors_origins: Vec<String>,
+    /// Lets an admin move the service's clock (`POST /v1/admin/clock`), for scripted traffic
+    /// in tests and demos. Off by default; only on a loopback `host`.
+    pub manual_clock: bool,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +76,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             request_timeout_secs: 30,
             cors_origins: Vec::new(),
+            manual_clock: false,
         }
     }
 }
@@ -102,6 +110,17 @@ impl ServerConfig {
         }
         if self.host.parse::<std::net::IpAddr>().is_err() && self.host != "localhost" {
             return Err(format!("server.host {:?} is not an IP address", self.host));
+        }
+        let loopback = self.host == "localhost"
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|a| a.is_loopback());
+        if self.manual_clock && !loopback {
+            return Err(format!(
+                "server.manual_clock is for tests and demos on a loopback address; server.host is {}",
+                self.host
+            ));
         }
         for o in &self.cors_origins {
             if o != "*" && !valid_origin(o) {
@@ -258,6 +277,8 @@ impl Config {
         self.auth.validate().map_err(invalid)?;
         self.privacy.validate().map_err(invalid)?;
         self.outgoing.validate().map_err(invalid)?;
+        self.analytics.validate().map_err(invalid)?;
+        self.sla.validate().map_err(invalid)?;
         // The URLs kefu calls (flows' URLs are templates, mostly over `services`).
         if let Some(u) = &self.dialog.handoff.webhook_url {
             self.outgoing

@@ -31,6 +31,11 @@ pub struct Metrics {
     /// Hand-offs by reason, and webhook deliveries by outcome.
     pub handoffs: IntCounterVec,
     pub handoff_deliveries: IntCounterVec,
+    /// Turn records written to the analytics store, dropped because its queue was full, and
+    /// lost to a failed write.
+    pub analytics_recorded: IntCounter,
+    pub analytics_dropped: IntCounter,
+    pub analytics_failed: IntCounter,
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -81,6 +86,18 @@ impl Metrics {
             c
         };
         Self {
+            analytics_recorded: c(
+                "analytics_turns_recorded_total",
+                "Turns written to the analytics store",
+            ),
+            analytics_dropped: c(
+                "analytics_turns_dropped_total",
+                "Turns not recorded because the analytics queue was full",
+            ),
+            analytics_failed: c(
+                "analytics_turns_failed_total",
+                "Turns lost to a failed analytics write",
+            ),
             chat_actions: v(
                 "chat_turns_total",
                 "Chat turns by the bot's action",

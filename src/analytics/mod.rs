@@ -1,5 +1,62 @@
-//! Events and operational metrics.
+//! Operations: turn records and what they say (stats, top questions, weak spots, knowledge
+//! gaps), hand-offs as work with SLA clocks, feedback, and the process's metrics.
 
 pub mod cluster;
 pub mod feedback;
 pub mod metrics;
+pub mod sla;
+pub mod stats;
+pub mod turns;
+
+use serde::{Deserialize, Serialize};
+
+/// `[analytics]`: recording turns and reading them back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalyticsConfig {
+    /// Record every `/v1/match`, `/v1/intent` and `/v1/chat` turn (masked).
+    pub enabled: bool,
+    /// Turn records waiting to be written; beyond it records are dropped and counted
+    /// (`kefu_analytics_turns_dropped_total`), never waited for.
+    pub queue: usize,
+    /// An answer counts as re-asked when the customer's next turn within this many seconds
+    /// gets the same entry again or a person.
+    pub reask_window_secs: u64,
+    /// Unanswered questions join a cluster when their average cosine to it is at least this.
+    pub cluster_similarity: f32,
+    /// Most unanswered questions clustered in one call (the newest).
+    pub max_unanswered: usize,
+}
+
+impl Default for AnalyticsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue: 10_000,
+            reask_window_secs: 300,
+            cluster_similarity: 0.88,
+            max_unanswered: 2000,
+        }
+    }
+}
+
+impl AnalyticsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue == 0 {
+            return Err("analytics.queue must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.cluster_similarity) {
+            return Err(format!(
+                "analytics.cluster_similarity must be between 0 and 1, got {}",
+                self.cluster_similarity
+            ));
+        }
+        if !(2..=20_000).contains(&self.max_unanswered) {
+            return Err(format!(
+                "analytics.max_unanswered must be between 2 and 20000, got {}",
+                self.max_unanswered
+            ));
+        }
+        Ok(())
+    }
+}

@@ -22,13 +22,7 @@ pub async fn classify(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<IntentRequest>,
 ) -> Result<Json<IntentResponse>, Error> {
-    let text = super::checked_text("text", &req.text, &s.config.limits)?;
-    let tier = req.customer.as_ref().and_then(|c| c.tier.as_deref());
-    s.checked_tier("customer.tier", tier)?;
-    if let Some(id) = req.customer.as_ref().and_then(|c| c.id.as_deref()) {
-        crate::core::checked_customer_id("customer.id", id)?;
-    }
-    Ok(Json(s.understand(text, req.model.as_deref(), tier).await?))
+    Ok(Json(s.intent_request(req).await?))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -7,6 +7,7 @@ pub mod documents;
 pub mod embed;
 pub mod error;
 pub mod faqs;
+pub mod handoffs;
 pub mod index;
 pub mod intent;
 pub mod json;
@@ -16,6 +17,7 @@ pub mod openapi;
 pub mod ops;
 pub mod out_of_scope;
 pub mod recommend;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +69,20 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/sessions/{id}/release", post(chat::release))
         .route("/v1/sessions/{id}/handoff", post(chat::hand_off))
         .route("/v1/assist", post(chat::assist))
+        .route("/v1/handoffs", get(handoffs::list))
+        .route("/v1/handoffs/{id}", get(handoffs::get_one))
+        .route("/v1/handoffs/{id}/accept", post(handoffs::accept))
+        .route("/v1/handoffs/{id}/resolve", post(handoffs::resolve))
+        .route("/v1/conversations/{id}", get(stats::conversation))
+        .route("/v1/stats", get(stats::stats))
+        .route("/v1/stats/top-questions", get(stats::top_questions))
+        .route("/v1/stats/weak-spots", get(stats::weak_spots))
+        .route("/v1/stats/unanswered", get(stats::unanswered))
+        .route("/v1/stats/unanswered/{id}/draft", post(stats::draft))
+        .route(
+            "/v1/admin/clock",
+            get(stats::get_clock).post(stats::move_clock),
+        )
         .route(
             "/v1/feedback",
             post(chat::feedback).get(chat::list_feedback),

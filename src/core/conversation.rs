@@ -60,7 +60,9 @@ impl Kefu {
             super::checked_customer_id("customer.id", id)?;
         }
         let text = req.text.trim().to_string();
+        let channel = req.channel.clone();
         let r = crate::dialog::chat::turn(self, req).await?;
+        self.record_chat(&text, channel.as_deref(), customer.as_ref(), &r);
         // A known customer's question goes into their profile (with the entry that answered it).
         if let Some(c) = customer
             && let Some(id) = c.id
@@ -166,7 +168,7 @@ impl Kefu {
             },
         );
         self.sessions.put(&session).await?;
-        crate::dialog::chat::send_handoff(self, p.clone());
+        crate::dialog::chat::send_handoff(self, p.clone()).await;
         Ok(p)
     }
 

@@ -401,6 +401,7 @@ impl Kefu {
             explain: req.explain,
         };
         let r = self.match_query(&req.query, &o).await?;
+        self.record_match(&req, &r);
         if let Some(id) = req.customer_id {
             let answered = (r.decision == Decision::Answer)
                 .then(|| r.matches.first())

@@ -4,6 +4,7 @@
 //! turn, assist an agent, recommend, record. The CLI and the evaluators, which have no running
 //! service, call the same pipeline functions (`matching`). Nothing here knows about HTTP.
 
+pub mod analytics;
 pub mod background;
 pub mod conversation;
 pub mod matching;
@@ -52,6 +53,10 @@ pub struct Kefu {
     /// For flow calls and hand-off webhooks (`[outgoing]`).
     pub http: crate::outgoing::Outgoing,
     pub feedback: crate::analytics::feedback::FeedbackStore,
+    /// Turn records (written through `recorder`'s queue) and hand-off tickets.
+    pub turns: crate::analytics::turns::TurnStore,
+    pub recorder: crate::analytics::turns::Recorder,
+    pub desk: crate::analytics::sla::Desk,
     /// Catalogue, events, profiles and the recommendation models.
     pub recommender: Arc<crate::recommend::serving::Recommender>,
     /// Held while the index or the encoder is being swapped, so that the index builder never
@@ -76,6 +81,7 @@ impl Kefu {
         stored: Option<Calibration>,
         sessions: Arc<dyn crate::dialog::session::SessionStore>,
         feedback: crate::analytics::feedback::FeedbackStore,
+        operations: analytics::Operations,
         recommender: Arc<crate::recommend::serving::Recommender>,
         http: crate::outgoing::Outgoing,
     ) -> Self {
@@ -83,6 +89,11 @@ impl Kefu {
             Some(c) => (true, c),
             None => (false, config.matching.calibration()),
         };
+        let recorder = crate::analytics::turns::Recorder::new(
+            config.analytics.queue,
+            config.analytics.enabled,
+            metrics.clone(),
+        );
         Self {
             calibration: ArcSwap::from_pointee(calibration),
             metrics,
@@ -96,6 +107,9 @@ impl Kefu {
             flows: crate::dialog::chat::compile_flows(&config.dialog),
             http,
             feedback,
+            recorder,
+            turns: operations.turns,
+            desk: operations.desk,
             recommender,
             swap_lock: std::sync::Mutex::new(()),
             reload: std::sync::Mutex::new(ReloadStatus {
@@ -219,6 +233,9 @@ impl Kefu {
         let feedback = crate::analytics::feedback::FeedbackStore::open(kb.pool().clone())
             .await
             .context("opening the feedback table")?;
+        let operations = analytics::Operations::open(kb.pool().clone())
+            .await
+            .context("opening the analytics tables")?;
         let recommender = Arc::new(
             crate::recommend::serving::Recommender::open(
                 crate::recommend::store::RecStore::open(kb.pool().clone())
@@ -236,6 +253,7 @@ impl Kefu {
             stored,
             sessions,
             feedback,
+            operations,
             recommender,
             http,
         )))
@@ -251,6 +269,11 @@ impl Kefu {
     ) -> tokio::sync::mpsc::Receiver<anyhow::Error> {
         self.tasks.spawn(background::index_builder(self.clone()));
         self.tasks.spawn(privacy::purge_loop(self.clone()));
+        let state = self.clone();
+        self.tasks.spawn(async move {
+            let store = state.turns.clone();
+            state.recorder.run(store, state.shutdown.clone()).await;
+        });
         let (load_err_tx, load_err_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
         let state = self.clone();
         self.tasks.spawn_blocking(move || {

@@ -20,6 +20,9 @@ pub struct Erased {
     pub profile: bool,
     /// Feedback given by the customer or in their conversations.
     pub feedback: u64,
+    /// Recorded turns (analytics) and hand-off tickets of the customer or their conversations.
+    pub turns: u64,
+    pub handoffs: u64,
     /// Conversations (with their transcripts) removed.
     pub sessions: Vec<String>,
     /// Whether the recommendation model is being retrained without the customer.
@@ -31,6 +34,8 @@ pub struct Erased {
 pub struct Purged {
     pub events: u64,
     pub feedback: u64,
+    pub turns: u64,
+    pub handoffs: u64,
 }
 
 impl Kefu {
@@ -42,6 +47,26 @@ impl Kefu {
         let feedback = self
             .feedback
             .erase(customer_id, &sessions)
+            .await
+            .map_err(Error::storage)?;
+        // Their recorded turns name more conversations than the live ones.
+        let mut sessions_seen = sessions.clone();
+        sessions_seen.extend(
+            self.turns
+                .sessions_of(customer_id)
+                .await
+                .map_err(Error::storage)?,
+        );
+        sessions_seen.sort();
+        sessions_seen.dedup();
+        let handoffs = self
+            .desk
+            .erase(customer_id, &sessions_seen)
+            .await
+            .map_err(Error::storage)?;
+        let turns = self
+            .turns
+            .erase(customer_id, &sessions_seen)
             .await
             .map_err(Error::storage)?;
         let (events, profile) = self
@@ -60,6 +85,8 @@ impl Kefu {
             events,
             profile,
             feedback,
+            turns,
+            handoffs,
             sessions = sessions.len(),
             "erased a customer's data on request"
         );
@@ -68,6 +95,8 @@ impl Kefu {
             events,
             profile,
             feedback,
+            turns,
+            handoffs,
             sessions,
             retraining,
         })
@@ -89,10 +118,25 @@ impl Kefu {
             .purge_before(cutoff)
             .await
             .map_err(Error::storage)?;
+        let turns = self
+            .turns
+            .purge_before(cutoff)
+            .await
+            .map_err(Error::storage)?;
+        let handoffs = self
+            .desk
+            .purge_before(cutoff)
+            .await
+            .map_err(Error::storage)?;
         if events > 0 {
             self.retrain_without_forgotten();
         }
-        Ok(Purged { events, feedback })
+        Ok(Purged {
+            events,
+            feedback,
+            turns,
+            handoffs,
+        })
     }
 
     fn retrain_without_forgotten(self: &Arc<Self>) {
@@ -113,9 +157,11 @@ pub(super) async fn purge_loop(kefu: Arc<Kefu>) {
     }
     loop {
         match kefu.purge_expired().await {
-            Ok(p) if p.events + p.feedback > 0 => tracing::info!(
+            Ok(p) if p.events + p.feedback + p.turns + p.handoffs > 0 => tracing::info!(
                 events = p.events,
                 feedback = p.feedback,
+                turns = p.turns,
+                handoffs = p.handoffs,
                 days = kefu.config.privacy.retention_days,
                 "purged data older than privacy.retention_days"
             ),

@@ -243,7 +243,7 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     if out.action == Action::Handoff
         && let Some(p) = &out.handoff
     {
-        send_handoff(s, p.clone());
+        send_handoff(s, p.clone()).await;
     }
     Ok(ChatResponse {
         session_id: session.id,
@@ -261,8 +261,10 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     })
 }
 
-/// Counts the hand-off and posts it to the desk's webhook in the background.
-pub fn send_handoff(s: &Kefu, p: HandoffPackage) {
+/// Counts the hand-off, opens its SLA ticket and posts it to the desk's webhook in the
+/// background.
+pub async fn send_handoff(s: &Kefu, p: HandoffPackage) {
+    s.open_ticket(&p).await;
     s.metrics
         .handoffs
         .with_label_values(&[p.reason.as_str()])

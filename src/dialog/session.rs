@@ -192,9 +192,7 @@ pub fn turn_number(turn_id: &str) -> Option<u64> {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::now()
 }
 
 /// A fresh, unguessable session id (128 random bits, hex).

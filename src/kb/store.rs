@@ -65,9 +65,7 @@ pub struct KbStore {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::now()
 }
 
 const SCHEMA: &str = "

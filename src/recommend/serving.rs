@@ -225,9 +225,7 @@ pub struct Recommender {
 
 /// Now in Unix seconds.
 pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    crate::clock::now()
 }
 
 fn decay(now: i64, ts: i64, half_life_secs: f64) -> f32 {

@@ -1,0 +1,443 @@
+//! Turn records: every `/v1/match`, `/v1/intent` and `/v1/chat` turn, once, with what kefu
+//! decided and how long it took, in the KB's store. Requests hand records to a bounded queue
+//! ([`Recorder::record`] never waits: a full queue drops the record and counts it); one writer
+//! stores them in batches, one transaction each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use tokio::sync::{mpsc, oneshot};
+use utoipa::ToSchema;
+
+use super::metrics::Metrics;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS turns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    session_id TEXT,
+    turn_id TEXT,
+    customer_id TEXT,
+    channel TEXT,
+    tier TEXT,
+    text TEXT NOT NULL,
+    decision TEXT,
+    faq_id TEXT,
+    category TEXT,
+    score REAL,
+    intent TEXT,
+    confidence REAL,
+    route TEXT,
+    handoff INTEGER NOT NULL DEFAULT 0,
+    flow TEXT,
+    flow_status TEXT,
+    latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS turns_at ON turns(at_ms);
+CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id, at_ms);
+CREATE INDEX IF NOT EXISTS turns_turn ON turns(turn_id);
+CREATE INDEX IF NOT EXISTS turns_customer ON turns(customer_id);
+";
+
+/// Which operation the turn went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Match,
+    Intent,
+    Chat,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Match => "match",
+            Kind::Intent => "intent",
+            Kind::Chat => "chat",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "match" => Kind::Match,
+            "intent" => Kind::Intent,
+            _ => Kind::Chat,
+        }
+    }
+}
+
+/// One recorded turn. The customer's text is kept masked (phone, card and ID numbers, e-mail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TurnRecord {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The bot's reply turn (chat), which feedback names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
+    /// Kept for erasure on request; never shown in stats.
+    #[serde(skip)]
+    pub customer_id: Option<String>,
+    pub channel: Option<String>,
+    pub tier: Option<String>,
+    /// What the customer wrote, masked.
+    pub text: String,
+    /// `answer`, `clarify`, `no_answer`, `handoff`, `ask_slot`, `confirm`, `flow_result`,
+    /// `with_agent`; none for `/v1/intent`.
+    pub decision: Option<String>,
+    /// The first match: the entry answered with or offered first.
+    pub faq_id: Option<String>,
+    pub category: Option<String>,
+    pub score: Option<f32>,
+    pub intent: Option<String>,
+    pub confidence: Option<f32>,
+    /// Where routing sent the conversation (`bot`, `agent`, `vip_agent`, `complaints`).
+    pub route: Option<String>,
+    /// The turn handed the conversation to a person.
+    pub handoff: bool,
+    pub flow: Option<String>,
+    /// The flow's status after the turn (`asking`, `confirming`, `done`, `rejected`,
+    /// `cancelled`, `failed`).
+    pub flow_status: Option<String>,
+    pub latency_ms: f64,
+}
+
+impl TurnRecord {
+    /// A record of `kind` at the service's time now, `text` masked.
+    pub fn new(kind: Kind, text: &str, latency_ms: f64) -> Self {
+        Self {
+            at_ms: crate::clock::now_ms(),
+            kind,
+            session_id: None,
+            turn_id: None,
+            customer_id: None,
+            channel: None,
+            tier: None,
+            text: crate::privacy::mask(text).into_owned(),
+            decision: None,
+            faq_id: None,
+            category: None,
+            score: None,
+            intent: None,
+            confidence: None,
+            route: None,
+            handoff: false,
+            flow: None,
+            flow_status: None,
+            latency_ms,
+        }
+    }
+
+    fn from_row(r: &SqliteRow) -> Self {
+        Self {
+            at_ms: r.get("at_ms"),
+            kind: Kind::parse(r.get::<&str, _>("kind")),
+            session_id: r.get("session_id"),
+            turn_id: r.get("turn_id"),
+            customer_id: r.get("customer_id"),
+            channel: r.get("channel"),
+            tier: r.get("tier"),
+            text: r.get("text"),
+            decision: r.get("decision"),
+            faq_id: r.get("faq_id"),
+            category: r.get("category"),
+            score: r.get::<Option<f64>, _>("score").map(|x| x as f32),
+            intent: r.get("intent"),
+            confidence: r.get::<Option<f64>, _>("confidence").map(|x| x as f32),
+            route: r.get("route"),
+            handoff: r.get::<i64, _>("handoff") != 0,
+            flow: r.get("flow"),
+            flow_status: r.get("flow_status"),
+            latency_ms: r.get("latency_ms"),
+        }
+    }
+}
+
+/// Which records a query reads: `[from_ms, to_ms)`, optionally one channel, category,
+/// session or kind.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub channel: Option<String>,
+    pub category: Option<String>,
+    pub session_id: Option<String>,
+    pub kind: Option<Kind>,
+}
+
+#[derive(Clone)]
+pub struct TurnStore {
+    pool: SqlitePool,
+}
+
+impl TurnStore {
+    pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+        sqlx::raw_sql(SCHEMA).execute(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Stores `records` in one transaction.
+    pub async fn insert(&self, records: &[TurnRecord]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO turns (at_ms, kind, session_id, turn_id, customer_id, channel, tier,
+                 text, decision, faq_id, category, score, intent, confidence, route, handoff, flow,
+                 flow_status, latency_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.at_ms)
+            .bind(r.kind.as_str())
+            .bind(&r.session_id)
+            .bind(&r.turn_id)
+            .bind(&r.customer_id)
+            .bind(&r.channel)
+            .bind(&r.tier)
+            .bind(&r.text)
+            .bind(&r.decision)
+            .bind(&r.faq_id)
+            .bind(&r.category)
+            .bind(r.score.map(f64::from))
+            .bind(&r.intent)
+            .bind(r.confidence.map(f64::from))
+            .bind(&r.route)
+            .bind(i64::from(r.handoff))
+            .bind(&r.flow)
+            .bind(&r.flow_status)
+            .bind(r.latency_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// The selected records, oldest first.
+    pub async fn select(&self, s: &Selection) -> Result<Vec<TurnRecord>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM turns WHERE at_ms >= ?1 AND at_ms < ?2
+             AND (?3 IS NULL OR channel = ?3) AND (?4 IS NULL OR category = ?4)
+             AND (?5 IS NULL OR session_id = ?5) AND (?6 IS NULL OR kind = ?6)
+             ORDER BY at_ms, id",
+        )
+        .bind(s.from_ms)
+        .bind(s.to_ms)
+        .bind(&s.channel)
+        .bind(&s.category)
+        .bind(&s.session_id)
+        .bind(s.kind.map(Kind::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(TurnRecord::from_row).collect())
+    }
+
+    /// The newest records of each session with turns in `[from_ms, to_ms)` whose masked text
+    /// contains `q` (all sessions without `q`), up to `limit` sessions, newest first: for
+    /// browsing conversations.
+    pub async fn sessions(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        q: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
+        let pattern = q.map(|q| format!("%{}%", q.replace(['%', '_'], "")));
+        let rows = sqlx::query(
+            "SELECT session_id, COUNT(*) AS n, MAX(at_ms) AS last FROM turns
+             WHERE session_id IS NOT NULL AND at_ms >= ?1 AND at_ms < ?2
+             AND (?3 IS NULL OR session_id IN
+                  (SELECT session_id FROM turns WHERE text LIKE ?3 AND session_id IS NOT NULL))
+             GROUP BY session_id ORDER BY last DESC LIMIT ?4",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(pattern)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("session_id"), r.get("n"), r.get("last")))
+            .collect())
+    }
+
+    /// Feedback on the replies recorded in `[from_ms, to_ms)`, the latest per reply.
+    pub async fn feedback_on(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<super::stats::Rated>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT f.turn_id, f.helpful, f.rating FROM feedback f
+             WHERE f.id IN (SELECT MAX(f2.id) FROM feedback f2 JOIN turns t ON t.turn_id = f2.turn_id
+                            WHERE t.at_ms >= ?1 AND t.at_ms < ?2 GROUP BY f2.turn_id)",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| super::stats::Rated {
+                turn_id: r.get("turn_id"),
+                helpful: r.get("helpful"),
+                rating: r.get::<Option<i64>, _>("rating").map(|x| x as u8),
+            })
+            .collect())
+    }
+
+    /// The record of the bot's reply `turn_id`.
+    pub async fn by_turn(&self, turn_id: &str) -> Result<Option<TurnRecord>, sqlx::Error> {
+        let row = sqlx::query("SELECT * FROM turns WHERE turn_id = ? ORDER BY id LIMIT 1")
+            .bind(turn_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(TurnRecord::from_row))
+    }
+
+    /// The conversations recorded under a customer's id.
+    pub async fn sessions_of(&self, customer_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT session_id FROM turns WHERE customer_id = ? AND session_id IS NOT NULL",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Removes a customer's records: under their id, or in one of `sessions`.
+    pub async fn erase(&self, customer_id: &str, sessions: &[String]) -> Result<u64, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = sqlx::query("DELETE FROM turns WHERE customer_id = ?")
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        for s in sessions {
+            n += sqlx::query("DELETE FROM turns WHERE session_id = ?")
+                .bind(s)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    /// Removes records older than `cutoff` (Unix seconds); how many.
+    pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
+        Ok(sqlx::query("DELETE FROM turns WHERE at_ms < ?")
+            .bind(cutoff.saturating_mul(1000))
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+}
+
+enum Msg {
+    Turn(Box<TurnRecord>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The requests' side of the queue.
+pub struct Recorder {
+    tx: mpsc::Sender<Msg>,
+    rx: std::sync::Mutex<Option<mpsc::Receiver<Msg>>>,
+    metrics: Arc<Metrics>,
+    enabled: bool,
+}
+
+/// Most records written in one transaction.
+const BATCH: usize = 512;
+
+impl Recorder {
+    /// A queue of `capacity` records; nothing is written until [`Recorder::run`] runs.
+    pub fn new(capacity: usize, enabled: bool, metrics: Arc<Metrics>) -> Self {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        Self {
+            tx,
+            rx: std::sync::Mutex::new(Some(rx)),
+            metrics,
+            enabled,
+        }
+    }
+
+    /// Queues `r` without waiting; counted as dropped when the queue is full.
+    pub fn record(&self, r: TurnRecord) {
+        if !self.enabled {
+            return;
+        }
+        if self.tx.try_send(Msg::Turn(Box::new(r))).is_err() {
+            self.metrics.analytics_dropped.inc();
+        }
+    }
+
+    /// Waits (up to 10 s) until every record queued before the call is stored.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        let wait = async {
+            if self.tx.send(Msg::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
+    }
+
+    /// The writer: stores queued records in batches until `stop`, then stores what is left.
+    /// Runs once; a second call returns at once.
+    pub async fn run(&self, store: TurnStore, stop: tokio_util::sync::CancellationToken) {
+        let Some(mut rx) = self.rx.lock().expect("recorder").take() else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut flushes = Vec::new();
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                () = stop.cancelled() => None,
+            };
+            let Some(first) = first else { break };
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Turn(r) => batch.push(*r),
+                    Msg::Flush(done) => flushes.push(done),
+                }
+                if batch.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write(&store, &mut batch).await;
+            for done in flushes.drain(..) {
+                let _ = done.send(());
+            }
+        }
+        // Shutting down: what was queued is still written.
+        while let Ok(m) = rx.try_recv() {
+            if let Msg::Turn(r) = m {
+                batch.push(*r);
+            }
+        }
+        self.write(&store, &mut batch).await;
+    }
+
+    async fn write(&self, store: &TurnStore, batch: &mut Vec<TurnRecord>) {
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
+        match store.insert(batch).await {
+            Ok(()) => self.metrics.analytics_recorded.inc_by(n),
+            Err(e) => {
+                self.metrics.analytics_failed.inc_by(n);
+                tracing::warn!(records = n, "analytics: storing turn records failed: {e}");
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,119 @@
+//! What happened: `GET /v1/stats` (numbers in total and over time), `/v1/stats/top-questions`,
+//! `/v1/stats/weak-spots`, `/v1/stats/unanswered` (knowledge gaps) and
+//! `POST /v1/stats/unanswered/{id}/draft`; a conversation's recorded turns
+//! (`GET /v1/conversations/{id}`); the service's clock (`GET/POST /v1/admin/clock`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::SharedState;
+use super::error::ErrorBody;
+use super::json::ApiJson;
+use super::reject::{ApiPath, ApiQuery};
+pub use crate::core::analytics::{
+    ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery, Unanswered, Window,
+};
+use crate::analytics::stats::{TopQuestions, WeakSpots};
+use crate::analytics::turns::TurnRecord;
+use crate::error::Error;
+use crate::kb::StoredEntry;
+
+/// Volume, answer / clarify / no-answer / hand-off rates, containment, flow success, p50/p95
+/// latency, satisfaction and feedback collection, in total and per bucket; SLA attainment of
+/// the window's hand-offs.
+#[utoipa::path(get, path = "/v1/stats", tag = "analytics", params(StatsQuery), responses(
+    (status = 200, body = Stats), (status = 422, body = ErrorBody)))]
+pub async fn stats(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<Stats>, Error> {
+    Ok(Json(s.stats(&q).await?))
+}
+
+/// The most asked questions, the entries answered most, hot intents and categories.
+#[utoipa::path(get, path = "/v1/stats/top-questions", tag = "analytics", params(StatsQuery), responses(
+    (status = 200, body = TopQuestions), (status = 422, body = ErrorBody)))]
+pub async fn top_questions(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<TopQuestions>, Error> {
+    Ok(Json(s.top_questions(&q).await?))
+}
+
+/// Entries and categories with the worst feedback or the most re-asks.
+#[utoipa::path(get, path = "/v1/stats/weak-spots", tag = "analytics", params(StatsQuery), responses(
+    (status = 200, body = WeakSpots), (status = 422, body = ErrorBody)))]
+pub async fn weak_spots(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<WeakSpots>, Error> {
+    Ok(Json(s.weak_spots(&q).await?))
+}
+
+/// Knowledge gaps: unanswered, abandoned and badly rated questions clustered by meaning,
+/// each with its count, representative, wordings and the nearest existing entry.
+#[utoipa::path(get, path = "/v1/stats/unanswered", tag = "analytics", params(StatsQuery), responses(
+    (status = 200, body = Unanswered), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn unanswered(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<Unanswered>, Error> {
+    Ok(Json(s.unanswered(&q).await?))
+}
+
+/// Turns a knowledge gap (as listed for the same query) into a disabled draft entry
+/// `draft-<id>` for an editor to answer and enable.
+#[utoipa::path(post, path = "/v1/stats/unanswered/{id}/draft", tag = "analytics",
+    params(("id" = String, Path, description = "The cluster's id"), StatsQuery), responses(
+    (status = 201, body = StoredEntry), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn draft(
+    State(s): State<SharedState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<(StatusCode, Json<StoredEntry>), Error> {
+    Ok((StatusCode::CREATED, Json(s.draft_from_gap(&id, &q).await?)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversation {
+    pub session_id: String,
+    /// Each recorded turn (masked text) with what kefu decided.
+    pub turns: Vec<TurnRecord>,
+}
+
+/// A conversation's recorded turns, kept after the session itself has expired.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "analytics",
+    params(("id" = String, Path, description = "The session's id")), responses(
+    (status = 200, body = Conversation), (status = 404, body = ErrorBody)))]
+pub async fn conversation(
+    State(s): State<SharedState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Conversation>, Error> {
+    let turns = s.conversation_turns(&id).await?;
+    if turns.is_empty() {
+        return Err(Error::NotFound(format!("no recorded turns of session {id:?}")));
+    }
+    Ok(Json(Conversation {
+        session_id: id,
+        turns,
+    }))
+}
+
+/// The service's clock.
+#[utoipa::path(get, path = "/v1/admin/clock", tag = "ops", responses((status = 200, body = ClockState)))]
+pub async fn get_clock(State(s): State<SharedState>) -> Json<ClockState> {
+    Json(s.clock())
+}
+
+/// Moves the service's clock (only with `server.manual_clock`, for scripted traffic).
+#[utoipa::path(post, path = "/v1/admin/clock", tag = "ops", request_body = ClockRequest, responses(
+    (status = 200, body = ClockState), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn move_clock(
+    State(s): State<SharedState>,
+    ApiJson(r): ApiJson<ClockRequest>,
+) -> Result<Json<ClockState>, Error> {
+    Ok(Json(s.move_clock(&r)?))
+}
