@@ -3,57 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
-/// The example order system, started on a free port.
-struct OrderSystem {
-    child: Child,
-    base: String,
-}
-
-impl OrderSystem {
-    fn start(args: &[&str]) -> Self {
-        let kefu = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kefu"));
-        let bin = kefu.with_file_name("examples").join("order_system");
-        assert!(
-            bin.exists(),
-            "{} is missing: build it with `cargo build --release --example order_system`",
-            bin.display()
-        );
-        let mut child = Command::new(bin)
-            .args(["--addr", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap()
-            .to_string();
-        OrderSystem {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-}
-
-impl Drop for OrderSystem {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::OrderSystem;
 
 async fn chat(c: &reqwest::Client, s: &common::Server, body: Value) -> Value {
     let deadline = Instant::now() + common::BACKGROUND_WAIT;

@@ -345,8 +345,7 @@ impl Tally {
             feedback: self.feedback,
             negative: self.negative,
             negative_rate: share(self.negative, self.feedback),
-            mean_rating: (self.ratings > 0)
-                .then(|| self.rating_sum as f64 / self.ratings as f64),
+            mean_rating: (self.ratings > 0).then(|| self.rating_sum as f64 / self.ratings as f64),
             reasks: self.reasks,
             reask_rate: share(self.reasks, self.answers).unwrap_or(0.0),
         }
@@ -419,7 +418,10 @@ pub fn weak_spots(
             .map(|(k, t)| t.spot(k))
             .collect();
         v.sort_by(|a, b| {
-            let (x, y) = (a.negative_rate.unwrap_or(0.0), b.negative_rate.unwrap_or(0.0));
+            let (x, y) = (
+                a.negative_rate.unwrap_or(0.0),
+                b.negative_rate.unwrap_or(0.0),
+            );
             y.total_cmp(&x)
                 .then_with(|| b.reask_rate.total_cmp(&a.reask_rate))
                 .then_with(|| b.answers.cmp(&a.answers))

@@ -13,11 +13,11 @@ use super::SharedState;
 use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::reject::{ApiPath, ApiQuery};
+use crate::analytics::stats::{TopQuestions, WeakSpots};
+use crate::analytics::turns::TurnRecord;
 pub use crate::core::analytics::{
     ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery, Unanswered, Window,
 };
-use crate::analytics::stats::{TopQuestions, WeakSpots};
-use crate::analytics::turns::TurnRecord;
 use crate::error::Error;
 use crate::kb::StoredEntry;
 
@@ -94,7 +94,9 @@ pub async fn conversation(
 ) -> Result<Json<Conversation>, Error> {
     let turns = s.conversation_turns(&id).await?;
     if turns.is_empty() {
-        return Err(Error::NotFound(format!("no recorded turns of session {id:?}")));
+        return Err(Error::NotFound(format!(
+            "no recorded turns of session {id:?}"
+        )));
     }
     Ok(Json(Conversation {
         session_id: id,

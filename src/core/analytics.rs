@@ -377,7 +377,8 @@ impl Kefu {
             let dim = embedder.dim();
             let mut m = ndarray::Array2::<f32>::zeros((texts.len(), dim));
             for (i, v) in vectors.iter().enumerate() {
-                m.row_mut(i).assign(&ndarray::ArrayView1::from(&v.vector[..]));
+                m.row_mut(i)
+                    .assign(&ndarray::ArrayView1::from(&v.vector[..]));
             }
             let min = q.min_count.unwrap_or(2).max(1) as usize;
             let found = tokio::task::block_in_place(|| {
@@ -571,7 +572,11 @@ impl Kefu {
                 "limit must be between 1 and 1000, got {limit}"
             )));
         }
-        let from_ms = q.from.as_deref().map(|f| parse_time("from", f)).transpose()?;
+        let from_ms = q
+            .from
+            .as_deref()
+            .map(|f| parse_time("from", f))
+            .transpose()?;
         let to_ms = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
         self.desk
             .list(&TicketQuery {
@@ -627,7 +632,9 @@ impl Kefu {
             Change::Done(t) => t,
             Change::Missing => return Err(no_ticket(id)),
             Change::Conflict(_) => {
-                return Err(Error::Conflict(format!("hand-off {id:?} is resolved already")));
+                return Err(Error::Conflict(format!(
+                    "hand-off {id:?} is resolved already"
+                )));
             }
         };
         if a.release.unwrap_or(true) {
@@ -641,9 +648,9 @@ impl Kefu {
 
     fn checked_agent<'a>(&self, a: &'a TicketAction) -> Result<Option<&'a str>, Error> {
         match a.agent.as_deref().map(str::trim) {
-            Some(x) if x.is_empty() || x.chars().count() > 128 => Err(Error::Invalid(
-                "agent must be 1–128 characters".into(),
-            )),
+            Some(x) if x.is_empty() || x.chars().count() > 128 => {
+                Err(Error::Invalid("agent must be 1–128 characters".into()))
+            }
             other => Ok(other),
         }
     }

@@ -286,3 +286,48 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The example order system, started on a free port.
+pub struct OrderSystem {
+    child: Child,
+    pub base: String,
+}
+
+impl OrderSystem {
+    pub fn start(args: &[&str]) -> Self {
+        let kefu = std::path::PathBuf::from(env!("CARGO_BIN_EXE_kefu"));
+        let bin = kefu.with_file_name("examples").join("order_system");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with `cargo build --release --example order_system`",
+            bin.display()
+        );
+        let mut child = Command::new(bin)
+            .args(["--addr", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap()
+            .to_string();
+        OrderSystem {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for OrderSystem {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,415 @@
+//! A scripted day of traffic over HTTP against the real server (demo KB, demo intent models,
+//! the example order system), on the service's manual clock: the stats must equal what the
+//! script was served, knowledge gaps must cluster by meaning, and hand-offs must keep their
+//! SLA clocks.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use common::{OrderSystem, Server, call};
+
+struct Day<'a> {
+    c: reqwest::Client,
+    s: &'a Server,
+    /// What the script saw: decision per decided turn, turns by kind, sessions with a
+    /// hand-off, feedback given.
+    decisions: BTreeMap<String, u64>,
+    kinds: BTreeMap<String, u64>,
+    sessions: BTreeMap<String, bool>,
+    rated_sessions: std::collections::BTreeSet<String>,
+    helpful: Vec<bool>,
+    ratings: Vec<u64>,
+    per_hour: BTreeMap<i64, u64>,
+    hour: i64,
+}
+
+impl Day<'_> {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let (st, v) = call(&self.c, Method::POST, self.s.url(path), Some(body.clone())).await;
+        assert!(st == 200 || st == 201, "{path} {body} → {st} {v}");
+        v
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (st, v) = call(&self.c, Method::GET, self.s.url(path), None).await;
+        assert_eq!(st, 200, "{path} → {v}");
+        v
+    }
+
+    /// Sets the clock to `hour`:`minute` of the scripted day (2026-12-01, UTC).
+    async fn at(&mut self, hour: i64, minute: i64) {
+        self.hour = hour;
+        let secs = 1_796_083_200 + hour * 3600 + minute * 60;
+        self.post("/v1/admin/clock", json!({"set": secs.to_string()}))
+            .await;
+    }
+
+    async fn chat(&mut self, session: Option<&str>, text: &str, channel: &str) -> Value {
+        let mut body = json!({"text": text, "channel": channel});
+        if let Some(s) = session {
+            body["session_id"] = json!(s);
+        }
+        let v = self.post("/v1/chat", body).await;
+        let action = v["action"].as_str().unwrap().to_string();
+        let session = v["session_id"].as_str().unwrap().to_string();
+        *self.sessions.entry(session).or_default() |= action == "handoff";
+        *self.kinds.entry("chat".into()).or_default() += 1;
+        *self.per_hour.entry(self.hour).or_default() += 1;
+        if action != "with_agent" {
+            *self.decisions.entry(action).or_default() += 1;
+        }
+        v
+    }
+
+    async fn matching(&mut self, q: &str) -> Value {
+        let v = self
+            .post("/v1/match", json!({"query": q, "channel": "app"}))
+            .await;
+        *self.kinds.entry("match".into()).or_default() += 1;
+        *self.per_hour.entry(self.hour).or_default() += 1;
+        *self
+            .decisions
+            .entry(v["decision"].as_str().unwrap().to_string())
+            .or_default() += 1;
+        v
+    }
+
+    async fn intent(&mut self, text: &str) -> Value {
+        let v = self.post("/v1/intent", json!({"text": text})).await;
+        *self.kinds.entry("intent".into()).or_default() += 1;
+        *self.per_hour.entry(self.hour).or_default() += 1;
+        v
+    }
+
+    async fn feedback(&mut self, reply: &Value, helpful: bool, rating: u64) {
+        self.post(
+            "/v1/feedback",
+            json!({"turn_id": reply["turn_id"], "helpful": helpful, "rating": rating}),
+        )
+        .await;
+        self.rated_sessions
+            .insert(reply["session_id"].as_str().unwrap().to_string());
+        self.helpful.push(helpful);
+        self.ratings.push(rating);
+    }
+
+    /// A question that must end up among the knowledge gaps: answered badly (rated down),
+    /// or not answered at all.
+    async fn gap(&mut self, text: &str) {
+        let v = self.chat(None, text, "web").await;
+        if v["action"] == "answer" {
+            self.feedback(&v, false, 1).await;
+        }
+    }
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|x| (x - b).abs() < 1e-9)
+}
+
+#[tokio::test]
+async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
+    let model = common::model_dir();
+    let orders = OrderSystem::start(&[]);
+    let s = Server::start(
+        &model,
+        &[
+            ("KEFU_INTENT__LOAD_DEMO", "true"),
+            ("KEFU_DIALOG__SERVICES__ORDERS", &orders.base),
+            ("KEFU_SERVER__MANUAL_CLOCK", "true"),
+        ],
+    );
+    s.ready().await;
+    let mut d = Day {
+        c: reqwest::Client::new(),
+        s: &s,
+        decisions: BTreeMap::new(),
+        kinds: BTreeMap::new(),
+        sessions: BTreeMap::new(),
+        rated_sessions: Default::default(),
+        helpful: vec![],
+        ratings: vec![],
+        per_hour: BTreeMap::new(),
+        hour: 0,
+    };
+
+    // 09:00 — answered questions, rated.
+    d.at(9, 0).await;
+    let v = d.chat(None, "怎么开发票", "web").await;
+    assert_eq!(v["action"], "answer", "{v}");
+    d.feedback(&v, true, 5).await;
+    let v = d.chat(None, "退款多久能到账", "wechat").await;
+    assert_eq!(v["action"], "answer", "{v}");
+    d.feedback(&v, true, 4).await;
+    d.matching("怎么修改收货地址").await;
+    d.matching("How do I reset my password?").await;
+    d.intent("我要退货").await;
+
+    // 10:00 — a flow that finishes, and a person asked for and picked up in time.
+    d.at(10, 0).await;
+    let v = d.chat(Some("ops-flow"), "我的订单到哪了", "app").await;
+    assert_eq!(v["action"], "ask_slot", "{v}");
+    let v = d.chat(Some("ops-flow"), "KF2026112001", "app").await;
+    assert_eq!(v["flow"]["status"], "done", "{v}");
+    let v = d.chat(Some("ops-person"), "转人工", "web").await;
+    assert_eq!(v["action"], "handoff", "{v}");
+    let picked = v["handoff"]["id"].as_str().unwrap().to_string();
+    d.at(10, 0).await; // the clock barely moves: picked up at once
+    let t = d
+        .post(
+            &format!("/v1/handoffs/{picked}/accept"),
+            json!({"agent": "li"}),
+        )
+        .await;
+    assert_eq!(t["state"], "accepted", "{t}");
+    assert_eq!(t["pickup_breached"], false, "{t}");
+    let (st, again) = call(
+        &d.c,
+        Method::POST,
+        s.url(&format!("/v1/handoffs/{picked}/accept")),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(st, 409, "{again}");
+    let t = d
+        .post(
+            &format!("/v1/handoffs/{picked}/resolve"),
+            json!({"resolution": "解释了退款规则"}),
+        )
+        .await;
+    assert_eq!(t["state"], "resolved", "{t}");
+    // Resolving gives the conversation back to the bot.
+    let v = d.chat(Some("ops-person"), "好的谢谢", "web").await;
+    assert_ne!(v["action"], "with_agent", "{v}");
+
+    // 11:00 — a complaint nobody picks up.
+    d.at(11, 0).await;
+    let v = d
+        .chat(None, "我要投诉，快递员把我的东西摔坏了，态度还很差", "web")
+        .await;
+    assert_eq!(v["action"], "handoff", "{v}");
+    assert_eq!(v["handoff"]["route"]["target"], "complaints", "{v}");
+    let complaint = v["handoff"]["id"].as_str().unwrap().to_string();
+
+    // 14:00 — questions the KB cannot answer: two new questions, several wordings each.
+    d.at(14, 0).await;
+    for q in [
+        "可以用数字人民币付款吗",
+        "你们支持数字人民币支付吗",
+        "数字人民币能用来付钱吗",
+        "支持用数字人民币买东西吗",
+    ] {
+        d.gap(q).await;
+    }
+    for q in [
+        "Do you ship to Antarctica?",
+        "Can you deliver to Antarctica?",
+        "Is shipping to Antarctica possible?",
+    ] {
+        d.gap(q).await;
+    }
+
+    // The day is over.
+    d.at(23, 59).await;
+    let stats = d
+        .get("/v1/stats?from=2026-12-01&to=2026-12-02&bucket=hour")
+        .await;
+    let t = &stats["totals"];
+    let volume: u64 = d.kinds.values().sum();
+    assert_eq!(t["volume"], volume, "{stats}");
+    for (k, n) in &d.kinds {
+        assert_eq!(t["by_kind"][k], *n, "{k}: {stats}");
+    }
+    let decided: u64 = d.decisions.values().sum();
+    assert_eq!(t["decided"], decided, "{t}");
+    let rate = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| d.decisions.get(*n).copied().unwrap_or(0))
+            .sum::<u64>() as f64
+            / decided as f64
+    };
+    assert!(
+        close(&t["answer_rate"], rate(&["answer"])),
+        "{t} {:?}",
+        d.decisions
+    );
+    assert!(close(&t["clarify_rate"], rate(&["clarify"])), "{t}");
+    assert!(close(&t["no_answer_rate"], rate(&["no_answer"])), "{t}");
+    assert!(close(&t["handoff_rate"], rate(&["handoff"])), "{t}");
+    assert!(
+        close(
+            &t["flow_rate"],
+            rate(&["ask_slot", "confirm", "flow_result"])
+        ),
+        "{t}"
+    );
+    let conversations = d.sessions.len() as f64;
+    assert_eq!(t["conversations"], d.sessions.len(), "{t}");
+    let contained = d.sessions.values().filter(|h| !**h).count() as f64;
+    assert!(close(&t["containment"], contained / conversations), "{t}");
+    assert_eq!(t["flows_finished"], 1, "{t}");
+    assert!(close(&t["flow_success_rate"], 1.0), "{t}");
+    let fb = &t["satisfaction"];
+    assert_eq!(fb["feedback"], d.helpful.len(), "{t}");
+    let helpful = d.helpful.iter().filter(|h| **h).count() as f64;
+    assert!(
+        close(&fb["helpful_share"], helpful / d.helpful.len() as f64),
+        "{t}"
+    );
+    let mean = d.ratings.iter().sum::<u64>() as f64 / d.ratings.len() as f64;
+    assert!(close(&fb["mean_rating"], mean), "{t}");
+    let csat = d.ratings.iter().filter(|r| **r >= 4).count() as f64 / d.ratings.len() as f64;
+    assert!(close(&fb["csat"], csat), "{t}");
+    assert!(
+        close(
+            &t["feedback_collection_rate"],
+            d.rated_sessions.len() as f64 / conversations
+        ),
+        "{t}"
+    );
+    let (p50, p95) = (
+        t["latency"]["p50_ms"].as_f64().unwrap(),
+        t["latency"]["p95_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p95, "{t}");
+    // Hour by hour.
+    let series = stats["series"].as_array().unwrap();
+    assert_eq!(series.len(), 24);
+    for (h, point) in series.iter().enumerate() {
+        let want = d.per_hour.get(&(h as i64)).copied().unwrap_or(0);
+        assert_eq!(point["volume"], want, "hour {h}: {point}");
+    }
+    // A channel alone.
+    let app = d
+        .get("/v1/stats?from=2026-12-01&to=2026-12-02&channel=app")
+        .await;
+    assert_eq!(app["totals"]["volume"], 4, "{app}");
+
+    // SLAs: the complaint left waiting is breached; the hand-off picked up at once is not.
+    let sla = &stats["sla"];
+    assert_eq!(sla["handoffs"], 2, "{sla}");
+    assert_eq!(sla["complaints"], 1, "{sla}");
+    assert_eq!(sla["breached"], 1, "{sla}");
+    assert!(close(&sla["pickup_attainment"], 0.5), "{sla}");
+    let breached = d.get("/v1/handoffs?breached=true").await;
+    let ids: Vec<&str> = breached["handoffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [complaint.as_str()], "{breached}");
+    let waiting = d.get("/v1/handoffs?state=waiting").await;
+    assert_eq!(waiting["handoffs"][0]["pickup_breached"], true, "{waiting}");
+    assert!(waiting["handoffs"][0]["due_in_ms"].as_i64().unwrap() < 0);
+    let (st, _) = call(&d.c, Method::GET, s.url("/v1/handoffs/nope-h1"), None).await;
+    assert_eq!(st, 404);
+
+    // Knowledge gaps: the wordings of each new question together, apart from the other.
+    let gaps = d
+        .get("/v1/stats/unanswered?from=2026-12-01&to=2026-12-02")
+        .await;
+    let clusters = gaps["clusters"].as_array().unwrap();
+    let of = |needle: &str| {
+        clusters
+            .iter()
+            .find(|c| {
+                c["examples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.as_str().unwrap().contains(needle))
+            })
+            .unwrap_or_else(|| panic!("no cluster with {needle}: {gaps}"))
+    };
+    let (rmb, ice) = (of("数字人民币"), of("Antarctica"));
+    assert_ne!(rmb["id"], ice["id"], "{gaps}");
+    assert_eq!(rmb["count"], 4, "{gaps}");
+    assert_eq!(ice["count"], 3, "{gaps}");
+    assert!(rmb["nearest"]["faq_id"].is_string(), "{gaps}");
+
+    // One call makes a cluster a draft entry: disabled, so it answers nothing yet.
+    let id = rmb["id"].as_str().unwrap();
+    let e = d
+        .post(
+            &format!("/v1/stats/unanswered/{id}/draft?from=2026-12-01&to=2026-12-02"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(e["id"], format!("draft-{id}"), "{e}");
+    assert_eq!(e["enabled"], false, "{e}");
+    assert_eq!(e["similar"].as_array().unwrap().len(), 3, "{e}");
+    let (st, _) = call(
+        &d.c,
+        Method::POST,
+        s.url(&format!(
+            "/v1/stats/unanswered/{id}/draft?from=2026-12-01&to=2026-12-02"
+        )),
+        None,
+    )
+    .await;
+    assert_eq!(st, 409);
+
+    // Top questions and weak spots read the same records.
+    let top = d
+        .get("/v1/stats/top-questions?from=2026-12-01&to=2026-12-02&limit=50")
+        .await;
+    assert_eq!(top["turns"], decided, "{top}");
+    let weak = d
+        .get("/v1/stats/weak-spots?from=2026-12-01&to=2026-12-02&min_count=1")
+        .await;
+    assert!(weak["entries"].is_array(), "{weak}");
+
+    // A conversation's recorded turns, masked.
+    let conv = d.get("/v1/conversations/ops-flow").await;
+    assert_eq!(conv["turns"].as_array().unwrap().len(), 2, "{conv}");
+    assert_eq!(conv["turns"][1]["flow_status"], "done", "{conv}");
+
+    // Bad windows are refused.
+    for q in [
+        "from=2026-12-02&to=2026-12-01",
+        "from=yesterday",
+        "bucket=week",
+        "from=2000-01-01&to=2026-01-01&bucket=minute",
+    ] {
+        let (st, v) = call(&d.c, Method::GET, s.url(&format!("/v1/stats?{q}")), None).await;
+        assert!(st == 422 || st == 400, "{q} → {st} {v}");
+    }
+}
+
+#[tokio::test]
+async fn the_clock_moves_only_when_configured() {
+    let model = common::model_dir();
+    let s = Server::start(&model, &[]);
+    let c = reqwest::Client::new();
+    let (st, v) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/admin/clock"),
+        Some(json!({"advance_secs": 60})),
+    )
+    .await;
+    assert_eq!(st, 409, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("manual_clock")
+    );
+    let out = common::kefu()
+        .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+        .env("KEFU_SERVER__MANUAL_CLOCK", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("server.manual_clock"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
