@@ -44,6 +44,8 @@ pub struct Config {
     pub analytics: crate::analytics::AnalyticsConfig,
     /// `[sla]`: deadlines for picking up and resolving hand-offs and complaints.
     pub sla: crate::analytics::sla::SlaConfig,
+    /// `[alerts]`: rules evaluated every minute, sent to a webhook.
+    pub alerts: crate::analytics::alerts::AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -279,6 +281,12 @@ impl Config {
         self.outgoing.validate().map_err(invalid)?;
         self.analytics.validate().map_err(invalid)?;
         self.sla.validate().map_err(invalid)?;
+        self.alerts.validate().map_err(invalid)?;
+        if let Some(u) = &self.alerts.webhook_url {
+            self.outgoing
+                .check_url("alerts.webhook_url", u)
+                .map_err(invalid)?;
+        }
         // The URLs kefu calls (flows' URLs are templates, mostly over `services`).
         if let Some(u) = &self.dialog.handoff.webhook_url {
             self.outgoing

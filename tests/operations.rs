@@ -310,6 +310,18 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
     let (st, _) = call(&d.c, Method::GET, s.url("/v1/handoffs/nope-h1"), None).await;
     assert_eq!(st, 404);
 
+    // The default rules see the breach: one alert, about the complaint.
+    let fired = d.post("/v1/alerts:evaluate", json!(null)).await;
+    let sla_alerts: Vec<&Value> = fired["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "sla-breach")
+        .collect();
+    assert_eq!(sla_alerts.len(), 1, "{fired}");
+    assert_eq!(sla_alerts[0]["key"], complaint.as_str(), "{fired}");
+    assert_eq!(sla_alerts[0]["state"], "firing", "{fired}");
+
     // Knowledge gaps: the wordings of each new question together, apart from the other.
     let gaps = d
         .get("/v1/stats/unanswered?from=2026-12-01&to=2026-12-02")
@@ -412,4 +424,154 @@ async fn the_clock_moves_only_when_configured() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A scripted stream of turns on the manual clock: the answer-rate rule fires, stays firing
+/// without a second message inside the cool-down, resolves, fires again silently inside the
+/// cool-down, and is sent again once the cool-down has passed.
+#[tokio::test]
+async fn alerts_fire_resolve_and_are_sent_once_per_cooldown() {
+    let model = common::model_dir();
+    let desk = OrderSystem::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kefu.toml");
+    std::fs::write(
+        &config,
+        r#"
+[alerts]
+cooldown_secs = 600
+[[alerts.rules]]
+name = "answer-rate"
+kind = "answer_rate"
+threshold = 0.5
+window_minutes = 10
+min_turns = 4
+[[alerts.rules]]
+name = "queue"
+kind = "handoff_queue"
+threshold = 0
+"#,
+    )
+    .unwrap();
+    let webhook = format!("{}/desk/handoffs", desk.base);
+    let s = Server::start(
+        &model,
+        &[
+            ("KEFU_CONFIG", config.to_str().unwrap()),
+            ("KEFU_SERVER__MANUAL_CLOCK", "true"),
+            ("KEFU_ALERTS__WEBHOOK_URL", &webhook),
+        ],
+    );
+    let c = reqwest::Client::new();
+    let at = |minute: i64| {
+        let c = c.clone();
+        let url = s.url("/v1/admin/clock");
+        async move {
+            let secs = 1_796_115_600 + minute * 60; // 2026-12-01T09:00Z
+            let (st, v) = call(
+                &c,
+                Method::POST,
+                url,
+                Some(json!({"set": secs.to_string()})),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    };
+    let unanswerable = |n: usize| {
+        let c = c.clone();
+        let s = &s;
+        async move {
+            let texts = [
+                "今天天气怎么样",
+                "给我讲个笑话",
+                "What is the capital of France?",
+                "帮我写一首诗",
+            ];
+            for t in texts.iter().take(n) {
+                let v = common::matching(&c, s, json!({"query": t})).await;
+                assert_eq!(v["decision"], "no_answer", "{t}: {v}");
+            }
+        }
+    };
+    let evaluate = || {
+        let c = c.clone();
+        let url = s.url("/v1/alerts:evaluate");
+        async move {
+            let (st, v) = call(&c, Method::POST, url, None).await;
+            assert_eq!(st, 200, "{v}");
+            v["alerts"].as_array().unwrap().clone()
+        }
+    };
+    let sent = || {
+        let c = c.clone();
+        let url = format!("{}/desk/handoffs", desk.base);
+        async move {
+            // Delivery runs in the background: wait for it to settle.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let (_, v) = call(&c, Method::GET, url, None).await;
+            v["handoffs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    let a = &h["body"]["alert"];
+                    format!(
+                        "{} {}",
+                        a["rule"].as_str().unwrap(),
+                        a["state"].as_str().unwrap()
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+
+    at(0).await;
+    unanswerable(4).await;
+    let changed = evaluate().await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["rule"], "answer-rate");
+    assert_eq!(changed[0]["value"], 0.0);
+    assert_eq!(sent().await, ["answer-rate firing"]);
+
+    // Still firing five minutes later: nothing new, nothing sent.
+    at(5).await;
+    assert!(evaluate().await.is_empty());
+    assert_eq!(sent().await, ["answer-rate firing"]);
+
+    // The window empties: resolved (and said so).
+    at(20).await;
+    let changed = evaluate().await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["state"], "resolved");
+    assert_eq!(sent().await, ["answer-rate firing", "answer-rate resolved"]);
+
+    // Fires again a minute later: a new alert, but inside the cool-down, so not sent.
+    at(21).await;
+    unanswerable(4).await;
+    let changed = evaluate().await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["state"], "firing");
+    assert_eq!(sent().await.len(), 2);
+
+    // Past the cool-down and still firing: sent once more.
+    at(29).await;
+    unanswerable(4).await;
+    at(31).await;
+    assert!(evaluate().await.is_empty());
+    assert_eq!(
+        sent().await,
+        [
+            "answer-rate firing",
+            "answer-rate resolved",
+            "answer-rate firing"
+        ]
+    );
+    let (_, listed) = call(&c, Method::GET, s.url("/v1/alerts?state=firing"), None).await;
+    assert_eq!(listed["alerts"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["alerts"][0]["notifications"], 1, "{listed}");
+    let (_, all) = call(&c, Method::GET, s.url("/v1/alerts"), None).await;
+    assert_eq!(all["alerts"].as_array().unwrap().len(), 2, "{all}");
+    let (st, _) = call(&c, Method::GET, s.url("/v1/alerts?state=sideways"), None).await;
+    assert_eq!(st, 422);
 }

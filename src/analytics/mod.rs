@@ -1,6 +1,7 @@
 //! Operations: turn records and what they say (stats, top questions, weak spots, knowledge
 //! gaps), hand-offs as work with SLA clocks, feedback, and the process's metrics.
 
+pub mod alerts;
 pub mod cluster;
 pub mod feedback;
 pub mod metrics;

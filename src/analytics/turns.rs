@@ -291,6 +291,35 @@ impl TurnStore {
             .collect())
     }
 
+    /// Turns in `[from_ms, to_ms)` by `dimension` (category or intent), those without one
+    /// left out.
+    pub async fn counts(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        dimension: super::alerts::Dimension,
+    ) -> Result<std::collections::HashMap<String, u64>, sqlx::Error> {
+        let sql = match dimension {
+            super::alerts::Dimension::Category => {
+                "SELECT category AS k, COUNT(*) AS n FROM turns
+                 WHERE at_ms >= ? AND at_ms < ? AND category IS NOT NULL GROUP BY category"
+            }
+            super::alerts::Dimension::Intent => {
+                "SELECT intent AS k, COUNT(*) AS n FROM turns
+                 WHERE at_ms >= ? AND at_ms < ? AND intent IS NOT NULL GROUP BY intent"
+            }
+        };
+        let rows = sqlx::query(sql)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("k"), r.get::<i64, _>("n") as u64))
+            .collect())
+    }
+
     /// The record of the bot's reply `turn_id`.
     pub async fn by_turn(&self, turn_id: &str) -> Result<Option<TurnRecord>, sqlx::Error> {
         let row = sqlx::query("SELECT * FROM turns WHERE turn_id = ? ORDER BY id LIMIT 1")

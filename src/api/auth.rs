@@ -56,6 +56,8 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("post", "/v1/handoffs/{id}/resolve", S(Agent)),
     ("get", "/v1/conversations/{id}", S(Agent)),
     ("get", "/v1/stats", S(Admin)),
+    ("get", "/v1/alerts", S(Admin)),
+    ("post", "/v1/alerts:evaluate", S(Admin)),
     ("get", "/v1/stats/top-questions", S(Admin)),
     ("get", "/v1/stats/weak-spots", S(Admin)),
     ("get", "/v1/stats/unanswered", S(Admin)),

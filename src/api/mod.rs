@@ -75,6 +75,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/handoffs/{id}/resolve", post(handoffs::resolve))
         .route("/v1/conversations/{id}", get(stats::conversation))
         .route("/v1/stats", get(stats::stats))
+        .route("/v1/alerts", get(stats::alerts))
+        .route("/v1/alerts:evaluate", post(stats::evaluate_alerts))
         .route("/v1/stats/top-questions", get(stats::top_questions))
         .route("/v1/stats/weak-spots", get(stats::weak_spots))
         .route("/v1/stats/unanswered", get(stats::unanswered))

@@ -15,6 +15,7 @@ use super::json::ApiJson;
 use super::reject::{ApiPath, ApiQuery};
 use crate::analytics::stats::{TopQuestions, WeakSpots};
 use crate::analytics::turns::TurnRecord;
+pub use crate::core::alerts::AlertQuery;
 pub use crate::core::analytics::{
     ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery, Unanswered, Window,
 };
@@ -118,4 +119,31 @@ pub async fn move_clock(
     ApiJson(r): ApiJson<ClockRequest>,
 ) -> Result<Json<ClockState>, Error> {
     Ok(Json(s.move_clock(&r)?))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<crate::analytics::alerts::Alert>,
+}
+
+/// Alerts, newest first: firing and resolved.
+#[utoipa::path(get, path = "/v1/alerts", tag = "analytics", params(AlertQuery), responses(
+    (status = 200, body = AlertList), (status = 422, body = ErrorBody)))]
+pub async fn alerts(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<AlertQuery>,
+) -> Result<Json<AlertList>, Error> {
+    Ok(Json(AlertList {
+        alerts: s.list_alerts(&q).await?,
+    }))
+}
+
+/// Evaluates the alert rules now (they are also evaluated every `alerts.interval_secs`);
+/// returns the alerts that fired or resolved.
+#[utoipa::path(post, path = "/v1/alerts:evaluate", tag = "analytics", responses(
+    (status = 200, body = AlertList)))]
+pub async fn evaluate_alerts(State(s): State<SharedState>) -> Result<Json<AlertList>, Error> {
+    Ok(Json(AlertList {
+        alerts: s.evaluate_alerts().await?,
+    }))
 }

@@ -24,13 +24,15 @@ use crate::matcher::Decision;
 pub struct Operations {
     pub turns: TurnStore,
     pub desk: Desk,
+    pub alerts: crate::analytics::alerts::AlertStore,
 }
 
 impl Operations {
     pub async fn open(pool: sqlx::SqlitePool) -> Result<Self, sqlx::Error> {
         Ok(Self {
             turns: TurnStore::open(pool.clone()).await?,
-            desk: Desk::open(pool).await?,
+            desk: Desk::open(pool.clone()).await?,
+            alerts: crate::analytics::alerts::AlertStore::open(pool).await?,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! turn, assist an agent, recommend, record. The CLI and the evaluators, which have no running
 //! service, call the same pipeline functions (`matching`). Nothing here knows about HTTP.
 
+pub mod alerts;
 pub mod analytics;
 pub mod background;
 pub mod conversation;
@@ -57,6 +58,7 @@ pub struct Kefu {
     pub turns: crate::analytics::turns::TurnStore,
     pub recorder: crate::analytics::turns::Recorder,
     pub desk: crate::analytics::sla::Desk,
+    pub alerts: crate::analytics::alerts::AlertStore,
     /// Catalogue, events, profiles and the recommendation models.
     pub recommender: Arc<crate::recommend::serving::Recommender>,
     /// Held while the index or the encoder is being swapped, so that the index builder never
@@ -110,6 +112,7 @@ impl Kefu {
             recorder,
             turns: operations.turns,
             desk: operations.desk,
+            alerts: operations.alerts,
             recommender,
             swap_lock: std::sync::Mutex::new(()),
             reload: std::sync::Mutex::new(ReloadStatus {
@@ -269,6 +272,7 @@ impl Kefu {
     ) -> tokio::sync::mpsc::Receiver<anyhow::Error> {
         self.tasks.spawn(background::index_builder(self.clone()));
         self.tasks.spawn(privacy::purge_loop(self.clone()));
+        self.tasks.spawn(alerts::alert_loop(self.clone()));
         let state = self.clone();
         self.tasks.spawn(async move {
             let store = state.turns.clone();

@@ -237,11 +237,22 @@ pub async fn deliver(
     cfg: &HandoffConfig,
     package: &HandoffPackage,
 ) -> Result<u32, String> {
+    post_webhook(http, cfg, &package.id, package).await
+}
+
+/// Posts `value` as JSON to `cfg.webhook_url` as [`deliver`] does (signed, retried, `key` as
+/// the idempotency key): also how alerts are sent.
+pub async fn post_webhook<T: Serialize>(
+    http: &crate::outgoing::Outgoing,
+    cfg: &HandoffConfig,
+    key: &str,
+    value: &T,
+) -> Result<u32, String> {
     let Some(url) = &cfg.webhook_url else {
         return Ok(0);
     };
     // Serialised once: what is signed is exactly what is sent.
-    let body = serde_json::to_vec(package).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(value).map_err(|e| e.to_string())?;
     let body = &body;
     let attempt = |_: u32| async move {
         let mut req = http
@@ -249,7 +260,7 @@ pub async fn deliver(
             .post(url)
             .timeout(Duration::from_millis(cfg.webhook_timeout_ms))
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("idempotency-key", &package.id);
+            .header("idempotency-key", key);
         for (k, v) in &cfg.webhook_headers {
             req = req.header(k, v);
         }
