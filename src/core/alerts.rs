@@ -22,8 +22,9 @@ fn pct(x: f64) -> String {
 }
 
 impl Kefu {
-    /// What `rule` finds true at `now_ms`.
+    /// What `rule` finds true at `now_ms` (its window ends with `now_ms`, included).
     async fn measure(&self, rule: &Rule, now_ms: i64) -> Result<Vec<Finding>, Error> {
+        let now_ms = now_ms + 1;
         let window_ms = (rule.window_minutes * 60_000) as i64;
         let mins = rule.window_minutes;
         let one = |value: f64, message: String| {
