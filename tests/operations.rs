@@ -107,6 +107,16 @@ impl Day<'_> {
     }
 }
 
+/// The data a report page embeds.
+fn report_data(page: &str) -> Value {
+    let start = page
+        .find(r#"<script type="application/json" id="report-data">"#)
+        .expect("the report embeds its data");
+    let rest = &page[start..];
+    let json = &rest[rest.find('>').unwrap() + 1..rest.find("</script>").unwrap()];
+    serde_json::from_str(&json.replace("<\\/", "</")).unwrap()
+}
+
 fn close(a: &Value, b: f64) -> bool {
     a.as_f64().is_some_and(|x| (x - b).abs() < 1e-9)
 }
@@ -155,6 +165,10 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
     assert_eq!(v["action"], "ask_slot", "{v}");
     let v = d.chat(Some("ops-flow"), "KF2026112001", "app").await;
     assert_eq!(v["flow"]["status"], "done", "{v}");
+    // The flow did its job: the reply asks for a rating, and the rating counts.
+    assert_eq!(v["survey"]["after"], "flow_done", "{v}");
+    assert_eq!(v["survey"]["max"], 5, "{v}");
+    d.feedback(&v, true, 4).await;
     let v = d.chat(Some("ops-person"), "转人工", "web").await;
     assert_eq!(v["action"], "handoff", "{v}");
     let picked = v["handoff"]["id"].as_str().unwrap().to_string();
@@ -185,6 +199,8 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
     // Resolving gives the conversation back to the bot.
     let v = d.chat(Some("ops-person"), "好的谢谢", "web").await;
     assert_ne!(v["action"], "with_agent", "{v}");
+    assert_eq!(v["survey"]["after"], "released", "{v}");
+    d.feedback(&v, false, 2).await;
 
     // 11:00 — a complaint nobody picks up.
     d.at(11, 0).await;
@@ -382,6 +398,81 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
     assert_eq!(conv["turns"].as_array().unwrap().len(), 2, "{conv}");
     assert_eq!(conv["turns"][1]["flow_status"], "done", "{conv}");
 
+    // The report's numbers are the API's: in the page and in the data it embeds, from the
+    // API and from the command line.
+    let (st, page) = {
+        let r =
+            d.c.get(s.url("/v1/reports/weekly?from=2026-12-01&to=2026-12-02&lang=en"))
+                .send()
+                .await
+                .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(st, 200, "{page}");
+    let data = report_data(&page);
+    assert_eq!(data["stats"]["totals"], stats["totals"]);
+    assert_eq!(data["stats"]["sla"], stats["sla"]);
+    assert!(
+        page.contains(&format!(
+            r#"<tr data-metric="volume"><td>Volume</td><td class="n">{volume}</td>"#
+        )),
+        "{page}"
+    );
+    assert!(page.contains("<svg"), "charts are drawn");
+    assert!(page.contains("Antarctica"), "the gaps are listed");
+    let out = s.data_dir.path().join("report.html");
+    common::run_ok(
+        common::kefu()
+            .args([
+                "report",
+                "--from",
+                "2026-12-01",
+                "--to",
+                "2026-12-02",
+                "--lang",
+                "zh",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--data-dir")
+            .arg(s.data_dir.path())
+            .env("KEFU_MODEL__PATH", &model),
+    );
+    let cli = std::fs::read_to_string(&out).unwrap();
+    assert!(cli.contains("客服运营报告"));
+    let cli = report_data(&cli);
+    assert_eq!(cli["stats"]["totals"], stats["totals"]);
+    assert_eq!(
+        cli["unanswered"]["clusters"].as_array().unwrap().len(),
+        clusters.len()
+    );
+    // `kefu kb suggest` prints the same clusters.
+    let printed = common::run_ok(
+        common::kefu()
+            .args([
+                "kb",
+                "suggest",
+                "--json",
+                "--from",
+                "2026-12-01",
+                "--to",
+                "2026-12-02",
+            ])
+            .arg("--data-dir")
+            .arg(s.data_dir.path())
+            .env("KEFU_MODEL__PATH", &model),
+    );
+    let printed: Value = serde_json::from_str(&printed).unwrap();
+    let ids = |v: &Value| -> Vec<String> {
+        v["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&printed), ids(&gaps));
+
     // Bad windows are refused.
     for q in [
         "from=2026-12-02&to=2026-12-01",
@@ -574,4 +665,148 @@ threshold = 0
     assert_eq!(all["alerts"].as_array().unwrap().len(), 2, "{all}");
     let (st, _) = call(&c, Method::GET, s.url("/v1/alerts?state=sideways"), None).await;
     assert_eq!(st, 422);
+}
+
+/// Scripted recommendations and purchases: each purchase or click of a shown item within the
+/// conversion window counts once, for the strategy, source, channel and arm that showed it;
+/// the experiment's arms are stable by customer.
+#[tokio::test]
+async fn recommendations_convert_and_the_control_measures_the_lift() {
+    let model = common::model_dir();
+    let s = Server::start(
+        &model,
+        &[
+            ("KEFU_RECOMMEND__LOAD_DEMO", "true"),
+            ("KEFU_SERVER__MANUAL_CLOCK", "true"),
+            ("KEFU_RECOMMEND__EXPERIMENT__CONTROL_SHARE", "0.5"),
+            ("KEFU_RECOMMEND__CONVERSION_WINDOW_SECS", "86400"),
+        ],
+    );
+    s.ready().await;
+    let c = reqwest::Client::new();
+    let set = |secs: i64| {
+        let (c, url) = (c.clone(), s.url("/v1/admin/clock"));
+        async move {
+            let (st, v) = call(
+                &c,
+                Method::POST,
+                url,
+                Some(json!({"set": secs.to_string()})),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    };
+    let ten = 1_796_119_200; // 2026-12-01T10:00Z
+    set(ten).await;
+    let mut shown: Vec<(String, String, Vec<String>)> = Vec::new();
+    for i in 1..=12 {
+        let customer = format!("exp-{i}");
+        let channel = if i % 3 == 0 { "app" } else { "web" };
+        let (st, v) = call(
+            &c,
+            Method::POST,
+            s.url("/v1/recommend"),
+            Some(json!({"customer_id": customer, "k": 3, "channel": channel})),
+        )
+        .await;
+        assert_eq!(st, 200, "{v}");
+        let arm = v["arm"]
+            .as_str()
+            .expect("an arm while the experiment runs")
+            .to_string();
+        let items: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|it| it["item_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(items.len(), 3, "{v}");
+        shown.push((customer, arm, items));
+    }
+    // The arm is the customer's, every time.
+    let (_, again) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/recommend"),
+        Some(json!({"customer_id": "exp-1", "k": 3, "channel": "web"})),
+    )
+    .await;
+    assert_eq!(again["arm"], shown[0].1.as_str());
+    let arms: std::collections::BTreeSet<&str> = shown.iter().map(|x| x.1.as_str()).collect();
+    assert_eq!(
+        arms.len(),
+        2,
+        "twelve customers fall on both sides: {shown:?}"
+    );
+
+    // Two days later, the events arrive (their own times).
+    set(ten + 2 * 86_400).await;
+    let mut events = vec![];
+    let mut want: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new(); // arm → (impressions, clicked, purchased)
+    for (i, (customer, arm, items)) in shown.iter().enumerate() {
+        let e = want.entry(arm.as_str()).or_default();
+        e.0 += 3;
+        match i {
+            // Bought the first item an hour later: a conversion.
+            0..=5 => {
+                events.push(json!({"customer_id": customer, "type": "purchase", "item_id": items[0], "ts": ten + 3600}));
+                e.2 += 1;
+            }
+            // Clicked the second.
+            6 => {
+                events.push(json!({"customer_id": customer, "type": "click", "item_id": items[1], "ts": ten + 60}));
+                e.1 += 1;
+            }
+            // Bought it, but after the window.
+            7 => events.push(json!({"customer_id": customer, "type": "purchase", "item_id": items[0], "ts": ten + 86_400 + 60})),
+            _ => {}
+        }
+    }
+    // exp-1's second request is one more treatment or control impression set.
+    want.get_mut(shown[0].1.as_str()).unwrap().0 += 3;
+    let (st, v) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/events"),
+        Some(json!({"events": events})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+
+    let (st, r) = call(
+        &c,
+        Method::GET,
+        s.url("/v1/stats/recommendations?from=2026-12-01&to=2026-12-02"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    assert_eq!(r["total"]["impressions"], 39, "{r}");
+    assert_eq!(r["total"]["purchased"], 6, "{r}");
+    assert_eq!(r["total"]["clicked"], 1, "{r}");
+    assert_eq!(r["customers"], 12, "{r}");
+    let x = &r["experiment"];
+    for arm in ["treatment", "control"] {
+        let (n, clicked, bought) = want.get(arm).copied().unwrap_or_default();
+        assert_eq!(x[arm]["impressions"], n, "{arm}: {r}");
+        assert_eq!(x[arm]["clicked"], clicked, "{arm}: {r}");
+        assert_eq!(x[arm]["purchased"], bought, "{arm}: {r}");
+    }
+    let rate = |arm: &str| {
+        let (n, _, b) = want[arm];
+        b as f64 / n as f64
+    };
+    assert!(
+        close(&x["difference"], rate("treatment") - rate("control")),
+        "{r}"
+    );
+    let by_channel: u64 = r["by_channel"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|f| f["impressions"].as_u64().unwrap())
+        .sum();
+    assert_eq!(by_channel, 39);
+    assert_eq!(r["by_channel"]["app"]["impressions"], 12, "{r}");
 }

@@ -3,13 +3,24 @@
 
 pub mod alerts;
 pub mod cluster;
+pub mod conversion;
 pub mod feedback;
 pub mod metrics;
+pub mod report;
 pub mod sla;
 pub mod stats;
 pub mod turns;
 
 use serde::{Deserialize, Serialize};
+
+/// The name a unit enum has in JSON (`vip_agent`, `no_answer`, …), as stored and shown.
+pub fn json_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(v) => v.to_string(),
+        Err(_) => String::new(),
+    }
+}
 
 /// `[analytics]`: recording turns and reading them back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +31,9 @@ pub struct AnalyticsConfig {
     /// Turn records waiting to be written; beyond it records are dropped and counted
     /// (`kefu_analytics_turns_dropped_total`), never waited for.
     pub queue: usize,
+    /// Milliseconds a batch of turn records waits for more before it is written (one commit
+    /// per batch).
+    pub flush_ms: u64,
     /// An answer counts as re-asked when the customer's next turn within this many seconds
     /// gets the same entry again or a person.
     pub reask_window_secs: u64,
@@ -34,6 +48,7 @@ impl Default for AnalyticsConfig {
         Self {
             enabled: true,
             queue: 10_000,
+            flush_ms: 1000,
             reask_window_secs: 300,
             cluster_similarity: 0.88,
             max_unanswered: 2000,

@@ -246,8 +246,8 @@ impl Desk {
         .bind(&p.customer.tier)
         .bind(&p.channel)
         .bind(p.reason.as_str())
-        .bind(json_name(&p.route.target))
-        .bind(json_name(&p.route.priority))
+        .bind(super::json_name(&p.route.target))
+        .bind(super::json_name(&p.route.priority))
         .bind(&p.intent)
         .bind(&p.severity)
         .bind(i64::from(complaint))
@@ -408,13 +408,4 @@ pub fn attainment(tickets: &[Ticket]) -> Attainment {
     waits.sort_by(f64::total_cmp);
     a.pickup_p50_secs = (!waits.is_empty()).then(|| waits[(waits.len() - 1) / 2]);
     a
-}
-
-/// The name a unit enum has in JSON (`vip_agent`, …).
-fn json_name<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(v) => v.to_string(),
-        Err(_) => String::new(),
-    }
 }

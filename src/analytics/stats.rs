@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::sla::Attainment;
 use super::turns::{Kind, TurnRecord};
 
 /// Feedback on one bot reply (by its `turn_id`).
@@ -486,6 +487,65 @@ pub fn unanswered<'a>(
         }
     }
     out
+}
+
+/// A window resolved to milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct Window {
+    pub from_ms: i64,
+    pub to_ms: i64,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub window: Window,
+    pub bucket: Bucket,
+    pub totals: Numbers,
+    /// Hand-offs created in the window and how their SLAs went.
+    pub sla: Attainment,
+    pub series: Vec<Point>,
+    /// Turns the analytics queue dropped since start (it was full).
+    pub dropped: u64,
+}
+
+/// The closest entry to a knowledge gap.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Nearest {
+    pub faq_id: String,
+    pub question: String,
+    pub score: f32,
+}
+
+/// Questions kefu did not answer well, alike in meaning.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GapCluster {
+    /// Stable while the representative question stays the same; names the cluster in
+    /// `POST /v1/stats/unanswered/{id}/draft`.
+    pub id: String,
+    pub count: u64,
+    /// The member closest to all the others.
+    pub representative: String,
+    /// Distinct wordings, most asked first (at most 10).
+    pub examples: Vec<String>,
+    /// How many members are there for each reason (`no_answer`, `abandoned`, `badly_rated`).
+    pub reasons: BTreeMap<String, u64>,
+    /// Mean cosine between members.
+    pub cohesion: f32,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// The existing entry closest to the representative question, if any.
+    pub nearest: Option<Nearest>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Unanswered {
+    #[serde(flatten)]
+    pub window: Window,
+    /// Unanswered questions in the window (the newest `analytics.max_unanswered` clustered).
+    pub questions: u64,
+    pub clusters: Vec<GapCluster>,
 }
 
 #[cfg(test)]

@@ -41,7 +41,35 @@ CREATE INDEX IF NOT EXISTS turns_at ON turns(at_ms);
 CREATE INDEX IF NOT EXISTS turns_session ON turns(session_id, at_ms);
 CREATE INDEX IF NOT EXISTS turns_turn ON turns(turn_id);
 CREATE INDEX IF NOT EXISTS turns_customer ON turns(customer_id);
+CREATE TABLE IF NOT EXISTS rec_impressions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    customer_id TEXT NOT NULL,
+    item_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    strategy TEXT NOT NULL,
+    source TEXT NOT NULL,
+    channel TEXT,
+    arm TEXT
+);
+CREATE INDEX IF NOT EXISTS rec_impressions_at ON rec_impressions(at_ms);
+CREATE INDEX IF NOT EXISTS rec_impressions_customer ON rec_impressions(customer_id);
 ";
+
+/// One item shown to a customer by `/v1/recommend`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Impression {
+    pub at_ms: i64,
+    pub customer_id: String,
+    pub item_id: String,
+    /// 0 for the first item of the answer.
+    pub position: u32,
+    pub strategy: String,
+    pub source: String,
+    pub channel: Option<String>,
+    /// `treatment` or `control` while an experiment runs.
+    pub arm: Option<String>,
+}
 
 /// Which operation the turn went through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -182,9 +210,29 @@ impl TurnStore {
         Ok(Self { pool })
     }
 
-    /// Stores `records` in one transaction.
-    pub async fn insert(&self, records: &[TurnRecord]) -> Result<(), sqlx::Error> {
+    /// Stores `records` and `shown` in one transaction.
+    pub async fn insert(
+        &self,
+        records: &[TurnRecord],
+        shown: &[Impression],
+    ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        for i in shown {
+            sqlx::query(
+                "INSERT INTO rec_impressions (at_ms, customer_id, item_id, position, strategy,
+                 source, channel, arm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(i.at_ms)
+            .bind(&i.customer_id)
+            .bind(&i.item_id)
+            .bind(i.position)
+            .bind(&i.strategy)
+            .bind(&i.source)
+            .bind(&i.channel)
+            .bind(&i.arm)
+            .execute(&mut *tx)
+            .await?;
+        }
         for r in records {
             sqlx::query(
                 "INSERT INTO turns (at_ms, kind, session_id, turn_id, customer_id, channel, tier,
@@ -320,6 +368,34 @@ impl TurnStore {
             .collect())
     }
 
+    /// Impressions in `[from_ms, to_ms)`, oldest first.
+    pub async fn impressions(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<Impression>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM rec_impressions WHERE at_ms >= ? AND at_ms < ? ORDER BY at_ms, id",
+        )
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Impression {
+                at_ms: r.get("at_ms"),
+                customer_id: r.get("customer_id"),
+                item_id: r.get("item_id"),
+                position: r.get::<i64, _>("position") as u32,
+                strategy: r.get("strategy"),
+                source: r.get("source"),
+                channel: r.get("channel"),
+                arm: r.get("arm"),
+            })
+            .collect())
+    }
+
     /// The record of the bot's reply `turn_id`.
     pub async fn by_turn(&self, turn_id: &str) -> Result<Option<TurnRecord>, sqlx::Error> {
         let row = sqlx::query("SELECT * FROM turns WHERE turn_id = ? ORDER BY id LIMIT 1")
@@ -347,6 +423,11 @@ impl TurnStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        n += sqlx::query("DELETE FROM rec_impressions WHERE customer_id = ?")
+            .bind(customer_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         for s in sessions {
             n += sqlx::query("DELETE FROM turns WHERE session_id = ?")
                 .bind(s)
@@ -360,16 +441,24 @@ impl TurnStore {
 
     /// Removes records older than `cutoff` (Unix seconds); how many.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM turns WHERE at_ms < ?")
-            .bind(cutoff.saturating_mul(1000))
+        let at = cutoff.saturating_mul(1000);
+        let mut n = sqlx::query("DELETE FROM turns WHERE at_ms < ?")
+            .bind(at)
             .execute(&self.pool)
             .await?
-            .rows_affected())
+            .rows_affected();
+        n += sqlx::query("DELETE FROM rec_impressions WHERE at_ms < ?")
+            .bind(at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n)
     }
 }
 
 enum Msg {
     Turn(Box<TurnRecord>),
+    Impressions(Vec<Impression>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -406,6 +495,17 @@ impl Recorder {
         }
     }
 
+    /// Queues the items of one recommendation without waiting (dropped and counted when the
+    /// queue is full).
+    pub fn record_impressions(&self, items: Vec<Impression>) {
+        if !self.enabled || items.is_empty() {
+            return;
+        }
+        if self.tx.try_send(Msg::Impressions(items)).is_err() {
+            self.metrics.analytics_dropped.inc();
+        }
+    }
+
     /// Waits (up to 10 s) until every record queued before the call is stored.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
@@ -417,56 +517,85 @@ impl Recorder {
         let _ = tokio::time::timeout(Duration::from_secs(10), wait).await;
     }
 
-    /// The writer: stores queued records in batches until `stop`, then stores what is left.
-    /// Runs once; a second call returns at once.
-    pub async fn run(&self, store: TurnStore, stop: tokio_util::sync::CancellationToken) {
+    /// The writer: stores queued records until `stop`, then stores what is left. A batch is
+    /// written when it has [`BATCH`] records, when a flush asks, or `linger` after its first
+    /// record: at most one commit per `linger` in a steady stream, so the store's commits
+    /// (fsync) stay off the requests' way. Runs once; a second call returns at once.
+    pub async fn run(
+        &self,
+        store: TurnStore,
+        linger: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let Some(mut rx) = self.rx.lock().expect("recorder").take() else {
             return;
         };
         let mut batch = Vec::with_capacity(BATCH);
+        let mut shown: Vec<Impression> = Vec::new();
         let mut flushes = Vec::new();
-        loop {
+        'serve: loop {
             let first = tokio::select! {
                 m = rx.recv() => m,
                 () = stop.cancelled() => None,
             };
             let Some(first) = first else { break };
+            let deadline = tokio::time::Instant::now() + linger;
             let mut next = Some(first);
             while let Some(m) = next.take() {
                 match m {
                     Msg::Turn(r) => batch.push(*r),
+                    Msg::Impressions(i) => shown.extend(i),
                     Msg::Flush(done) => flushes.push(done),
                 }
-                if batch.len() < BATCH {
-                    next = rx.try_recv().ok();
+                if batch.len() + shown.len() >= BATCH || !flushes.is_empty() {
+                    break;
                 }
+                next = tokio::select! {
+                    m = tokio::time::timeout_at(deadline, rx.recv()) => m.ok().flatten(),
+                    () = stop.cancelled() => {
+                        self.write(&store, &mut batch, &mut shown).await;
+                        break 'serve;
+                    }
+                };
             }
-            self.write(&store, &mut batch).await;
+            self.write(&store, &mut batch, &mut shown).await;
             for done in flushes.drain(..) {
                 let _ = done.send(());
             }
         }
         // Shutting down: what was queued is still written.
         while let Ok(m) = rx.try_recv() {
-            if let Msg::Turn(r) = m {
-                batch.push(*r);
+            match m {
+                Msg::Turn(r) => batch.push(*r),
+                Msg::Impressions(i) => shown.extend(i),
+                Msg::Flush(_) => {}
             }
         }
-        self.write(&store, &mut batch).await;
+        self.write(&store, &mut batch, &mut shown).await;
     }
 
-    async fn write(&self, store: &TurnStore, batch: &mut Vec<TurnRecord>) {
-        if batch.is_empty() {
+    async fn write(
+        &self,
+        store: &TurnStore,
+        batch: &mut Vec<TurnRecord>,
+        shown: &mut Vec<Impression>,
+    ) {
+        if batch.is_empty() && shown.is_empty() {
             return;
         }
         let n = batch.len() as u64;
-        match store.insert(batch).await {
+        match store.insert(batch, shown).await {
             Ok(()) => self.metrics.analytics_recorded.inc_by(n),
             Err(e) => {
                 self.metrics.analytics_failed.inc_by(n);
-                tracing::warn!(records = n, "analytics: storing turn records failed: {e}");
+                tracing::warn!(
+                    records = n,
+                    impressions = shown.len(),
+                    "analytics: storing turn records failed: {e}"
+                );
             }
         }
         batch.clear();
+        shown.clear();
     }
 }

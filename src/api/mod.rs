@@ -35,8 +35,6 @@ use crate::error::Error;
 /// What every handler reaches: the core.
 pub type SharedState = Arc<Kefu>;
 
-pub(crate) use crate::core::checked_text;
-
 pub fn router(state: SharedState) -> Router {
     let body_limit = state.config.limits.max_body_bytes;
     let routes = Router::new()
@@ -76,9 +74,11 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/conversations/{id}", get(stats::conversation))
         .route("/v1/stats", get(stats::stats))
         .route("/v1/alerts", get(stats::alerts))
+        .route("/v1/reports/weekly", get(stats::report))
         .route("/v1/alerts:evaluate", post(stats::evaluate_alerts))
         .route("/v1/stats/top-questions", get(stats::top_questions))
         .route("/v1/stats/weak-spots", get(stats::weak_spots))
+        .route("/v1/stats/recommendations", get(stats::recommendations))
         .route("/v1/stats/unanswered", get(stats::unanswered))
         .route("/v1/stats/unanswered/{id}/draft", post(stats::draft))
         .route(

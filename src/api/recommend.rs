@@ -346,35 +346,5 @@ pub async fn recommend(
     State(s): State<SharedState>,
     ApiJson(req): ApiJson<RecommendRequest>,
 ) -> Result<Json<RecommendResponse>, Error> {
-    if let Some(id) = &req.customer_id {
-        checked_customer_id("customer_id", id)?;
-    }
-    if let Some(k) = req.k
-        && !(1..=s.config.recommend.max_k).contains(&k)
-    {
-        return Err(Error::Invalid(format!(
-            "k must be between 1 and {} (recommend.max_k), got {k}",
-            s.config.recommend.max_k
-        )));
-    }
-    if let Some(l) = &req.locale
-        && !matches!(l.as_str(), "zh" | "en")
-    {
-        return Err(Error::Invalid(format!("locale: {l:?} is not zh or en")));
-    }
-    let embedder = s.embedder()?;
-    let context = match &req.context {
-        Some(t) => {
-            let t = super::checked_text("context", t, &s.config.limits)?;
-            let v = embedder.embed(&[t.to_string()]).await?;
-            Some((t, v[0].vector.to_vec()))
-        }
-        None => None,
-    };
-    let r = s
-        .recommender
-        .recommend(&req, context, embedder.version())
-        .await
-        .map_err(Error::storage)?;
-    Ok(Json(r))
+    Ok(Json(s.recommend_request(req).await?))
 }

@@ -19,6 +19,7 @@ pub use crate::core::alerts::AlertQuery;
 pub use crate::core::analytics::{
     ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery, Unanswered, Window,
 };
+pub use crate::core::report::ReportQuery;
 use crate::error::Error;
 use crate::kb::StoredEntry;
 
@@ -146,4 +147,30 @@ pub async fn evaluate_alerts(State(s): State<SharedState>) -> Result<Json<AlertL
     Ok(Json(AlertList {
         alerts: s.evaluate_alerts().await?,
     }))
+}
+
+/// The operations report of a window (default: the last 7 days) as one self-contained HTML
+/// page (`kefu report` writes the same); its data is embedded as JSON
+/// (`<script id="report-data">`).
+#[utoipa::path(get, path = "/v1/reports/weekly", tag = "analytics", params(ReportQuery), responses(
+    (status = 200, content_type = "text/html", body = String), (status = 422, body = ErrorBody)))]
+pub async fn report(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<ReportQuery>,
+) -> Result<axum::response::Html<String>, Error> {
+    let r = s.report(&q).await?;
+    Ok(axum::response::Html(crate::analytics::report::html(&r)))
+}
+
+/// Did recommendations convert: impressions, click-through and conversion (a click or purchase
+/// of a shown item by the same customer within `recommend.conversion_window_secs`) by
+/// strategy, source and channel; with `recommend.experiment`, the treatment against the
+/// popularity control with the lift and its 95% interval.
+#[utoipa::path(get, path = "/v1/stats/recommendations", tag = "analytics", params(StatsQuery), responses(
+    (status = 200, body = crate::analytics::conversion::RecommendationStats), (status = 422, body = ErrorBody)))]
+pub async fn recommendations(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> Result<Json<crate::analytics::conversion::RecommendationStats>, Error> {
+    Ok(Json(s.recommendation_stats(&q).await?))
 }

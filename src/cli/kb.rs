@@ -69,6 +69,30 @@ pub enum KbCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Knowledge gaps: the unanswered, abandoned and badly rated questions of a window,
+    /// clustered by meaning (what `GET /v1/stats/unanswered` lists), each with a count, a
+    /// representative, other wordings and the nearest entry. `--draft ID` turns one into a
+    /// disabled draft entry.
+    Suggest {
+        /// Start: RFC 3339, a UTC day or Unix seconds; default: 24 hours before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (exclusive); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Leave out clusters of fewer questions.
+        #[arg(long, default_value_t = 2)]
+        min_count: u64,
+        /// Make the cluster with this id a draft FAQ entry (disabled until answered).
+        #[arg(long)]
+        draft: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Data directory (server.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Write every entry to standard output (or --out) in a format `kb import` reads.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
@@ -82,12 +106,64 @@ pub enum KbCommand {
 }
 
 pub fn run(cmd: KbCommand, ctx: &Ctx) -> anyhow::Result<()> {
+    if let KbCommand::Suggest {
+        from,
+        to,
+        min_count,
+        draft,
+        json,
+        data_dir,
+    } = cmd
+    {
+        let cfg = ctx.config(Flags::data_dir(data_dir))?;
+        common::require_kefu_data(&cfg.server.data_dir)?;
+        let q = kefu::core::analytics::StatsQuery {
+            from,
+            to,
+            min_count: Some(min_count),
+            limit: Some(1000),
+            ..Default::default()
+        };
+        return super::report::with_core(cfg, |k| async move {
+            let fail = |e: kefu::error::Error| anyhow::anyhow!("{e}");
+            if let Some(id) = draft {
+                let e = k.draft_from_gap(&id, &q).await.map_err(fail)?;
+                println!("{}", serde_json::to_string_pretty(&e)?);
+                eprintln!(
+                    "draft entry {} added (disabled): write its answer and enable it",
+                    e.entry.id
+                );
+                return Ok(());
+            }
+            let u = k.unanswered(&q).await.map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&u)?);
+                return Ok(());
+            }
+            println!(
+                "{} unanswered questions, {} clusters of at least {min_count}",
+                u.questions,
+                u.clusters.len()
+            );
+            for c in &u.clusters {
+                println!("\n[{}] ×{}  {}", c.id, c.count, c.representative);
+                for e in c.examples.iter().filter(|e| **e != c.representative) {
+                    println!("          {e}");
+                }
+                if let Some(n) = &c.nearest {
+                    println!("    nearest: {} {} ({:.2})", n.faq_id, n.question, n.score);
+                }
+            }
+            Ok(())
+        });
+    }
     let data_dir = match &cmd {
         KbCommand::Import { data_dir, .. }
         | KbCommand::Export { data_dir, .. }
         | KbCommand::Calibrate { data_dir, .. }
         | KbCommand::OutOfScope { data_dir, .. }
         | KbCommand::AddDocument { data_dir, .. } => data_dir.clone(),
+        KbCommand::Suggest { .. } => unreachable!("handled above"),
     };
     let cfg = ctx.config(Flags::data_dir(data_dir))?;
     if cmd.only_reads() {
@@ -100,7 +176,7 @@ impl KbCommand {
     /// Whether the command only reads the KB, so must find one rather than create it.
     fn only_reads(&self) -> bool {
         match self {
-            KbCommand::Export { .. } => true,
+            KbCommand::Export { .. } | KbCommand::Suggest { .. } => true,
             KbCommand::Calibrate { file, clear, .. } => file.is_none() && !clear,
             KbCommand::OutOfScope { files, clear, .. } => files.is_empty() && !clear,
             KbCommand::Import { .. } | KbCommand::AddDocument { .. } => false,
@@ -110,6 +186,7 @@ impl KbCommand {
 
 async fn kb_command(cmd: KbCommand, cfg: &Config) -> anyhow::Result<()> {
     match cmd {
+        KbCommand::Suggest { .. } => unreachable!("kb suggest runs on the core (run)"),
         KbCommand::AddDocument {
             files,
             id,

@@ -10,6 +10,7 @@ mod eval;
 mod kb;
 mod match_;
 mod model;
+mod report;
 mod serve;
 mod train;
 
@@ -61,6 +62,9 @@ pub enum Command {
     /// Train models on labelled data.
     #[command(subcommand)]
     Train(train::TrainCommand),
+    /// Write the operations report (stats, SLA, hot topics, knowledge gaps, weak spots and the
+    /// change from the period before) as one HTML page.
+    Report(report::ReportArgs),
     /// Print the effective configuration (defaults, file, environment and flags merged).
     Config {
         #[command(flatten)]
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kb(c) => kb::run(c, &ctx),
         Command::Eval(c) => eval::run(c, &ctx),
         Command::Train(c) => train::run(c, &ctx),
+        Command::Report(a) => report::run(a, &ctx),
         Command::Config { common } => config::print_config(common, &ctx),
         Command::Openapi => config::print_openapi(),
         Command::Auth(c) => auth::run(c),

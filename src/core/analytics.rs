@@ -12,8 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::Kefu;
 use super::matching::{MatchOptions, MatchRequest, MatchResponse};
 use super::understand::{IntentRequest, IntentResponse};
-use crate::analytics::sla::{self, Attainment, Change, Desk, Ticket, TicketQuery};
-use crate::analytics::stats::{self, Bucket, Gap, Numbers, Point, Rated, TopQuestions, WeakSpots};
+use crate::analytics::json_name;
+use crate::analytics::sla::{self, Change, Desk, Ticket, TicketQuery};
+use crate::analytics::stats::{self, Bucket, Gap, Rated, TopQuestions, WeakSpots};
+pub use crate::analytics::stats::{GapCluster, Nearest, Stats, Unanswered, Window};
 use crate::analytics::turns::{Kind, Selection, TurnRecord, TurnStore};
 use crate::dialog::chat::{ChatResponse, FlowView};
 use crate::error::Error;
@@ -75,7 +77,7 @@ impl Kefu {
         t.customer_id = customer_id.map(str::to_string);
         t.intent = Some(r.intent.clone());
         t.confidence = Some(r.confidence);
-        t.route = Some(sla_name(&r.route.target));
+        t.route = Some(json_name(&r.route.target));
         self.recorder.record(t);
         Ok(r)
     }
@@ -104,21 +106,13 @@ impl Kefu {
             t.intent = Some(i.name.clone());
             t.confidence = Some(i.confidence);
         }
-        t.route = r.route.as_ref().map(|x| sla_name(&x.target));
+        t.route = r.route.as_ref().map(|x| json_name(&x.target));
         t.handoff = r.action == crate::dialog::chat::Action::Handoff;
         if let Some(FlowView { name, status, .. }) = &r.flow {
             t.flow = Some(name.clone());
             t.flow_status = Some((*status).to_string());
         }
         self.recorder.record(t);
-    }
-}
-
-fn sla_name<T: Serialize>(v: &T) -> String {
-    match serde_json::to_value(v) {
-        Ok(serde_json::Value::String(s)) => s,
-        Ok(v) => v.to_string(),
-        Err(_) => String::new(),
     }
 }
 
@@ -145,17 +139,10 @@ pub struct StatsQuery {
     pub min_count: Option<u64>,
 }
 
-/// A window resolved to milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
-pub struct Window {
-    pub from_ms: i64,
-    pub to_ms: i64,
-}
-
 /// Most buckets one series may have.
 const MAX_POINTS: i64 = 10_000;
 
-fn parse_time(field: &str, s: &str) -> Result<i64, Error> {
+pub(super) fn parse_time(field: &str, s: &str) -> Result<i64, Error> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(secs.saturating_mul(1000));
@@ -211,20 +198,6 @@ impl StatsQuery {
             )))
         }
     }
-}
-
-/// `GET /v1/stats`.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Stats {
-    #[serde(flatten)]
-    pub window: Window,
-    pub bucket: Bucket,
-    pub totals: Numbers,
-    /// Hand-offs created in the window and how their SLAs went.
-    pub sla: Attainment,
-    pub series: Vec<Point>,
-    /// Turns the analytics queue dropped since start (it was full).
-    pub dropped: u64,
 }
 
 /// Turn records and the feedback on them.
@@ -318,44 +291,6 @@ impl Kefu {
     }
 }
 
-/// The closest entry to a knowledge gap.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Nearest {
-    pub faq_id: String,
-    pub question: String,
-    pub score: f32,
-}
-
-/// Questions kefu did not answer well, alike in meaning.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct GapCluster {
-    /// Stable while the representative question stays the same; names the cluster in
-    /// `POST /v1/stats/unanswered/{id}/draft`.
-    pub id: String,
-    pub count: u64,
-    /// The member closest to all the others.
-    pub representative: String,
-    /// Distinct wordings, most asked first (at most 10).
-    pub examples: Vec<String>,
-    /// How many members are there for each reason (`no_answer`, `abandoned`, `badly_rated`).
-    pub reasons: BTreeMap<String, u64>,
-    /// Mean cosine between members.
-    pub cohesion: f32,
-    pub first_ms: i64,
-    pub last_ms: i64,
-    /// The existing entry closest to the representative question, if any.
-    pub nearest: Option<Nearest>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Unanswered {
-    #[serde(flatten)]
-    pub window: Window,
-    /// Unanswered questions in the window (the newest `analytics.max_unanswered` clustered).
-    pub questions: u64,
-    pub clusters: Vec<GapCluster>,
-}
-
 impl Kefu {
     /// `GET /v1/stats/unanswered`: unanswered, abandoned and badly rated questions clustered
     /// by the serving encoder's vectors (average linkage at `analytics.cluster_similarity`),
@@ -415,7 +350,7 @@ impl Kefu {
             let (t, g) = gaps[i];
             first_ms = first_ms.min(t.at_ms);
             last_ms = last_ms.max(t.at_ms);
-            *reasons.entry(sla_name(&g)).or_insert(0) += 1;
+            *reasons.entry(json_name(&g)).or_insert(0) += 1;
             let key = stats::normal_form(&t.text);
             match wordings
                 .iter_mut()
@@ -608,7 +543,7 @@ impl Kefu {
             Change::Missing => Err(no_ticket(id)),
             Change::Conflict(t) => Err(Error::Conflict(format!(
                 "hand-off {id:?} is {} already",
-                sla_name(&t.state)
+                json_name(&t.state)
             ))),
         }
     }

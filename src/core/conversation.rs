@@ -123,6 +123,7 @@ impl Kefu {
             )));
         }
         session.with_human = false;
+        session.survey_due = true;
         session.fallbacks = 0;
         session.flow = None;
         session.updated_at = crate::dialog::session::now();

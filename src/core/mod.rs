@@ -12,6 +12,7 @@ pub mod matching;
 pub mod privacy;
 pub mod recommend;
 pub mod reload;
+pub mod report;
 pub mod understand;
 
 use std::sync::Arc;
@@ -276,7 +277,11 @@ impl Kefu {
         let state = self.clone();
         self.tasks.spawn(async move {
             let store = state.turns.clone();
-            state.recorder.run(store, state.shutdown.clone()).await;
+            let linger = std::time::Duration::from_millis(state.config.analytics.flush_ms);
+            state
+                .recorder
+                .run(store, linger, state.shutdown.clone())
+                .await;
         });
         let (load_err_tx, load_err_rx) = tokio::sync::mpsc::channel::<anyhow::Error>(1);
         let state = self.clone();

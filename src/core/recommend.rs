@@ -96,3 +96,102 @@ impl Kefu {
         }
     }
 }
+
+impl Kefu {
+    /// `/v1/recommend`: the request checked, ranked for the customer (or the experiment's
+    /// control), and each item shown recorded as an impression.
+    pub async fn recommend_request(
+        &self,
+        req: crate::recommend::serving::RecommendRequest,
+    ) -> Result<crate::recommend::serving::RecommendResponse, Error> {
+        if let Some(id) = &req.customer_id {
+            super::checked_customer_id("customer_id", id)?;
+        }
+        super::checked_channel(req.channel.as_deref())?;
+        if let Some(k) = req.k
+            && !(1..=self.config.recommend.max_k).contains(&k)
+        {
+            return Err(Error::Invalid(format!(
+                "k must be between 1 and {} (recommend.max_k), got {k}",
+                self.config.recommend.max_k
+            )));
+        }
+        if let Some(l) = &req.locale
+            && !matches!(l.as_str(), "zh" | "en")
+        {
+            return Err(Error::Invalid(format!("locale: {l:?} is not zh or en")));
+        }
+        let embedder = self.embedder()?;
+        let context = match &req.context {
+            Some(t) => {
+                let t = super::checked_text("context", t, &self.config.limits)?;
+                let v = embedder.embed(&[t.to_string()]).await?;
+                Some((t, v[0].vector.to_vec()))
+            }
+            None => None,
+        };
+        let r = self
+            .recommender
+            .recommend(&req, context, embedder.version())
+            .await
+            .map_err(Error::storage)?;
+        if let Some(customer) = &req.customer_id {
+            let at_ms = crate::clock::now_ms();
+            let shown = r
+                .items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| crate::analytics::turns::Impression {
+                    at_ms,
+                    customer_id: customer.clone(),
+                    item_id: it.item_id.clone(),
+                    position: i as u32,
+                    strategy: crate::analytics::json_name(&r.strategy),
+                    source: crate::analytics::json_name(&it.source),
+                    channel: req.channel.clone(),
+                    arm: r.arm.map(|a| a.as_str().to_string()),
+                })
+                .collect();
+            self.recorder.record_impressions(shown);
+        }
+        Ok(r)
+    }
+
+    /// `GET /v1/stats/recommendations`: click-through and conversion of what was shown in the
+    /// window, by strategy, source, channel and experiment arm.
+    pub async fn recommendation_stats(
+        &self,
+        q: &super::analytics::StatsQuery,
+    ) -> Result<crate::analytics::conversion::RecommendationStats, Error> {
+        let w = q.window()?;
+        self.recorder.flush().await;
+        let shown = self
+            .turns
+            .impressions(w.from_ms, w.to_ms)
+            .await
+            .map_err(Error::storage)?;
+        let window_secs = self.config.recommend.conversion_window_secs;
+        let events = self
+            .recommender
+            .store
+            .conversions_between(
+                w.from_ms.div_euclid(1000),
+                w.to_ms.div_euclid(1000) + window_secs as i64 + 1,
+            )
+            .await
+            .map_err(Error::storage)?;
+        let shown: Vec<_> = match &q.channel {
+            Some(c) => shown
+                .into_iter()
+                .filter(|s| s.channel.as_deref() == Some(c))
+                .collect(),
+            None => shown,
+        };
+        Ok(crate::analytics::conversion::conversions(
+            w,
+            &shown,
+            &events,
+            window_secs,
+        ))
+    }
+}

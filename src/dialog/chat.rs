@@ -117,6 +117,9 @@ pub struct ChatResponse {
     /// The package sent to the agent desk, when handed off (also while with a person).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handoff: Option<HandoffPackage>,
+    /// The conversation ended with this reply: ask for a rating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub survey: Option<super::survey::Survey>,
     pub took_ms: f64,
 }
 
@@ -132,6 +135,8 @@ struct Outcome {
     flow: Option<FlowView>,
     handoff: Option<HandoffPackage>,
     faq_id: Option<String>,
+    /// The turn ended the conversation (goodbye).
+    ending: Option<super::survey::Ending>,
 }
 
 impl Outcome {
@@ -147,6 +152,7 @@ impl Outcome {
             flow: None,
             handoff: None,
             faq_id: None,
+            ending: None,
         }
     }
 }
@@ -228,6 +234,7 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
         t.rewritten = out.rewritten.clone();
         t.intent = out.intent.as_ref().map(|i| i.name.clone());
     }
+    let survey = survey_for(s, &mut session, &out);
     let turn_id = session.push(Role::Bot, &out.reply);
     {
         let t = session.last_mut();
@@ -257,8 +264,36 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
         route: out.route,
         flow: out.flow,
         handoff: out.handoff,
+        survey,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// The survey this reply offers: once a conversation ends (goodbye, a flow done) unless it
+/// was rated already, and on the first reply after a person gave it back.
+fn survey_for(s: &Kefu, session: &mut Session, out: &Outcome) -> Option<super::survey::Survey> {
+    use super::survey::{Ending, Survey};
+    let cfg = &s.config.dialog.survey;
+    if !cfg.enabled || session.with_human {
+        return None;
+    }
+    let ending = if session.survey_due {
+        Some(Ending::Released)
+    } else if session.surveyed {
+        None
+    } else if out.flow.as_ref().is_some_and(|f| f.status == "done") {
+        Some(Ending::FlowDone)
+    } else {
+        out.ending
+    }?;
+    session.survey_due = false;
+    session.surveyed = true;
+    Some(Survey::new(
+        cfg,
+        session.channel.as_deref(),
+        &session.locale,
+        ending,
+    ))
 }
 
 /// Counts the hand-off, opens its SLA ticket and posts it to the desk's webhook in the
@@ -548,6 +583,9 @@ async fn decide(
         .get(&locale)
         .into();
         session.fallbacks = 0;
+        if intent == "goodbye" {
+            o.ending = Some(super::survey::Ending::Goodbye);
+        }
         return Ok(o);
     }
     o.matches = u.matched.matches;

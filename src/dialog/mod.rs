@@ -8,6 +8,7 @@ pub mod flows;
 pub mod handoff;
 pub mod retry;
 pub mod session;
+pub mod survey;
 
 use std::collections::BTreeMap;
 
@@ -53,6 +54,8 @@ pub struct DialogConfig {
     pub services: BTreeMap<String, String>,
     pub handoff: HandoffConfig,
     pub replies: Replies,
+    /// The satisfaction survey offered when a conversation ends.
+    pub survey: survey::SurveyConfig,
 }
 
 impl Default for DialogConfig {
@@ -71,6 +74,7 @@ impl Default for DialogConfig {
             services: BTreeMap::from([("orders".into(), "http://127.0.0.1:8090".into())]),
             handoff: HandoffConfig::default(),
             replies: Replies::default(),
+            survey: survey::SurveyConfig::default(),
         }
     }
 }
@@ -126,6 +130,7 @@ impl DialogConfig {
                 "dialog.handoff.after_no_answers and webhook_timeout_ms must be at least 1".into(),
             );
         }
+        self.survey.validate()?;
         flows::Flows::compile(self.effective_flows())?;
         Ok(())
     }

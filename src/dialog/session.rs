@@ -105,6 +105,12 @@ pub struct Session {
     pub flows_started: u32,
     /// Every category and intent seen, for hand-off tags.
     pub seen: Vec<String>,
+    /// The conversation's end was rated already (the survey is offered once).
+    #[serde(default)]
+    pub surveyed: bool,
+    /// A person gave the conversation back: the next reply offers the survey.
+    #[serde(default)]
+    pub survey_due: bool,
 }
 
 impl Session {
@@ -128,6 +134,8 @@ impl Session {
             handoffs: 0,
             flows_started: 0,
             seen: vec![],
+            surveyed: false,
+            survey_due: false,
         }
     }
 

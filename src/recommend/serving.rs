@@ -41,6 +41,67 @@ pub struct RecommendConfig {
     pub max_history: usize,
     pub default_k: usize,
     pub max_k: usize,
+    /// A click or purchase of a recommended item by the same customer within this many
+    /// seconds of the recommendation counts as its conversion.
+    pub conversion_window_secs: u64,
+    /// `[recommend.experiment]`: a share of customers gets the control.
+    pub experiment: Experiment,
+}
+
+/// An A/B split by customer id: `control_share` of the customers (stable: by a hash of the
+/// id and `salt`) get what is popular instead of the personal blend, so that the lift of the
+/// recommender is measured (`GET /v1/stats/recommendations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Experiment {
+    /// 0 (default) switches the experiment off.
+    pub control_share: f64,
+    /// Changing it reshuffles the customers between the arms.
+    pub salt: String,
+}
+
+impl Default for Experiment {
+    fn default() -> Self {
+        Self {
+            control_share: 0.0,
+            salt: "kefu".into(),
+        }
+    }
+}
+
+/// Which side of the experiment a customer is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Arm {
+    /// The recommender as configured.
+    Treatment,
+    /// Popularity only.
+    Control,
+}
+
+impl Arm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Arm::Treatment => "treatment",
+            Arm::Control => "control",
+        }
+    }
+
+    /// The arm of `customer_id` (none when the experiment is off or the customer unknown).
+    pub fn of(e: &Experiment, customer_id: Option<&str>) -> Option<Arm> {
+        use sha2::Digest;
+        let id = customer_id?;
+        if e.control_share <= 0.0 {
+            return None;
+        }
+        let h = sha2::Sha256::digest(format!("{}:{id}", e.salt).as_bytes());
+        let x = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) as f64 / u64::MAX as f64;
+        Some(if x < e.control_share {
+            Arm::Control
+        } else {
+            Arm::Treatment
+        })
+    }
 }
 
 impl Default for RecommendConfig {
@@ -54,6 +115,8 @@ impl Default for RecommendConfig {
             max_history: 1000,
             default_k: 10,
             max_k: 100,
+            conversion_window_secs: 7 * 86_400,
+            experiment: Experiment::default(),
         }
     }
 }
@@ -75,6 +138,15 @@ impl RecommendConfig {
         }
         if self.default_k > self.max_k {
             return Err("recommend.default_k is larger than recommend.max_k".into());
+        }
+        if !(0.0..1.0).contains(&self.experiment.control_share) {
+            return Err(format!(
+                "recommend.experiment.control_share must be in [0, 1), got {}",
+                self.experiment.control_share
+            ));
+        }
+        if self.conversion_window_secs == 0 {
+            return Err("recommend.conversion_window_secs must be at least 1".into());
         }
         Ok(())
     }
@@ -286,6 +358,10 @@ pub struct RecommendRequest {
     /// Add each signal's normalised score to every item.
     #[serde(default)]
     pub explain: bool,
+    /// Where the items are shown (web, app, wechat, sms), for the conversion stats.
+    #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::channel)]
+    pub channel: Option<String>,
 }
 
 /// Each signal in [0, 1] over the candidates, before weighting.
@@ -329,6 +405,9 @@ pub struct RecommendResponse {
     /// Whether kefu has events for this customer.
     pub known: bool,
     pub strategy: Strategy,
+    /// The customer's side of the experiment (`recommend.experiment`), when one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<Arm>,
     pub locale: String,
     pub items: Vec<Recommended>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -863,6 +942,7 @@ impl Recommender {
         model: &str,
     ) -> anyhow::Result<RecommendResponse> {
         let started = std::time::Instant::now();
+        let arm = Arm::of(&self.config.experiment, req.customer_id.as_deref());
         let cat = self.catalogue.load_full();
         let served = self.model.load_full();
         let (events, customer) = match &req.customer_id {
@@ -997,6 +1077,9 @@ impl Recommender {
         if with_context {
             w[2] = w[2].max(0.5);
         }
+        if arm == Some(Arm::Control) {
+            w = [0.0, 0.0, 0.0, 1.0];
+        }
         for (k, s) in [&cf, &co, &content, &pop].into_iter().enumerate() {
             if !has(s) {
                 w[k] = 0.0;
@@ -1109,6 +1192,7 @@ impl Recommender {
             customer_id: req.customer_id.clone(),
             known: !events.is_empty(),
             strategy,
+            arm,
             locale,
             items,
             model: served.as_ref().map(|s| ModelInfo {

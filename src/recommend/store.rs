@@ -729,6 +729,28 @@ impl RecStore {
         tx.commit().await
     }
 
+    /// Clicks and purchases with a time in `[from, to)` (Unix seconds): `(customer, type,
+    /// item, ts)`, for attributing conversions to recommendations.
+    pub async fn conversions_between(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT customer_id, type, item_id, ts FROM rec_events
+             WHERE type IN ('click', 'purchase') AND item_id IS NOT NULL AND ts >= ? AND ts < ?
+             ORDER BY ts, seq",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect())
+    }
+
     pub async fn event_count(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM rec_events")
             .fetch_one(&self.pool)
