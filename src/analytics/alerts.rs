@@ -456,8 +456,10 @@ mod tests {
         c.rules
             .push(Rule::of("answer-rate", RuleKind::NotReady, None));
         assert!(c.validate().unwrap_err().contains("name of its own"));
-        let mut c = AlertsConfig::default();
-        c.rules = vec![Rule::of("x", RuleKind::AnswerRate, Some(2.0))];
+        let c = AlertsConfig {
+            rules: vec![Rule::of("x", RuleKind::AnswerRate, Some(2.0))],
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().contains("threshold"));
     }
 }
