@@ -809,4 +809,18 @@ async fn recommendations_convert_and_the_control_measures_the_lift() {
         .sum();
     assert_eq!(by_channel, 39);
     assert_eq!(r["by_channel"]["app"]["impressions"], 12, "{r}");
+
+    // Erasing a customer erases what was shown to them.
+    let (st, erased) = call(&c, Method::DELETE, s.url("/v1/customers/exp-1"), None).await;
+    assert_eq!(st, 200, "{erased}");
+    assert_eq!(erased["turns"], 6, "{erased}");
+    let (_, r) = call(
+        &c,
+        Method::GET,
+        s.url("/v1/stats/recommendations?from=2026-12-01&to=2026-12-02"),
+        None,
+    )
+    .await;
+    assert_eq!(r["total"]["impressions"], 33, "{r}");
+    assert_eq!(r["customers"], 11, "{r}");
 }

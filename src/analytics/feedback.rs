@@ -69,30 +69,12 @@ impl FeedbackStore {
 
     /// Removes a customer's feedback: given under their id, or in one of `sessions`.
     pub async fn erase(&self, customer_id: &str, sessions: &[String]) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut n = sqlx::query("DELETE FROM feedback WHERE customer_id = ?")
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for s in sessions {
-            n += sqlx::query("DELETE FROM feedback WHERE session_id = ?")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+        super::erase_rows(&self.pool, "feedback", customer_id, sessions).await
     }
 
     /// Removes feedback older than `cutoff` (Unix seconds); how many.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM feedback WHERE created_at < ?")
-            .bind(cutoff)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        super::purge_rows(&self.pool, "feedback", "created_at", cutoff).await
     }
 
     /// Stores `f` (its `id` is assigned) for `customer_id` (when known) and returns it.

@@ -22,6 +22,49 @@ pub fn json_name<T: Serialize>(v: &T) -> String {
     }
 }
 
+/// Deletes, in one transaction, the rows of `table` kept under `customer_id` or of one of
+/// `sessions` (the table has `customer_id` and `session_id` columns; `table` is a name in
+/// this crate, never input).
+pub(crate) async fn erase_rows(
+    pool: &sqlx::SqlitePool,
+    table: &'static str,
+    customer_id: &str,
+    sessions: &[String],
+) -> Result<u64, sqlx::Error> {
+    let by = |col: &str| sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {col} = ?"));
+    let mut tx = pool.begin().await?;
+    let mut n = sqlx::query(by("customer_id"))
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    for s in sessions {
+        n += sqlx::query(by("session_id"))
+            .bind(s)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+/// Deletes the rows of `table` whose `column` is below `before` (names in this crate, never
+/// input); how many.
+pub(crate) async fn purge_rows(
+    pool: &sqlx::SqlitePool,
+    table: &'static str,
+    column: &'static str,
+    before: i64,
+) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} < ?"));
+    Ok(sqlx::query(sql)
+        .bind(before)
+        .execute(pool)
+        .await?
+        .rows_affected())
+}
+
 /// `[analytics]`: recording turns and reading them back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -338,30 +338,18 @@ impl Desk {
 
     /// Removes a customer's tickets: under their id, or of one of `sessions`.
     pub async fn erase(&self, customer_id: &str, sessions: &[String]) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut n = sqlx::query("DELETE FROM handoffs WHERE customer_id = ?")
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for s in sessions {
-            n += sqlx::query("DELETE FROM handoffs WHERE session_id = ?")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+        super::erase_rows(&self.pool, "handoffs", customer_id, sessions).await
     }
 
     /// Removes tickets created before `cutoff` (Unix seconds).
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query("DELETE FROM handoffs WHERE created_ms < ?")
-            .bind(cutoff.saturating_mul(1000))
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        super::purge_rows(
+            &self.pool,
+            "handoffs",
+            "created_ms",
+            cutoff.saturating_mul(1000),
+        )
+        .await
     }
 }
 

@@ -417,42 +417,17 @@ impl TurnStore {
 
     /// Removes a customer's records: under their id, or in one of `sessions`.
     pub async fn erase(&self, customer_id: &str, sessions: &[String]) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        let mut n = sqlx::query("DELETE FROM turns WHERE customer_id = ?")
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        n += sqlx::query("DELETE FROM rec_impressions WHERE customer_id = ?")
-            .bind(customer_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        for s in sessions {
-            n += sqlx::query("DELETE FROM turns WHERE session_id = ?")
-                .bind(s)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(n)
+        Ok(
+            super::erase_rows(&self.pool, "turns", customer_id, sessions).await?
+                + super::erase_rows(&self.pool, "rec_impressions", customer_id, &[]).await?,
+        )
     }
 
     /// Removes records older than `cutoff` (Unix seconds); how many.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
         let at = cutoff.saturating_mul(1000);
-        let mut n = sqlx::query("DELETE FROM turns WHERE at_ms < ?")
-            .bind(at)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        n += sqlx::query("DELETE FROM rec_impressions WHERE at_ms < ?")
-            .bind(at)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n)
+        Ok(super::purge_rows(&self.pool, "turns", "at_ms", at).await?
+            + super::purge_rows(&self.pool, "rec_impressions", "at_ms", at).await?)
     }
 }
 

@@ -318,13 +318,14 @@ impl Kefu {
                     .assign(&ndarray::ArrayView1::from(&v.vector[..]));
             }
             let min = q.min_count.unwrap_or(2).max(1) as usize;
-            let found = tokio::task::block_in_place(|| {
-                crate::analytics::cluster::agglomerate(
-                    m.view(),
-                    self.config.analytics.cluster_similarity,
-                    min,
-                )
-            });
+            let similarity = self.config.analytics.cluster_similarity;
+            // Quadratic in the questions: off the async runtime's threads.
+            let mut found = tokio::task::spawn_blocking(move || {
+                crate::analytics::cluster::agglomerate(m.view(), similarity, min)
+            })
+            .await
+            .map_err(|e| Error::Storage(format!("clustering failed: {e}")))?;
+            found.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
             for c in found.into_iter().take(limit) {
                 clusters.push(self.gap_cluster(gaps, &c).await?);
             }

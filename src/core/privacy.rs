@@ -20,7 +20,8 @@ pub struct Erased {
     pub profile: bool,
     /// Feedback given by the customer or in their conversations.
     pub feedback: u64,
-    /// Recorded turns (analytics) and hand-off tickets of the customer or their conversations.
+    /// Recorded turns and recommendation impressions (analytics), and hand-off tickets, of the
+    /// customer or their conversations.
     pub turns: u64,
     pub handoffs: u64,
     /// Conversations (with their transcripts) removed.
