@@ -325,7 +325,7 @@ impl Kefu {
             })
             .await
             .map_err(|e| Error::Storage(format!("clustering failed: {e}")))?;
-            found.sort_by(|a, b| b.members.len().cmp(&a.members.len()));
+            found.sort_by_key(|c| std::cmp::Reverse(c.members.len()));
             for c in found.into_iter().take(limit) {
                 clusters.push(self.gap_cluster(gaps, &c).await?);
             }
