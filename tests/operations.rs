@@ -172,7 +172,7 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
     let v = d.chat(Some("ops-person"), "转人工", "web").await;
     assert_eq!(v["action"], "handoff", "{v}");
     let picked = v["handoff"]["id"].as_str().unwrap().to_string();
-    d.at(10, 0).await; // the clock barely moves: picked up at once
+    // Picked up at once (the clock runs on from 10:00 in real time).
     let t = d
         .post(
             &format!("/v1/handoffs/{picked}/accept"),
@@ -472,6 +472,53 @@ async fn a_scripted_day_gives_exact_stats_clusters_and_sla_breaches() {
             .collect()
     };
     assert_eq!(ids(&printed), ids(&gaps));
+
+    // An annotation labels a turn for retraining; it is listed with the feedback and leaves
+    // satisfaction alone.
+    let turns = d.get("/v1/conversations/ops-person").await;
+    let first = turns["turns"][0]["turn_id"].as_str().unwrap().to_string();
+    let a = d
+        .post(
+            "/v1/annotations",
+            json!({"turn_id": first, "faq_id": "zh-refunds-001", "should_handoff": false, "annotator": "li"}),
+        )
+        .await;
+    assert_eq!(a["source"], "annotation", "{a}");
+    assert_eq!(a["question"], "转人工", "{a}");
+    let listed = d.get("/v1/feedback?session_id=ops-person").await;
+    assert!(
+        listed["feedback"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["source"] == "annotation" && f["faq_id"] == "zh-refunds-001"),
+        "{listed}"
+    );
+    let after = d
+        .get("/v1/stats?from=2026-12-01&to=2026-12-02&bucket=hour")
+        .await;
+    assert_eq!(
+        after["totals"]["satisfaction"],
+        stats["totals"]["satisfaction"]
+    );
+    for (body, want) in [
+        (json!({"turn_id": first}), 422),
+        (
+            json!({"turn_id": "nope-1", "faq_id": "zh-refunds-001"}),
+            404,
+        ),
+        (json!({"turn_id": first, "faq_id": "no-such-entry"}), 404),
+        (json!({"turn_id": first, "intent": "no_such_intent"}), 422),
+    ] {
+        let (st, v) = call(
+            &d.c,
+            Method::POST,
+            s.url("/v1/annotations"),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(st, want, "{body} → {v}");
+    }
 
     // Bad windows are refused.
     for q in [

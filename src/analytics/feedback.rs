@@ -41,6 +41,19 @@ pub struct Feedback {
     pub answered_faq_id: Option<String>,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// An annotation's right intent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<String>,
+    /// An annotation: a person should (or should not) have taken over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub should_handoff: Option<bool>,
+    /// Who annotated (annotations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotator: Option<String>,
+    /// `annotation` for a person's label of a turn (`POST /v1/annotations`); none for a
+    /// customer's feedback. Only customers' feedback counts in satisfaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 pub struct FeedbackStore {
@@ -50,19 +63,39 @@ pub struct FeedbackStore {
 impl FeedbackStore {
     pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
         sqlx::raw_sql(SCHEMA).execute(&pool).await?;
-        // Whose feedback it is, for erasure (added after the table first shipped).
-        let has_customer: bool = sqlx::query_scalar(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('feedback') WHERE name = 'customer_id'",
-        )
-        .fetch_one(&pool)
-        .await?;
-        if !has_customer {
-            sqlx::raw_sql(
+        // Columns added after the table first shipped: whose feedback it is (for erasure), and
+        // what an annotation says (the right intent, whether a person should have taken over,
+        // who annotated). `source` is `annotation` for those; customers' feedback has none.
+        for (column, ddl) in [
+            (
+                "customer_id",
                 "ALTER TABLE feedback ADD COLUMN customer_id TEXT;
                  CREATE INDEX IF NOT EXISTS feedback_customer ON feedback(customer_id);",
+            ),
+            ("intent", "ALTER TABLE feedback ADD COLUMN intent TEXT;"),
+            (
+                "should_handoff",
+                "ALTER TABLE feedback ADD COLUMN should_handoff INTEGER;",
+            ),
+            (
+                "annotator",
+                "ALTER TABLE feedback ADD COLUMN annotator TEXT;",
+            ),
+            (
+                "source",
+                "ALTER TABLE feedback ADD COLUMN source TEXT;
+                 CREATE INDEX IF NOT EXISTS feedback_turn ON feedback(turn_id);",
+            ),
+        ] {
+            let has: bool = sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('feedback') WHERE name = ?",
             )
-            .execute(&pool)
+            .bind(column)
+            .fetch_one(&pool)
             .await?;
+            if !has {
+                sqlx::raw_sql(ddl).execute(&pool).await?;
+            }
         }
         Ok(Self { pool })
     }
@@ -85,8 +118,8 @@ impl FeedbackStore {
     ) -> Result<Feedback, sqlx::Error> {
         let row = sqlx::query(
             "INSERT INTO feedback (turn_id, session_id, helpful, rating, comment, faq_id, question,
-             answered_faq_id, created_at, customer_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             RETURNING id",
+             answered_faq_id, created_at, customer_id, intent, should_handoff, annotator, source)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&f.turn_id)
         .bind(&f.session_id)
@@ -98,6 +131,10 @@ impl FeedbackStore {
         .bind(&f.answered_faq_id)
         .bind(f.created_at)
         .bind(customer_id)
+        .bind(&f.intent)
+        .bind(f.should_handoff)
+        .bind(&f.annotator)
+        .bind(&f.source)
         .fetch_one(&self.pool)
         .await?;
         f.id = row.get(0);
@@ -130,6 +167,10 @@ impl FeedbackStore {
                 question: r.get("question"),
                 answered_faq_id: r.get("answered_faq_id"),
                 created_at: r.get("created_at"),
+                intent: r.get("intent"),
+                should_handoff: r.get("should_handoff"),
+                annotator: r.get("annotator"),
+                source: r.get("source"),
             })
             .collect())
     }

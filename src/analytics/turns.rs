@@ -323,7 +323,8 @@ impl TurnStore {
         let rows = sqlx::query(
             "SELECT f.turn_id, f.helpful, f.rating FROM feedback f
              WHERE f.id IN (SELECT MAX(f2.id) FROM feedback f2 JOIN turns t ON t.turn_id = f2.turn_id
-                            WHERE t.at_ms >= ?1 AND t.at_ms < ?2 GROUP BY f2.turn_id)",
+                            WHERE t.at_ms >= ?1 AND t.at_ms < ?2 AND f2.source IS NULL
+                            GROUP BY f2.turn_id)",
         )
         .bind(from_ms)
         .bind(to_ms)

@@ -55,6 +55,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("post", "/v1/handoffs/{id}/accept", S(Agent)),
     ("post", "/v1/handoffs/{id}/resolve", S(Agent)),
     ("get", "/v1/conversations/{id}", S(Agent)),
+    ("post", "/v1/annotations", S(Agent)),
     ("get", "/v1/stats", S(Admin)),
     ("get", "/v1/alerts", S(Admin)),
     ("get", "/v1/reports/weekly", S(Admin)),

@@ -72,6 +72,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/handoffs/{id}/accept", post(handoffs::accept))
         .route("/v1/handoffs/{id}/resolve", post(handoffs::resolve))
         .route("/v1/conversations/{id}", get(stats::conversation))
+        .route("/v1/annotations", post(stats::annotate))
         .route("/v1/stats", get(stats::stats))
         .route("/v1/alerts", get(stats::alerts))
         .route("/v1/reports/weekly", get(stats::report))

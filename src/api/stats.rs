@@ -17,7 +17,8 @@ use crate::analytics::stats::{TopQuestions, WeakSpots};
 use crate::analytics::turns::TurnRecord;
 pub use crate::core::alerts::AlertQuery;
 pub use crate::core::analytics::{
-    ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery, Unanswered, Window,
+    AnnotationRequest, ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery,
+    Unanswered, Window,
 };
 pub use crate::core::report::ReportQuery;
 use crate::error::Error;
@@ -173,4 +174,17 @@ pub async fn recommendations(
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<crate::analytics::conversion::RecommendationStats>, Error> {
     Ok(Json(s.recommendation_stats(&q).await?))
+}
+
+/// Labels a recorded turn: the entry or intent that was right, or that a person should have
+/// taken over. Stored as labelled feedback (`source: annotation`, listed by `GET
+/// /v1/feedback`) for retraining; not counted in satisfaction.
+#[utoipa::path(post, path = "/v1/annotations", tag = "analytics", request_body = AnnotationRequest, responses(
+    (status = 201, body = crate::analytics::feedback::Feedback), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+pub async fn annotate(
+    State(s): State<SharedState>,
+    ApiJson(req): ApiJson<AnnotationRequest>,
+) -> Result<(StatusCode, Json<crate::analytics::feedback::Feedback>), Error> {
+    Ok((StatusCode::CREATED, Json(s.annotate(req).await?)))
 }

@@ -671,3 +671,95 @@ impl Kefu {
             .map_err(Error::storage)
     }
 }
+
+/// `POST /v1/annotations`: a person's label of one recorded turn.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotationRequest {
+    /// The bot's reply turn (`turn_id` of `/v1/chat`, as recorded).
+    pub turn_id: String,
+    /// The entry that should have answered.
+    #[serde(default)]
+    #[schema(schema_with = crate::text::check::schema::kb_id)]
+    pub faq_id: Option<String>,
+    /// The intent the turn really had (a label of the default intent model).
+    #[serde(default)]
+    pub intent: Option<String>,
+    /// A person should have taken over (or, `false`, should not have).
+    #[serde(default)]
+    pub should_handoff: Option<bool>,
+    /// Who annotates, 1–128 characters.
+    #[serde(default)]
+    pub annotator: Option<String>,
+    /// At most `limits.max_input_chars` characters.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl Kefu {
+    /// Stores an annotation of a recorded turn as labelled feedback (`source: annotation`),
+    /// with the turn's question and the entry answered; it does not count in satisfaction.
+    pub async fn annotate(
+        &self,
+        req: AnnotationRequest,
+    ) -> Result<crate::analytics::feedback::Feedback, Error> {
+        if req.faq_id.is_none() && req.intent.is_none() && req.should_handoff.is_none() {
+            return Err(Error::Invalid(
+                "give at least one of faq_id, intent and should_handoff".into(),
+            ));
+        }
+        let annotator = match req.annotator.as_deref().map(str::trim) {
+            Some(a) if a.is_empty() || a.chars().count() > 128 => {
+                return Err(Error::Invalid("annotator must be 1–128 characters".into()));
+            }
+            a => a.map(str::to_string),
+        };
+        if let Some(c) = &req.comment {
+            super::checked_text("comment", c, &self.config.limits)?;
+        }
+        self.recorder.flush().await;
+        let turn = self
+            .turns
+            .by_turn(&req.turn_id)
+            .await
+            .map_err(Error::storage)?
+            .ok_or_else(|| Error::NotFound(format!("no recorded turn {:?}", req.turn_id)))?;
+        if let Some(f) = &req.faq_id
+            && self.kb.get(f).await?.is_none()
+        {
+            return Err(Error::NotFound(format!(
+                "faq_id {f:?} is not in the knowledge base"
+            )));
+        }
+        if let Some(i) = &req.intent
+            && let Some(models) = self.intents.load_full()
+            && let Some(m) = models.get(&self.config.intent.default_model)
+            && !m.card.labels.contains(i)
+        {
+            return Err(Error::Invalid(format!(
+                "intent {i:?} is not a label of the intent model {:?}",
+                self.config.intent.default_model
+            )));
+        }
+        let f = crate::analytics::feedback::Feedback {
+            id: 0,
+            turn_id: req.turn_id,
+            session_id: turn.session_id.clone().unwrap_or_default(),
+            helpful: None,
+            rating: None,
+            comment: req.comment.map(|c| crate::privacy::mask(&c).into_owned()),
+            faq_id: req.faq_id,
+            question: Some(turn.text.clone()),
+            answered_faq_id: turn.faq_id.clone(),
+            created_at: crate::clock::now(),
+            intent: req.intent,
+            should_handoff: req.should_handoff,
+            annotator,
+            source: Some("annotation".into()),
+        };
+        self.feedback
+            .add(f, turn.customer_id.as_deref())
+            .await
+            .map_err(Error::storage)
+    }
+}

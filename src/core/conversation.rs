@@ -256,6 +256,10 @@ impl Kefu {
                     question: question.map(masked),
                     answered_faq_id: answered,
                     created_at: crate::dialog::session::now(),
+                    intent: None,
+                    should_handoff: None,
+                    annotator: None,
+                    source: None,
                 },
                 customer.as_deref(),
             )
