@@ -286,12 +286,7 @@ impl Kefu {
     }
 
     pub async fn list_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, Error> {
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(Error::Invalid(format!(
-                "limit must be between 1 and 1000, got {limit}"
-            )));
-        }
+        let limit = super::checked_limit(q.limit, 100)?;
         self.alerts
             .list(q.state, limit)
             .await

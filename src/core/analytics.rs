@@ -189,14 +189,7 @@ impl StatsQuery {
     }
 
     fn limit(&self) -> Result<usize, Error> {
-        let l = self.limit.unwrap_or(20);
-        if (1..=1000).contains(&l) {
-            Ok(l)
-        } else {
-            Err(Error::Invalid(format!(
-                "limit must be between 1 and 1000, got {l}"
-            )))
-        }
+        super::checked_limit(self.limit, 20)
     }
 }
 
@@ -504,12 +497,7 @@ impl Kefu {
     }
 
     pub async fn handoffs(&self, q: &HandoffQuery) -> Result<Vec<Ticket>, Error> {
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(Error::Invalid(format!(
-                "limit must be between 1 and 1000, got {limit}"
-            )));
-        }
+        let limit = super::checked_limit(q.limit, 100)?;
         let from_ms = q
             .from
             .as_deref()
@@ -538,7 +526,7 @@ impl Kefu {
 
     /// An agent picks the hand-off up; 409 when it was picked up or resolved already.
     pub async fn accept_handoff(&self, id: &str, a: &TicketAction) -> Result<Ticket, Error> {
-        let agent = self.checked_agent(a)?;
+        let agent = super::checked_name("agent", a.agent.as_deref())?;
         match self.desk.accept(id, agent).await.map_err(Error::storage)? {
             Change::Done(t) => Ok(t),
             Change::Missing => Err(no_ticket(id)),
@@ -556,7 +544,7 @@ impl Kefu {
         id: &str,
         a: &TicketAction,
     ) -> Result<Ticket, Error> {
-        let agent = self.checked_agent(a)?;
+        let agent = super::checked_name("agent", a.agent.as_deref())?;
         if let Some(r) = &a.resolution {
             super::checked_text("resolution", r, &self.config.limits)?;
         }
@@ -582,15 +570,6 @@ impl Kefu {
             }
         }
         Ok(t)
-    }
-
-    fn checked_agent<'a>(&self, a: &'a TicketAction) -> Result<Option<&'a str>, Error> {
-        match a.agent.as_deref().map(str::trim) {
-            Some(x) if x.is_empty() || x.chars().count() > 128 => {
-                Err(Error::Invalid("agent must be 1–128 characters".into()))
-            }
-            other => Ok(other),
-        }
     }
 }
 
@@ -708,12 +687,8 @@ impl Kefu {
                 "give at least one of faq_id, intent and should_handoff".into(),
             ));
         }
-        let annotator = match req.annotator.as_deref().map(str::trim) {
-            Some(a) if a.is_empty() || a.chars().count() > 128 => {
-                return Err(Error::Invalid("annotator must be 1–128 characters".into()));
-            }
-            a => a.map(str::to_string),
-        };
+        let annotator =
+            super::checked_name("annotator", req.annotator.as_deref())?.map(str::to_string);
         if let Some(c) = &req.comment {
             super::checked_text("comment", c, &self.config.limits)?;
         }

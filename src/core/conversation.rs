@@ -274,12 +274,7 @@ impl Kefu {
         session_id: Option<&str>,
         limit: Option<i64>,
     ) -> Result<Vec<Feedback>, Error> {
-        let limit = limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(Error::Invalid(format!(
-                "limit must be between 1 and 1000, got {limit}"
-            )));
-        }
+        let limit = super::checked_limit(limit, 100)?;
         self.feedback
             .list(session_id, limit)
             .await

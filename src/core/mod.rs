@@ -384,6 +384,31 @@ pub fn checked_channel(channel: Option<&str>) -> Result<(), Error> {
     }
 }
 
+/// `limit` (or `default` when absent) when it is 1–1000, the bounds of every listing; else 422.
+pub fn checked_limit<T>(limit: Option<T>, default: T) -> Result<T, Error>
+where
+    T: Copy + PartialOrd + From<u16> + std::fmt::Display,
+{
+    let l = limit.unwrap_or(default);
+    if T::from(1) <= l && l <= T::from(1000) {
+        Ok(l)
+    } else {
+        Err(Error::Invalid(format!(
+            "limit must be between 1 and 1000, got {l}"
+        )))
+    }
+}
+
+/// A person's name or id as given (trimmed): 1–128 characters; `field` names it in the 422.
+pub fn checked_name<'a>(field: &str, name: Option<&'a str>) -> Result<Option<&'a str>, Error> {
+    match name.map(str::trim) {
+        Some(x) if x.is_empty() || x.chars().count() > 128 => {
+            Err(Error::Invalid(format!("{field} must be 1–128 characters")))
+        }
+        other => Ok(other),
+    }
+}
+
 /// Longest customer tier.
 pub const MAX_TIER_CHARS: usize = 64;
 
