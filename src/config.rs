@@ -46,6 +46,8 @@ pub struct Config {
     pub sla: crate::analytics::sla::SlaConfig,
     /// `[alerts]`: rules evaluated every minute, sent to a webhook.
     pub alerts: crate::analytics::alerts::AlertsConfig,
+    /// `[console]`: the web console at `/ui`.
+    pub console: crate::api::console::ConsoleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -280,6 +282,7 @@ impl Config {
         self.privacy.validate().map_err(invalid)?;
         self.outgoing.validate().map_err(invalid)?;
         self.analytics.validate().map_err(invalid)?;
+        self.console.validate().map_err(invalid)?;
         self.sla.validate().map_err(invalid)?;
         self.alerts.validate().map_err(invalid)?;
         if let Some(u) = &self.alerts.webhook_url {

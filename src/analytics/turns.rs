@@ -187,6 +187,22 @@ impl TurnRecord {
     }
 }
 
+/// One conversation in a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct SessionSummary {
+    pub session_id: String,
+    /// Recorded turns.
+    pub turns: i64,
+    /// Milliseconds since the Unix epoch of the first and the last turn.
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// A turn handed the conversation to a person.
+    pub handoff: bool,
+    pub channel: Option<String>,
+    /// What the customer wrote first (masked).
+    pub first_text: String,
+}
+
 /// Which records a query reads: `[from_ms, to_ms)`, optionally one channel, category,
 /// session or kind.
 #[derive(Debug, Clone, Default)]
@@ -284,19 +300,25 @@ impl TurnStore {
         Ok(rows.iter().map(TurnRecord::from_row).collect())
     }
 
-    /// The newest records of each session with turns in `[from_ms, to_ms)` whose masked text
-    /// contains `q` (all sessions without `q`), up to `limit` sessions, newest first: for
-    /// browsing conversations.
+    /// The conversations with turns in `[from_ms, to_ms)` (and, with `q`, a turn whose masked
+    /// text contains it), newest first, up to `limit`: for browsing transcripts.
     pub async fn sessions(
         &self,
         from_ms: i64,
         to_ms: i64,
         q: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<(String, i64, i64)>, sqlx::Error> {
-        let pattern = q.map(|q| format!("%{}%", q.replace(['%', '_'], "")));
+    ) -> Result<Vec<SessionSummary>, sqlx::Error> {
+        let pattern = q
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
         let rows = sqlx::query(
-            "SELECT session_id, COUNT(*) AS n, MAX(at_ms) AS last FROM turns
+            "SELECT session_id, COUNT(*) AS n, MIN(at_ms) AS first, MAX(at_ms) AS last,
+                    MAX(handoff) AS handed_off, MAX(channel) AS channel,
+                    (SELECT t2.text FROM turns t2 WHERE t2.session_id = t.session_id
+                     ORDER BY t2.at_ms, t2.id LIMIT 1) AS first_text
+             FROM turns t
              WHERE session_id IS NOT NULL AND at_ms >= ?1 AND at_ms < ?2
              AND (?3 IS NULL OR session_id IN
                   (SELECT session_id FROM turns WHERE text LIKE ?3 AND session_id IS NOT NULL))
@@ -310,7 +332,15 @@ impl TurnStore {
         .await?;
         Ok(rows
             .iter()
-            .map(|r| (r.get("session_id"), r.get("n"), r.get("last")))
+            .map(|r| SessionSummary {
+                session_id: r.get("session_id"),
+                turns: r.get("n"),
+                first_ms: r.get("first"),
+                last_ms: r.get("last"),
+                handoff: r.get::<i64, _>("handed_off") != 0,
+                channel: r.get("channel"),
+                first_text: r.get("first_text"),
+            })
             .collect())
     }
 

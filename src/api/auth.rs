@@ -54,6 +54,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("get", "/v1/handoffs/{id}", S(Agent)),
     ("post", "/v1/handoffs/{id}/accept", S(Agent)),
     ("post", "/v1/handoffs/{id}/resolve", S(Agent)),
+    ("get", "/v1/conversations", S(Agent)),
     ("get", "/v1/conversations/{id}", S(Agent)),
     ("post", "/v1/annotations", S(Agent)),
     ("get", "/v1/stats", S(Admin)),
@@ -113,12 +114,13 @@ pub fn access(method: &str, path: &str) -> Access {
 /// The keys and each key's budgets, built once from `[auth]`.
 pub struct Guard {
     keys: Keys,
+    console: super::console::Sessions,
     open_metrics: bool,
     limiters: Vec<(Scope, DefaultKeyedRateLimiter<String>)>,
 }
 
 impl Guard {
-    pub fn new(cfg: &AuthConfig) -> Self {
+    pub fn new(cfg: &AuthConfig, console: super::console::Sessions) -> Self {
         let limiters = Scope::ALL
             .into_iter()
             .filter_map(|s| {
@@ -131,9 +133,19 @@ impl Guard {
             .collect();
         Self {
             keys: Keys::new(cfg),
+            console,
             open_metrics: cfg.open_metrics,
             limiters,
         }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The web console's logins.
+    pub fn console(&self) -> &super::console::Sessions {
+        &self.console
     }
 
     /// The scope `method path` needs; `None`: open.
@@ -188,9 +200,25 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
         req.extensions_mut().insert(Caller::Anonymous);
         return next.run(req).await;
     };
-    let caller = match g.keys.check(presented(req.headers()), scope) {
-        Ok(c) => c,
-        Err(d) => return denied(d),
+    let key = presented(req.headers());
+    // A console login stands for the key that logged in (only when no key is presented).
+    let console = key
+        .is_none()
+        .then(|| g.console.caller(req.method(), req.headers()))
+        .flatten();
+    let caller = match console {
+        Some(Ok(c)) if c.has(scope) => c,
+        Some(Ok(c)) => {
+            return denied(Denied::Forbidden {
+                name: c.name().to_string(),
+                scope,
+            });
+        }
+        Some(Err(super::console::Refused::Csrf)) => return super::console::csrf_refused(),
+        Some(Err(super::console::Refused::Expired)) | None => match g.keys.check(key, scope) {
+            Ok(c) => c,
+            Err(d) => return denied(d),
+        },
     };
     if let Err(wait) = g.spend(&caller, scope) {
         return Error::RateLimited {
@@ -204,7 +232,7 @@ pub async fn guard(State(g): State<Arc<Guard>>, mut req: Request, next: Next) ->
     next.run(req).await
 }
 
-fn denied(d: Denied) -> Response {
+pub(super) fn denied(d: Denied) -> Response {
     match d {
         Denied::Forbidden { .. } => Error::Forbidden(d.to_string()).into_response(),
         _ => {
@@ -281,7 +309,8 @@ mod tests {
             },
             ..Default::default()
         };
-        let g = Guard::new(&cfg);
+        let console = super::super::console::Sessions::new(&Default::default(), "127.0.0.1");
+        let g = Guard::new(&cfg, console);
         let a = Caller::Key {
             name: "a".into(),
             scopes: vec![Chat],

@@ -27,10 +27,14 @@ pub struct ListParams {
     pub limit: Option<i64>,
     #[serde(default)]
     pub category: Option<String>,
+    /// Only entries with this text in their id, questions or answers.
+    #[serde(default)]
+    pub q: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FaqList {
+    /// Entries that pass the filters, in all.
     pub total: i64,
     pub offset: i64,
     pub entries: Vec<StoredEntry>,
@@ -57,10 +61,13 @@ pub async fn list(
 ) -> Result<Json<FaqList>, Error> {
     let offset = p.offset.unwrap_or(0).max(0);
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let (entries, total) =
+        s.kb.list(offset, limit, p.category.as_deref(), p.q.as_deref())
+            .await?;
     Ok(Json(FaqList {
-        total: s.kb.count().await?,
+        total,
         offset,
-        entries: s.kb.list(offset, limit, p.category.as_deref()).await?,
+        entries,
     }))
 }
 

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod calibration;
 pub mod chat;
+pub mod console;
 pub mod documents;
 pub mod embed;
 pub mod error;
@@ -71,6 +72,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/handoffs/{id}", get(handoffs::get_one))
         .route("/v1/handoffs/{id}/accept", post(handoffs::accept))
         .route("/v1/handoffs/{id}/resolve", post(handoffs::resolve))
+        .route("/v1/conversations", get(stats::conversations))
         .route("/v1/conversations/{id}", get(stats::conversation))
         .route("/v1/annotations", post(stats::annotate))
         .route("/v1/stats", get(stats::stats))
@@ -128,10 +130,14 @@ pub fn router(state: SharedState) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit));
     // Inside `observe`, so that refusals are counted and timed like any response.
-    let guard = Arc::new(auth::Guard::new(&state.config.auth));
-    let routes = layers::catch_panics(routes)
-        .layer(middleware::from_fn_with_state(guard, auth::guard))
-        .layer(middleware::from_fn_with_state(state.clone(), observe));
+    let console = console::Sessions::new(&state.config.console, &state.config.server.host);
+    let guard = Arc::new(auth::Guard::new(&state.config.auth, console));
+    let mut routes = layers::catch_panics(routes)
+        .layer(middleware::from_fn_with_state(guard.clone(), auth::guard));
+    if state.config.console.enabled {
+        routes = routes.merge(console::routes(guard));
+    }
+    let routes = routes.layer(middleware::from_fn_with_state(state.clone(), observe));
     let cors = state.config.server.cors_origins.clone();
     layers::outer(routes.with_state(state), &cors)
 }

@@ -17,8 +17,8 @@ use crate::analytics::stats::{TopQuestions, WeakSpots};
 use crate::analytics::turns::TurnRecord;
 pub use crate::core::alerts::AlertQuery;
 pub use crate::core::analytics::{
-    AnnotationRequest, ClockRequest, ClockState, GapCluster, Nearest, Stats, StatsQuery,
-    Unanswered, Window,
+    AnnotationRequest, ClockRequest, ClockState, ConversationsQuery, GapCluster, Nearest, Stats,
+    StatsQuery, Unanswered, Window,
 };
 pub use crate::core::report::ReportQuery;
 use crate::error::Error;
@@ -78,6 +78,23 @@ pub async fn draft(
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<(StatusCode, Json<StoredEntry>), Error> {
     Ok((StatusCode::CREATED, Json(s.draft_from_gap(&id, &q).await?)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversations {
+    pub conversations: Vec<crate::analytics::turns::SessionSummary>,
+}
+
+/// Recorded conversations, newest first, searchable by what the customer wrote (masked).
+#[utoipa::path(get, path = "/v1/conversations", tag = "analytics", params(ConversationsQuery),
+    responses((status = 200, body = Conversations), (status = 422, body = ErrorBody)))]
+pub async fn conversations(
+    State(s): State<SharedState>,
+    ApiQuery(q): ApiQuery<ConversationsQuery>,
+) -> Result<Json<Conversations>, Error> {
+    Ok(Json(Conversations {
+        conversations: s.conversations(&q).await?,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

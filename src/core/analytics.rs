@@ -635,6 +635,28 @@ impl Kefu {
         Ok(self.clock())
     }
 
+    /// Conversations in the window, newest first; with `q`, those with a turn containing it.
+    pub async fn conversations(
+        &self,
+        q: &ConversationsQuery,
+    ) -> Result<Vec<crate::analytics::turns::SessionSummary>, Error> {
+        let w = StatsQuery {
+            from: q.from.clone(),
+            to: q.to.clone(),
+            ..Default::default()
+        }
+        .window()?;
+        let limit = super::checked_limit(q.limit, 50)?;
+        if let Some(text) = &q.q {
+            super::checked_text("q", text, &self.config.limits)?;
+        }
+        self.recorder.flush().await;
+        self.turns
+            .sessions(w.from_ms, w.to_ms, q.q.as_deref(), limit as i64)
+            .await
+            .map_err(Error::storage)
+    }
+
     /// The recorded turns of one conversation, oldest first (for reading a transcript with
     /// what kefu decided at each turn).
     pub async fn conversation_turns(&self, session_id: &str) -> Result<Vec<TurnRecord>, Error> {
@@ -649,6 +671,21 @@ impl Kefu {
             .await
             .map_err(Error::storage)
     }
+}
+
+/// `GET /v1/conversations`.
+#[derive(Debug, Default, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationsQuery {
+    /// Start (inclusive), as in `/v1/stats`. Default: 24 hours before `to`.
+    pub from: Option<String>,
+    /// End (exclusive). Default: now.
+    pub to: Option<String>,
+    /// Only conversations with a turn whose (masked) text contains this.
+    pub q: Option<String>,
+    /// Most conversations (1–1000, default 50).
+    pub limit: Option<usize>,
 }
 
 /// `POST /v1/annotations`: a person's label of one recorded turn.

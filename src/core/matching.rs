@@ -52,6 +52,10 @@ pub struct MatchRequest {
     #[serde(default)]
     #[schema(schema_with = schema::external_id)]
     pub customer_id: Option<String>,
+    /// A hit test (the console's): answered as usual and recorded nowhere, neither in the
+    /// analytics nor in the customer's profile.
+    #[serde(default)]
+    pub hit_test: bool,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -401,6 +405,9 @@ impl Kefu {
             explain: req.explain,
         };
         let r = self.match_query(&req.query, &o).await?;
+        if req.hit_test {
+            return Ok(r);
+        }
         self.record_match(&req, &r);
         if let Some(id) = req.customer_id {
             let answered = (r.decision == Decision::Answer)

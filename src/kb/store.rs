@@ -148,27 +148,45 @@ impl KbStore {
         row.as_ref().map(Self::decode).transpose()
     }
 
-    /// Entries ordered by id, `limit` from `offset`, optionally of one category.
+    /// Entries ordered by id, `limit` from `offset`, optionally of one category and with `q`
+    /// in their id, questions or answers; and how many there are in all.
     pub async fn list(
         &self,
         offset: i64,
         limit: i64,
         category: Option<&str>,
-    ) -> Result<Vec<StoredEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM faqs WHERE (?1 IS NULL OR category = ?1) ORDER BY id LIMIT ?2 OFFSET ?3",
-        )
+        q: Option<&str>,
+    ) -> Result<(Vec<StoredEntry>, i64), StoreError> {
+        let pattern = q
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
+        const WHERE: &str =
+            "(?1 IS NULL OR category = ?1) AND (?2 IS NULL OR id LIKE ?2 OR body LIKE ?2)";
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM faqs WHERE {WHERE} ORDER BY id LIMIT ?3 OFFSET ?4"
+        )))
         .bind(category)
+        .bind(&pattern)
         .bind(limit)
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(Self::decode).collect()
+        let total: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT COUNT(*) FROM faqs WHERE {WHERE}"
+        )))
+        .bind(category)
+        .bind(&pattern)
+        .fetch_one(&self.pool)
+        .await?
+        .get(0);
+        let entries = rows.iter().map(Self::decode).collect::<Result<_, _>>()?;
+        Ok((entries, total))
     }
 
     /// Every entry, ordered by id.
     pub async fn all(&self) -> Result<Vec<StoredEntry>, StoreError> {
-        self.list(0, i64::MAX, None).await
+        Ok(self.list(0, i64::MAX, None, None).await?.0)
     }
 
     /// Inserts or replaces entries in one transaction; valid entries only (callers validate).
