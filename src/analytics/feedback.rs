@@ -154,24 +154,101 @@ impl FeedbackStore {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Feedback {
-                id: r.get("id"),
-                turn_id: r.get("turn_id"),
-                session_id: r.get("session_id"),
-                helpful: r.get("helpful"),
-                rating: r.get::<Option<i64>, _>("rating").map(|x| x as u8),
-                comment: r.get("comment"),
-                faq_id: r.get("faq_id"),
-                question: r.get("question"),
-                answered_faq_id: r.get("answered_faq_id"),
-                created_at: r.get("created_at"),
-                intent: r.get("intent"),
-                should_handoff: r.get("should_handoff"),
-                annotator: r.get("annotator"),
-                source: r.get("source"),
-            })
-            .collect())
+        Ok(rows.iter().map(from_row).collect())
+    }
+
+    /// Labelled examples for retraining (`--with-feedback`), oldest first: every row with the
+    /// question asked and the right entry (`faq_id`: a customer's correction or an annotation)
+    /// or the right intent (annotations). A question labelled again comes later, so readers
+    /// that keep the last label of a question keep the newest.
+    pub async fn labelled(&self) -> Result<Vec<Feedback>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM feedback
+             WHERE TRIM(COALESCE(question, '')) != ''
+               AND (TRIM(COALESCE(faq_id, '')) != '' OR TRIM(COALESCE(intent, '')) != '')
+             ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(from_row).collect())
+    }
+}
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Feedback {
+    Feedback {
+        id: r.get("id"),
+        turn_id: r.get("turn_id"),
+        session_id: r.get("session_id"),
+        helpful: r.get("helpful"),
+        rating: r.get::<Option<i64>, _>("rating").map(|x| x as u8),
+        comment: r.get("comment"),
+        faq_id: r.get("faq_id"),
+        question: r.get("question"),
+        answered_faq_id: r.get("answered_faq_id"),
+        created_at: r.get("created_at"),
+        intent: r.get("intent"),
+        should_handoff: r.get("should_handoff"),
+        annotator: r.get("annotator"),
+        source: r.get("source"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(question: Option<&str>, faq_id: Option<&str>, intent: Option<&str>) -> Feedback {
+        Feedback {
+            id: 0,
+            turn_id: "s-1".into(),
+            session_id: "s".into(),
+            helpful: Some(false),
+            rating: None,
+            comment: None,
+            faq_id: faq_id.map(Into::into),
+            question: question.map(Into::into),
+            answered_faq_id: Some("wrong".into()),
+            created_at: 1,
+            intent: intent.map(Into::into),
+            should_handoff: None,
+            annotator: None,
+            source: intent.map(|_| "annotation".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn labelled_rows_carry_a_question_and_an_entry_or_intent_oldest_first() {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let store = FeedbackStore::open(pool).await.unwrap();
+        for f in [
+            row(Some("怎么退货"), Some("return"), None),
+            row(Some("  "), Some("return"), None),
+            row(None, None, Some("refund")),
+            row(Some("thanks"), None, None),
+            row(Some("where is my parcel"), Some(""), Some("shipping")),
+            row(Some("怎么退货"), Some("return-v2"), None),
+        ] {
+            store.add(f, None).await.unwrap();
+        }
+        let got: Vec<(Option<String>, Option<String>, Option<String>)> = store
+            .labelled()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.question, f.faq_id, f.intent))
+            .collect();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                (s("怎么退货"), s("return"), None),
+                (s("where is my parcel"), s(""), s("shipping")),
+                (s("怎么退货"), s("return-v2"), None),
+            ]
+        );
     }
 }

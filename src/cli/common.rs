@@ -177,6 +177,19 @@ pub fn read_calibration(path: &Path) -> anyhow::Result<kefu::matcher::Calibratio
     Ok(c)
 }
 
+/// The labelled feedback a data directory holds (`--with-feedback`): customers' corrections and
+/// annotations, oldest first.
+pub fn labelled_feedback(
+    data_dir: &Path,
+) -> anyhow::Result<Vec<kefu::analytics::feedback::Feedback>> {
+    require_kefu_data(data_dir)?;
+    block_on(async {
+        let store = kefu::kb::KbStore::open(data_dir).await?;
+        let feedback = kefu::analytics::feedback::FeedbackStore::open(store.pool().clone()).await?;
+        Ok::<_, anyhow::Error>(feedback.labelled().await?)
+    })?
+}
+
 /// The KB a data directory serves, as `kefu serve` indexes it.
 pub struct ServedKb {
     pub entries: Vec<FaqEntry>,

@@ -103,6 +103,13 @@ pub enum EvalCommand {
         /// `PUT /v1/calibration`.
         #[arg(long)]
         calibration_out: Option<PathBuf>,
+        /// Add the questions the data directory's feedback labels with their right entry
+        /// (customers' corrections and annotations; the newest entry of each question) as
+        /// answerable queries. Questions that are queries or KB texts already, and entries the
+        /// KB lacks or has disabled, are counted and left out. The data directory is
+        /// --data-dir, else server.data_dir.
+        #[arg(long)]
+        with_feedback: bool,
         /// Precision direct answers must reach when calibrating.
         #[arg(long, default_value_t = 0.95)]
         target_precision: f64,
@@ -207,6 +214,7 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
             calibrate,
             fixed_weights,
             calibration_out,
+            with_feedback,
             target_precision,
             perturb,
             seed,
@@ -244,6 +252,20 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
                 None => (kefu::eval::faq::read_kb(&kb)?, Vec::new()),
             };
+            if with_feedback {
+                let labelled: Vec<kefu::eval::faq::Query> =
+                    common::labelled_feedback(&cfg.server.data_dir)?
+                        .into_iter()
+                        .filter_map(|f| {
+                            Some(kefu::eval::faq::Query {
+                                query: f.question?,
+                                gold: vec![f.faq_id.filter(|id| !id.trim().is_empty())?],
+                            })
+                        })
+                        .collect();
+                let used = kefu::eval::faq::add_feedback(&mut qs, &labelled, &entries);
+                print_feedback_queries(&cfg.server.data_dir, &used);
+            }
             if let Some(f) = &calibration {
                 cal = common::read_calibration(f)?;
                 source = "file".into();
@@ -505,6 +527,38 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 }
             })
         }
+    }
+}
+
+/// What `--with-feedback` took from the data directory, on standard error.
+fn print_feedback_queries(data_dir: &std::path::Path, f: &kefu::eval::faq::FeedbackQueries) {
+    let list = |m: &std::collections::BTreeMap<String, usize>| {
+        m.iter()
+            .map(|(id, n)| format!("{id} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!(
+        "with feedback from {}: {} labelled questions, {} added as queries ({} already queries, \
+         {} queries with other gold kept, {} texts of the KB, {} naming entries the KB lacks, {} \
+         naming disabled entries)",
+        data_dir.display(),
+        f.labelled,
+        f.added,
+        f.duplicates,
+        f.conflicts,
+        f.kb_texts,
+        f.unknown_entries.values().sum::<usize>(),
+        f.disabled_entries.values().sum::<usize>()
+    );
+    if !f.unknown_entries.is_empty() {
+        eprintln!("  entries the KB lacks: {}", list(&f.unknown_entries));
+    }
+    if !f.disabled_entries.is_empty() {
+        eprintln!(
+            "  disabled entries (enable them to calibrate on their questions): {}",
+            list(&f.disabled_entries)
+        );
     }
 }
 

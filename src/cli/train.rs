@@ -99,6 +99,16 @@ pub enum TrainCommand {
         /// Encoder directory (default: the activated model, else model.path).
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// Add the questions annotated with an intent in the data directory
+        /// (`POST /v1/annotations`) to the training rows: the newest label of each question,
+        /// never to dev, and only labels the training file has (others are reported and left
+        /// out).
+        #[arg(long)]
+        with_feedback: bool,
+        /// Data directory (server.data_dir): its annotations for --with-feedback and the
+        /// default embedding cache.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Domain adaptation of the encoder: fine-tunes its top layers (the rest frozen) with a
     /// multiple-negatives ranking loss on paraphrase pairs (`{"a", "b", "label"}` JSONL: label 1
@@ -240,18 +250,37 @@ pub fn run(cmd: TrainCommand, ctx: &Ctx) -> anyhow::Result<()> {
             resume,
             json,
             encoder,
+            with_feedback,
+            data_dir,
         } => {
             use kefu::intent;
             anyhow::ensure!(
                 (0.0..1.0).contains(&dev_fraction) && (0.0..1.0).contains(&oos_reject_rate),
                 "--dev-fraction and --oos-reject-rate must be in [0, 1)"
             );
-            let cfg = ctx.config(Flags::model(encoder))?;
+            let cfg = ctx.config(Flags::with(kefu::config::Overrides {
+                model: encoder,
+                data_dir,
+                ..Default::default()
+            }))?;
             let examples = intent::read_examples(&train, limit)?;
             let dev_examples = dev
                 .as_ref()
                 .map(|d| intent::read_examples(d, None))
                 .transpose()?;
+            let annotated: Vec<intent::Example> = if with_feedback {
+                common::labelled_feedback(&cfg.server.data_dir)?
+                    .into_iter()
+                    .filter_map(|f| {
+                        Some(intent::Example {
+                            text: f.question?,
+                            label: f.intent.filter(|i| !i.trim().is_empty())?,
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let opts = intent::train::TrainOptions {
                 head,
                 epochs,
@@ -271,7 +300,10 @@ pub fn run(cmd: TrainCommand, ctx: &Ctx) -> anyhow::Result<()> {
             let cache =
                 cache.unwrap_or_else(|| intent::features::default_cache_dir(&cfg.server.data_dir));
             let sha = |p: &PathBuf| model::manifest::sha256_file(p).map_err(anyhow::Error::from);
-            let training = serde_json::json!({
+            // The dev rows are chosen before the annotated questions join: they train only.
+            let set =
+                intent::train::with_feedback(&examples, dev_examples.as_deref(), &annotated, &opts);
+            let mut training = serde_json::json!({
                 "train": train.display().to_string(),
                 "train_sha256": sha(&train)?,
                 "dev": dev.as_ref().map(|d| d.display().to_string()),
@@ -279,6 +311,13 @@ pub fn run(cmd: TrainCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 "limit": limit,
                 "options": opts,
             });
+            if with_feedback {
+                print_feedback_use(&cfg.server.data_dir, &set.feedback);
+                training["feedback"] = serde_json::json!({
+                    "data_dir": cfg.server.data_dir.display().to_string(),
+                    "use": set.feedback,
+                });
+            }
             let stop = kefu::eval::interrupt_flag();
             let ft_opts = intent::finetune::FinetuneOptions {
                 layers: finetune_layers,
@@ -297,8 +336,8 @@ pub fn run(cmd: TrainCommand, ctx: &Ctx) -> anyhow::Result<()> {
             });
             let (m, r) = intent::train::train_examples(
                 &e,
-                &examples,
-                dev_examples.as_deref(),
+                &set.train,
+                Some(&set.dev),
                 &opts,
                 training,
                 Some(&cache),
@@ -407,5 +446,37 @@ pub fn run(cmd: TrainCommand, ctx: &Ctx) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// What `--with-feedback` took from the data directory, on standard error.
+fn print_feedback_use(data_dir: &std::path::Path, f: &kefu::intent::train::FeedbackUse) {
+    eprintln!(
+        "with feedback from {}: {} annotated questions, {} added to the training rows ({} already \
+         training rows, {} dev rows left out, {} labelled otherwise by the training file, {} with \
+         labels the training file lacks)",
+        data_dir.display(),
+        f.annotated,
+        f.added,
+        f.duplicates,
+        f.in_dev,
+        f.conflicts.len(),
+        f.unknown_labels.values().sum::<usize>()
+    );
+    for c in f.conflicts.iter().take(10) {
+        eprintln!(
+            "  kept the training file's label {:?} of {:?} (annotated {:?})",
+            c.file_label, c.text, c.annotated_label
+        );
+    }
+    if !f.unknown_labels.is_empty() {
+        eprintln!(
+            "  left out, not labels of the training file (add examples of a new intent to the file): {}",
+            f.unknown_labels
+                .iter()
+                .map(|(l, n)| format!("{l} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 }

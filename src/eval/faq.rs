@@ -195,6 +195,89 @@ pub fn read_oos(path: &Path, limit: Option<usize>) -> anyhow::Result<Vec<Query>>
         .collect())
 }
 
+/// What `--with-feedback` did with the labelled questions of a data directory.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FeedbackQueries {
+    /// Questions with a right entry (a question labelled more than once counts once, with its
+    /// newest entry).
+    pub labelled: usize,
+    /// Added as answerable queries with that entry as gold.
+    pub added: usize,
+    /// Already a query with that entry among its gold.
+    pub duplicates: usize,
+    /// Already a query with other gold: the queries file is kept.
+    pub conflicts: usize,
+    /// A question or similar question of an entry already (as the draft of a knowledge gap
+    /// copies its wordings): the KB matches those by themselves, which says nothing about the
+    /// thresholds for new wordings.
+    pub kb_texts: usize,
+    /// Entries the KB lacks (removed since, or another KB's), with how many questions named each.
+    pub unknown_entries: std::collections::BTreeMap<String, usize>,
+    /// Disabled entries (a draft not yet answered), never answered, so left out until enabled.
+    pub disabled_entries: std::collections::BTreeMap<String, usize>,
+}
+
+/// Adds labelled questions (`feedback`, oldest first, each with its right entry as its only
+/// gold) to `queries` as answerable queries: the newest entry of each question, when `entries`
+/// has it enabled and the question is neither a query already nor a text of the KB. Questions
+/// are compared as the encoder sees them (NFKC, whitespace).
+pub fn add_feedback(
+    queries: &mut Vec<Query>,
+    feedback: &[Query],
+    entries: &[crate::kb::FaqEntry],
+) -> FeedbackQueries {
+    use std::collections::HashMap;
+    let key = |t: &str| crate::embed::normalize(t);
+    let enabled: HashMap<&str, bool> = entries.iter().map(|e| (e.id.as_str(), e.enabled)).collect();
+    let mut order: Vec<String> = Vec::new();
+    let mut newest: HashMap<String, (&str, &str)> = HashMap::new();
+    for q in feedback {
+        let (k, Some(id)) = (key(&q.query), q.gold.first().map(|g| g.trim())) else {
+            continue;
+        };
+        if k.is_empty() || id.is_empty() {
+            continue;
+        }
+        if newest.insert(k.clone(), (q.query.trim(), id)).is_none() {
+            order.push(k);
+        }
+    }
+    let kb_texts: HashSet<String> = entries
+        .iter()
+        .flat_map(|e| std::iter::once(&e.question).chain(&e.similar))
+        .map(|t| key(t))
+        .collect();
+    let known: HashMap<String, usize> = queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (key(&q.query), i))
+        .collect();
+    let mut r = FeedbackQueries {
+        labelled: order.len(),
+        ..Default::default()
+    };
+    for k in order {
+        let (text, id) = newest[&k];
+        match enabled.get(id) {
+            None => *r.unknown_entries.entry(id.to_string()).or_default() += 1,
+            Some(false) => *r.disabled_entries.entry(id.to_string()).or_default() += 1,
+            Some(true) => match known.get(&k) {
+                Some(&i) if queries[i].gold.iter().any(|g| g == id) => r.duplicates += 1,
+                Some(_) => r.conflicts += 1,
+                None if kb_texts.contains(&k) => r.kb_texts += 1,
+                None => {
+                    queries.push(Query {
+                        query: text.to_string(),
+                        gold: vec![id.to_string()],
+                    });
+                    r.added += 1;
+                }
+            },
+        }
+    }
+    r
+}
+
 /// A KB file to evaluate on. Public datasets carry stray control characters (bq_dev has
 /// backspaces in three questions) that the served KB refuses: evaluation drops them, says how
 /// many, and reads the rest like an import.
@@ -852,4 +935,76 @@ fn write_report(
     )?;
     report::write_atomic(&dir.join("summary.json"), &serde_json::to_vec_pretty(rep)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(text: &str, gold: &[&str]) -> Query {
+        Query {
+            query: text.into(),
+            gold: gold.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn entry(id: &str, enabled: bool) -> crate::kb::FaqEntry {
+        crate::kb::FaqEntry {
+            id: id.into(),
+            question: format!("question of {id}"),
+            similar: vec![],
+            answer: "answer".into(),
+            answers: Default::default(),
+            category: None,
+            tags: vec![],
+            locale: None,
+            enabled,
+            valid_from: None,
+            valid_to: None,
+        }
+    }
+
+    #[test]
+    fn labelled_questions_become_answerable_queries_of_known_entries() {
+        let entries = [
+            entry("return", true),
+            entry("ship", true),
+            entry("draft-7", false),
+        ];
+        let mut queries = vec![q("怎么退货", &["return"]), q("in stock?", &[])];
+        let feedback = [
+            q("where is my parcel", &["return"]),
+            q("where is  my parcel", &["ship"]), // labelled again: the newest entry wins
+            q("怎么退货", &["return"]),          // a query already, same gold
+            q("in stock?", &["ship"]),           // a query already, other gold: file kept
+            q("can i pay later", &["gone"]),
+            q("pay in instalments", &["gone"]),
+            q("gift wrapping", &["draft-7"]),
+            q("return label", &["return"]),
+            q("question  of ship", &["return"]), // a KB text
+        ];
+        let r = add_feedback(&mut queries, &feedback, &entries);
+        assert_eq!(
+            queries[2..]
+                .iter()
+                .map(|x| (x.query.as_str(), x.gold.clone()))
+                .collect::<Vec<_>>(),
+            vec![
+                ("where is  my parcel", vec!["ship".to_string()]),
+                ("return label", vec!["return".to_string()]),
+            ]
+        );
+        assert_eq!(
+            (r.labelled, r.added, r.duplicates, r.conflicts, r.kb_texts),
+            (8, 2, 1, 1, 1)
+        );
+        assert_eq!(
+            r.unknown_entries,
+            std::collections::BTreeMap::from([("gone".to_string(), 2)])
+        );
+        assert_eq!(
+            r.disabled_entries,
+            std::collections::BTreeMap::from([("draft-7".to_string(), 1)])
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! logistic regression) and an MLP head trained with AdamW and chosen by dev accuracy,
 //! temperature scaling fitted on dev, and an out-of-scope threshold chosen on dev.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -120,6 +120,113 @@ pub fn stratified_split(
         }
     }
     (train, dev)
+}
+
+/// What `kefu train intent --with-feedback` did with the annotated questions (recorded in the
+/// model card's `training.feedback`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FeedbackUse {
+    /// Annotated questions with an intent (a question annotated more than once counts once,
+    /// with its newest label).
+    pub annotated: usize,
+    /// Added to the training rows.
+    pub added: usize,
+    /// Already a training row with the same label.
+    pub duplicates: usize,
+    /// The question is a dev row: left out, so that dev only measures questions not trained on.
+    pub in_dev: usize,
+    /// Training rows the annotation labels otherwise: the file's label is kept.
+    pub conflicts: Vec<LabelConflict>,
+    /// Labels the training data lacks, with how many annotations gave each: left out, because a
+    /// new intent belongs in the training file with enough examples of its own.
+    pub unknown_labels: BTreeMap<String, usize>,
+}
+
+/// An annotated question that the training file labels otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelConflict {
+    pub text: String,
+    pub file_label: String,
+    pub annotated_label: String,
+}
+
+/// Training and dev rows, with annotated questions in training only.
+pub struct TrainingSet {
+    pub train: Vec<Example>,
+    pub dev: Vec<Example>,
+    pub feedback: FeedbackUse,
+}
+
+/// Splits off the dev rows first (`dev`, else the stratified share of `examples` that
+/// [`train_examples`] would hold out), then adds the annotated questions `feedback` (oldest
+/// first) to the training rows only: the newest label of each question, when the training data
+/// has that label, the question is neither a dev row nor already a training row. Questions are
+/// compared as the encoder sees them (NFKC, whitespace).
+pub fn with_feedback(
+    examples: &[Example],
+    dev: Option<&[Example]>,
+    feedback: &[Example],
+    opts: &TrainOptions,
+) -> TrainingSet {
+    let key = |t: &str| crate::embed::normalize(t);
+    let (mut train, dev) = match dev {
+        Some(d) => (examples.to_vec(), d.to_vec()),
+        None => stratified_split(examples, opts.dev_fraction, opts.seed),
+    };
+    let labels: BTreeSet<&str> = examples.iter().map(|x| x.label.as_str()).collect();
+    let dev_texts: HashSet<String> = dev.iter().map(|x| key(&x.text)).collect();
+    let mut file_label: HashMap<String, String> = HashMap::new();
+    for x in &train {
+        file_label
+            .entry(key(&x.text))
+            .or_insert_with(|| x.label.clone());
+    }
+    // The newest label of each question, in the order the questions were first annotated.
+    let mut order: Vec<String> = Vec::new();
+    let mut newest: HashMap<String, &Example> = HashMap::new();
+    for x in feedback {
+        let k = key(&x.text);
+        if k.is_empty() || x.label.trim().is_empty() {
+            continue;
+        }
+        if newest.insert(k.clone(), x).is_none() {
+            order.push(k);
+        }
+    }
+    let mut used = FeedbackUse {
+        annotated: order.len(),
+        ..Default::default()
+    };
+    for k in order {
+        let x = newest[&k];
+        let label = x.label.trim();
+        if !labels.contains(label) {
+            *used.unknown_labels.entry(label.to_string()).or_default() += 1;
+        } else if dev_texts.contains(&k) {
+            used.in_dev += 1;
+        } else if let Some(l) = file_label.get(&k) {
+            if l == label {
+                used.duplicates += 1;
+            } else {
+                used.conflicts.push(LabelConflict {
+                    text: x.text.trim().to_string(),
+                    file_label: l.clone(),
+                    annotated_label: label.to_string(),
+                });
+            }
+        } else {
+            train.push(Example {
+                text: x.text.trim().to_string(),
+                label: label.to_string(),
+            });
+            used.added += 1;
+        }
+    }
+    TrainingSet {
+        train,
+        dev,
+        feedback: used,
+    }
 }
 
 /// Fine-tuning for [`train_examples`]: options, the encoder's directory, the checkpoint
@@ -651,6 +758,87 @@ mod tests {
         assert_eq!(
             m.card.calibration.oos_threshold, train_only.card.calibration.oos_threshold,
             "the threshold is chosen before the refit"
+        );
+    }
+
+    #[test]
+    fn annotated_questions_join_training_only_with_known_labels() {
+        let ex = |t: &str, l: &str| Example {
+            text: t.into(),
+            label: l.into(),
+        };
+        let examples: Vec<Example> = (0..20)
+            .map(|i| ex(&format!("refund {i}"), "refund"))
+            .chain((0..20).map(|i| ex(&format!("ship {i}"), "shipping")))
+            .collect();
+        let opts = TrainOptions::default();
+        let plain = with_feedback(&examples, None, &[], &opts);
+        assert_eq!(
+            (plain.train.clone(), plain.dev.clone()),
+            stratified_split(&examples, opts.dev_fraction, opts.seed),
+            "without feedback: the split train_examples makes"
+        );
+        let dev_text = plain.dev[0].text.clone();
+        let trained = |label: &str| {
+            plain
+                .train
+                .iter()
+                .find(|x| x.label == label)
+                .unwrap()
+                .text
+                .clone()
+        };
+        let (refund_row, ship_row) = (trained("refund"), trained("shipping"));
+        let feedback = vec![
+            ex("where is my money", "shipping"),
+            ex("where  is my money", "refund"), // the same question again: newest label wins
+            ex(&refund_row, "refund"),
+            ex(&dev_text, "refund"),
+            ex(&ship_row, "refund"),
+            ex("cancel my order", "cancel"),
+            ex("cancel it now", "cancel"),
+            ex("how do i pay", "billing"),
+            ex("where is the parcel", "shipping"),
+        ];
+        let t = with_feedback(&examples, None, &feedback, &opts);
+        assert_eq!(t.dev, plain.dev, "the dev rows do not change");
+        let added: Vec<&Example> = t.train[plain.train.len()..].iter().collect();
+        assert_eq!(
+            added,
+            vec![
+                &ex("where  is my money", "refund"),
+                &ex("where is the parcel", "shipping")
+            ]
+        );
+        let f = &t.feedback;
+        assert_eq!(
+            (f.annotated, f.added, f.in_dev, f.duplicates),
+            (8, 2, 1, 1),
+            "{f:?}"
+        );
+        assert_eq!(
+            f.conflicts,
+            vec![LabelConflict {
+                text: ship_row,
+                file_label: "shipping".into(),
+                annotated_label: "refund".into()
+            }]
+        );
+        assert_eq!(
+            f.unknown_labels,
+            BTreeMap::from([("billing".to_string(), 1), ("cancel".to_string(), 2)])
+        );
+
+        // A dev file: annotated questions in it stay out of training.
+        let dev = vec![ex("where is the parcel", "shipping")];
+        let t = with_feedback(&examples, Some(&dev), &feedback, &opts);
+        assert_eq!(t.train.len(), examples.len() + 1);
+        assert_eq!(t.dev, dev);
+        assert_eq!(t.feedback.in_dev, 1);
+        assert!(
+            t.train
+                .iter()
+                .all(|x| crate::embed::normalize(&x.text) != "where is the parcel")
         );
     }
 
