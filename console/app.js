@@ -617,7 +617,7 @@ async function gaps(main) {
 // ---- hand-offs -------------------------------------------------------------------------------
 
 function countdown(due, done) {
-  if (done) return h('span', { class: 'muted' }, '✓');
+  if (done) return done > due ? h('span', { class: 'clock bad' }, `✓ ${t('overdue')}`) : h('span', { class: 'muted' }, '✓');
   const left = due - now();
   const abs = Math.abs(left);
   const s = Math.floor(abs / 1000);

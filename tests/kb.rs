@@ -32,12 +32,31 @@ async fn crud_revisions_and_persistence() {
     let got = store.get("r-1").await.unwrap().unwrap();
     assert_eq!(got.entry, changed);
     assert!(got.updated_at >= got.created_at);
-    let refunds = store.list(0, 10, Some("refunds")).await.unwrap();
-    assert_eq!(refunds.len(), 1);
+    let (refunds, total) = store.list(0, 10, Some("refunds"), None).await.unwrap();
+    assert_eq!((refunds.len(), total), (1, 1));
+    let (page, total) = store.list(1, 10, None, None).await.unwrap();
+    assert_eq!(page[0].entry.id, "s-1", "ordered by id, offset");
+    assert_eq!(total, 2, "the total counts every entry, not the page");
+    // Search: in ids, questions (similar ones too) and answers; LIKE's wildcards are literal.
+    let ids = |(v, n): (Vec<kefu::kb::StoredEntry>, i64)| {
+        (v.into_iter().map(|e| e.entry.id).collect::<Vec<_>>(), n)
+    };
+    let q = |q: &'static str| store.list(0, 10, None, Some(q));
+    assert_eq!(ids(q("钱什么时候").await.unwrap()), (vec!["r-1".into()], 1));
+    assert_eq!(ids(q("s-1").await.unwrap()), (vec!["s-1".into()], 1));
     assert_eq!(
-        store.list(1, 10, None).await.unwrap()[0].entry.id,
-        "s-1",
-        "ordered by id, offset"
+        ids(q("%").await.unwrap()).1,
+        2,
+        "a bare wildcard is no filter"
+    );
+    assert_eq!(ids(q("没有这个").await.unwrap()), (vec![], 0));
+    assert_eq!(
+        ids(store
+            .list(0, 10, Some("shipping"), Some("退款"))
+            .await
+            .unwrap()),
+        (vec![], 0),
+        "category and text together"
     );
     assert!(store.delete("s-1").await.unwrap());
     assert!(

@@ -871,3 +871,49 @@ async fn recommendations_convert_and_the_control_measures_the_lift() {
     assert_eq!(r["total"]["impressions"], 33, "{r}");
     assert_eq!(r["customers"], 11, "{r}");
 }
+
+/// A conversation that went quiet has ended: when the customer comes back after
+/// `dialog.survey.idle_secs`, the reply offers the rating it did not get, once.
+#[tokio::test]
+async fn a_conversation_gone_quiet_is_rated_when_the_customer_comes_back() {
+    let model = common::model_dir();
+    let s = Server::start(&model, &[("KEFU_SERVER__MANUAL_CLOCK", "true")]);
+    s.ready().await;
+    let c = reqwest::Client::new();
+    let turn = |text: &'static str| {
+        let (c, url) = (c.clone(), s.url("/v1/chat"));
+        async move {
+            let (st, v) = call(
+                &c,
+                Method::POST,
+                url,
+                Some(json!({"session_id": "quiet-1", "text": text})),
+            )
+            .await;
+            assert_eq!(st, 200, "{v}");
+            v
+        }
+    };
+    let advance = |secs: u64| {
+        let (c, url) = (c.clone(), s.url("/v1/admin/clock"));
+        async move {
+            let (st, v) = call(&c, Method::POST, url, Some(json!({"advance_secs": secs}))).await;
+            assert_eq!(st, 200, "{v}");
+        }
+    };
+    let v = turn("怎么开发票").await;
+    assert_eq!(v["action"], "answer", "{v}");
+    assert!(v["survey"].is_null(), "{v}");
+    // A pause shorter than idle_secs (600 by default) does not end the conversation.
+    advance(300).await;
+    let v = turn("退款多久能到账").await;
+    assert!(v["survey"].is_null(), "{v}");
+    advance(601).await;
+    let v = turn("运费谁出").await;
+    assert_eq!(v["survey"]["after"], "idle", "{v}");
+    assert_eq!(v["survey"]["max"], 5, "{v}");
+    // Offered once.
+    advance(700).await;
+    let v = turn("怎么开发票").await;
+    assert!(v["survey"].is_null(), "{v}");
+}

@@ -316,7 +316,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const VENDOR: &[(&str, &str, &[u8])] = &[(
     "echarts.min.js",
     "text/javascript; charset=utf-8",
-    include_bytes!("../../console/vendor/echarts.simple.min.js"),
+    include_bytes!("../../console/vendor/echarts.common.min.js"),
 )];
 
 fn serve(

@@ -202,6 +202,11 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     if let Some(l) = super::locale_of(text) {
         session.locale = l.into();
     }
+    // The customer comes back after a silence: the conversation before it ended idle.
+    let idle = s.config.dialog.survey.idle_secs;
+    let came_back = idle > 0
+        && session.turns.iter().any(|t| t.role == Role::Bot)
+        && super::session::now() - session.updated_at >= idle as i64;
     // The turn is understood from what was said; the transcript keeps it masked when
     // configured (privacy.mask_transcripts).
     if s.config.privacy.mask_transcripts {
@@ -234,7 +239,7 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
         t.rewritten = out.rewritten.clone();
         t.intent = out.intent.as_ref().map(|i| i.name.clone());
     }
-    let survey = survey_for(s, &mut session, &out);
+    let survey = survey_for(s, &mut session, &out, came_back);
     let turn_id = session.push(Role::Bot, &out.reply);
     {
         let t = session.last_mut();
@@ -269,9 +274,15 @@ pub async fn turn(s: &Kefu, req: ChatRequest) -> Result<ChatResponse, Error> {
     })
 }
 
-/// The survey this reply offers: once a conversation ends (goodbye, a flow done) unless it
-/// was rated already, and on the first reply after a person gave it back.
-fn survey_for(s: &Kefu, session: &mut Session, out: &Outcome) -> Option<super::survey::Survey> {
+/// The survey this reply offers: once a conversation ends (goodbye, a flow done, or the
+/// customer came back after `dialog.survey.idle_secs` of silence) unless it was rated already,
+/// and on the first reply after a person gave it back.
+fn survey_for(
+    s: &Kefu,
+    session: &mut Session,
+    out: &Outcome,
+    came_back: bool,
+) -> Option<super::survey::Survey> {
     use super::survey::{Ending, Survey};
     let cfg = &s.config.dialog.survey;
     if !cfg.enabled || session.with_human {
@@ -284,7 +295,7 @@ fn survey_for(s: &Kefu, session: &mut Session, out: &Outcome) -> Option<super::s
     } else if out.flow.as_ref().is_some_and(|f| f.status == "done") {
         Some(Ending::FlowDone)
     } else {
-        out.ending
+        out.ending.or(came_back.then_some(Ending::Idle))
     }?;
     session.survey_due = false;
     session.surveyed = true;

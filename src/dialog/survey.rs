@@ -1,5 +1,6 @@
 //! The satisfaction survey: when a conversation ends (the customer says goodbye, a flow is
-//! done, or a person gives it back to the bot) the reply offers a one-tap 1–5 rating, given
+//! done, a person gives it back to the bot, or it went quiet: the customer comes back after
+//! `idle_secs`) the reply offers a one-tap 1–5 rating, given
 //! back through `POST /v1/feedback` on the reply's `turn_id`, so it lands in the stats.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,9 @@ pub struct SurveyConfig {
     pub text: Text,
     /// The question on one channel (`web`, `app`, `wechat`, `sms`), e.g. "reply 1–5" on SMS.
     pub channels: BTreeMap<String, Text>,
+    /// A conversation silent this many seconds has ended: when the customer comes back (within
+    /// `dialog.session_ttl_secs`), the reply offers the survey it did not get. 0: off.
+    pub idle_secs: u64,
 }
 
 impl Default for SurveyConfig {
@@ -36,6 +40,7 @@ impl Default for SurveyConfig {
                         .into(),
                 },
             )]),
+            idle_secs: 600,
         }
     }
 }
@@ -73,6 +78,8 @@ pub enum Ending {
     FlowDone,
     /// A person gave the conversation back to the bot.
     Released,
+    /// The conversation went quiet for `dialog.survey.idle_secs` and the customer came back.
+    Idle,
 }
 
 /// The rating the reply asks for.
