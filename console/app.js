@@ -46,7 +46,9 @@ const T = {
     activation: '激活记录', activated_at: '激活时间', previous: '上一个', forced: '强制',
     gate: '门禁结果', reload: '重新加载模型', reload_state: '重新加载状态', intent_models: '意图模型',
     labels: '标签数', head: '分类头', default_model: '默认', activate_hint: '激活新模型（经过门禁评估）：',
-    none: '无', error: '出错了',
+    model_dir: '服务器上的模型目录', max_drop: '允许下降', activate: '评估并激活', force: '门禁不通过也激活',
+    activating: '正在评估并切换…', check: '检查项', candidate: '候选', serving: '当前',
+    none: '无', error: '出错了', r_no_answer: '未回答', r_abandoned: '澄清后离开', r_badly_rated: '差评',
   },
   en: {
     console: 'support console', api_key: 'API key', log_in: 'Log in', log_out: 'Log out',
@@ -91,7 +93,9 @@ const T = {
     activation: 'Activation record', activated_at: 'Activated', previous: 'Previous', forced: 'Forced',
     gate: 'Gate report', reload: 'Reload the model', reload_state: 'Reload', intent_models: 'Intent models',
     labels: 'Labels', head: 'Head', default_model: 'default', activate_hint: 'Activate a new model (through the gate):',
-    none: 'none', error: 'Something went wrong',
+    model_dir: 'Model directory on the server', max_drop: 'Allowed drop', activate: 'Gate and activate', force: 'Activate even if the gate fails',
+    activating: 'Gating and swapping…', check: 'Check', candidate: 'Candidate', serving: 'Serving',
+    none: 'none', error: 'Something went wrong', r_no_answer: 'not answered', r_abandoned: 'left after a clarification', r_badly_rated: 'rated down',
   },
 };
 
@@ -161,7 +165,7 @@ async function api(method, path, body, opts = {}) {
   if (!r.ok) throw new ApiError(r.status, await r.json().catch(() => null));
   if (r.status === 204) return null;
   const ct = r.headers.get('content-type') || '';
-  return ct.includes('json') ? r.json() : r.text();
+  return ct.startsWith('application/json') ? r.json() : r.text();
 }
 
 function failed(e) {
@@ -600,7 +604,7 @@ async function gaps(main) {
     const result = h('div', {});
     return h('div', { class: 'card cluster', 'data-testid': 'gap' },
       h('h3', {}, `${c.representative} `, h('span', { class: 'badge' }, '× ' + c.count)),
-      h('div', { class: 'muted' }, t('reasons') + ': ' + Object.entries(c.reasons).map(([k, v]) => `${k} ${v}`).join(', ')),
+      h('div', { class: 'muted' }, t('reasons') + ': ' + Object.entries(c.reasons).map(([k, v]) => `${t('r_' + k)} ${v}`).join(', ')),
       h('ul', {}, c.examples.map((x) => h('li', {}, x))),
       c.nearest ? h('div', { class: 'muted' }, `${t('nearest')}: ${c.nearest.faq_id} · ${c.nearest.question} (${num(c.nearest.score, 3)})`) : null,
       h('button', { 'data-testid': 'gap-draft', onclick: async (ev) => {
@@ -702,27 +706,59 @@ async function models(main) {
   async function load() {
     const [m, im] = await Promise.all([api('GET', '/v1/model'), api('GET', '/v1/intent/models').catch(() => null)]);
     const a = m.activation;
-    enc.replaceChildren(h('h2', {}, t('serving_encoder')),
-      h('p', { 'data-testid': 'model-name' }, h('b', {}, m.model.name || m.model.path || JSON.stringify(m.model)),
+    const ref = (r) => (r ? r.version || r.path : t('none'));
+    enc.replaceChildren(...[h('h2', {}, t('serving_encoder')),
+      h('p', { 'data-testid': 'model-name' }, h('b', {}, ref(m.model)),
         ` · ${t('dim')} ${m.dim} · ${t('pooling')} ${m.pooling} · ${t('max_tokens')} ${m.max_tokens}`),
-      h('pre', { class: 'mono' }, JSON.stringify(m.model, null, 2)),
+      h('p', { class: 'muted' }, h('code', { 'data-path': '' }, m.model.path)),
       h('h2', {}, t('activation')),
       a ? h('div', {}, h('p', {}, `${t('activated_at')}: ${a.activated_at}${a.forced ? ' · ' + t('forced') : ''}`),
-        h('p', {}, `${t('previous')}: ${a.previous ? (a.previous.name || a.previous.path) : t('none')}`),
+        h('p', {}, `${t('previous')}: ${ref(a.previous)}`),
         h('details', {}, h('summary', {}, t('gate')), h('pre', { class: 'mono' }, JSON.stringify(a.gate, null, 2))))
         : h('p', { class: 'muted' }, t('none')),
-      h('p', { class: 'muted' }, t('activate_hint'), ' ', h('code', {}, 'kefu model activate DIR --server URL')),
-      h('div', { class: 'row' }, h('button', { 'data-testid': 'model-reload', onclick: async () => {
-        try { await api('POST', '/v1/model/reload'); toast(t('reload_state') + ': running'); setTimeout(() => load().catch(failed), 2000); } catch (e) { failed(e); }
+      h('div', { class: 'row' }, h('button', { class: 'secondary', 'data-testid': 'model-reload', onclick: async () => {
+        try { await api('POST', '/v1/model/reload'); toast(t('reload_state') + ': running'); poll(); } catch (e) { failed(e); }
       } }, t('reload')), h('span', { class: 'muted', 'data-testid': 'reload-state' },
-        `${t('reload_state')}: ${m.reload.state}${m.reload.error ? ' · ' + m.reload.error : ''}${m.reload.finished_at ? ' · ' + m.reload.finished_at : ''}`)));
+        `${t('reload_state')}: ${m.reload.state}${m.reload.finished_at ? ' · ' + m.reload.finished_at : ''}`),
+        m.reload.candidate ? h('code', { class: 'muted', 'data-path': '' }, m.reload.candidate) : null),
+      m.reload.error ? h('p', { class: 'error', 'data-testid': 'reload-error' }, m.reload.error) : null,
+      m.reload.gate ? gateTable(m.reload.gate) : null,
+      activateForm()].filter(Boolean));
     intents.replaceChildren(h('h2', {}, t('intent_models')), im ? table([
       [t('id'), (x) => [x.name, x.name === im.default_model ? h('span', { class: 'badge good' }, t('default_model')) : null]],
       [t('labels'), (x) => x.labels.length], [t('head'), (x) => x.head],
       ['encoder', (x) => x.encoder.name || JSON.stringify(x.encoder)], [t('activated_at'), (x) => x.created_at],
     ], im.models) : h('p', { class: 'muted' }, t('none')));
   }
+  function gateTable(g) {
+    return table([[t('check'), (c) => c.name], [t('serving'), (c) => num(c.serving, 4)], [t('candidate'), (c) => num(c.candidate, 4)],
+      ['Δ', (c) => (c.change >= 0 ? '+' : '') + num(c.change, 4)],
+      [t('state'), (c) => h('span', { class: 'badge ' + (c.passed ? 'good' : 'bad') }, c.passed ? 'ok' : 'FAILED')]], g.checks || []);
+  }
+  function activateForm() {
+    const dir = h('input', { class: 'grow', placeholder: 'models/embedding/mine', 'data-testid': 'activate-path' });
+    const drop = h('input', { type: 'number', step: '0.005', min: '0', max: '0.99', value: '0.01', size: 6 });
+    const force = h('input', { type: 'checkbox' });
+    return h('form', { class: 'card', onsubmit: async (e) => {
+      e.preventDefault();
+      const body = { path: dir.value.trim(), max_drop: Number(drop.value), force: force.checked };
+      try { await api('POST', '/v1/model/activate', body); toast(t('activating')); poll(); } catch (err) { failed(err); }
+    } }, h('h2', {}, t('activate_hint')), h('label', {}, t('model_dir'), dir),
+    h('div', { class: 'row' }, h('label', { class: 'inline' }, t('max_drop'), drop), h('label', { class: 'inline' }, force, t('force')),
+      h('button', { type: 'submit', 'data-testid': 'activate' }, t('activate'))));
+  }
+  function poll() {
+    clearInterval(state.timer);
+    state.timer = setInterval(async () => {
+      try {
+        await load();
+        const m = await api('GET', '/v1/model');
+        if (m.reload.state !== 'running') { clearInterval(state.timer); state.timer = null; await load(); }
+      } catch (e) { clearInterval(state.timer); failed(e); }
+    }, 1500);
+  }
   await load();
+  if ((await api('GET', '/v1/model')).reload.state === 'running') poll();
 }
 
 document.addEventListener('DOMContentLoaded', () => start().catch(failed));

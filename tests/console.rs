@@ -2,8 +2,9 @@
 //! `tests/console/e2e.mjs` drives `/ui` in headless Chromium (playwright-core) — the dashboard
 //! must show the day's numbers, an FAQ edited in the browser must then answer on `/v1/match`, a
 //! hit test must show the decision, an annotation must land in the feedback store, a knowledge
-//! gap must become a draft entry, a hand-off must be accepted — and this test checks the same
-//! effects through the API. Screenshots of every page are written to `docs/console/`.
+//! gap must become a draft entry, a hand-off must be accepted, a file imported, the KB exported,
+//! out-of-scope examples saved, a model activated through the gate — and this test checks the
+//! same effects through the API. Screenshots of every page are written to `docs/console/`.
 //!
 //! Needs Debian's `chromium` and `npm ci --prefix tests/console`; `.ci/run` installs both and
 //! runs it with `--ignored`.
@@ -187,6 +188,8 @@ async fn the_console_shows_the_day_and_its_edits_reach_the_service() {
         "annotation_faq": "zh-refunds-002",
         "gap_text": "数字人民币",
         "handoff_summary": summary,
+        "out_of_scope": ["今天天气怎么样", "给我讲个笑话"],
+        "model_dir": model.display().to_string(),
     });
     let out = Command::new("node")
         .arg(console_dir().join("e2e.mjs"))
@@ -221,6 +224,14 @@ async fn the_console_shows_the_day_and_its_edits_reach_the_service() {
             .any(|q| q == new_question),
         "{entry}"
     );
+    let imported = get("/v1/faqs/console-import-001").await;
+    assert_eq!(imported["category"], "orders", "{imported}");
+    let oos = get("/v1/out-of-scope").await;
+    assert_eq!(
+        oos["examples"],
+        json!(["今天天气怎么样", "给我讲个笑话"]),
+        "{oos}"
+    );
     let feedback = get("/v1/feedback").await;
     let labelled = feedback["feedback"]
         .as_array()
@@ -240,6 +251,10 @@ async fn the_console_shows_the_day_and_its_edits_reach_the_service() {
     );
     let tickets = get("/v1/handoffs").await;
     assert_eq!(tickets["handoffs"][0]["state"], "accepted", "{tickets}");
+    // Activated from the Models page: recorded with the gate's report.
+    let m = get("/v1/model").await;
+    assert_eq!(m["activation"]["gate"]["passed"], true, "{m}");
+    assert_eq!(m["reload"]["state"], "succeeded", "{m}");
     assert_eq!(tickets["handoffs"][0]["agent"], "lead", "{tickets}");
     for page in [
         "login",

@@ -128,6 +128,38 @@ async fn gate_refuses_bad_models_and_a_good_one_is_swapped_in_live() {
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(report["passed"], false, "{report}");
     assert_eq!(report["activated"], false);
+
+    // The same gate through the API (the console's Models page): refused, the report and the
+    // reason in the reload status, nothing recorded, the old model still serving.
+    let (st, v) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/model/activate"),
+        Some(serde_json::json!({"path": wrecked})),
+    )
+    .await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["state"], "running", "{v}");
+    let info = reload_done(&c, &s).await;
+    let r = &info["reload"];
+    assert_eq!(r["state"], "failed", "{info}");
+    let why = r["error"].as_str().unwrap();
+    assert!(
+        why.contains("refused by the gate") && why.contains("demo_faq.top1"),
+        "{why}"
+    );
+    assert_eq!(r["gate"]["passed"], false, "{info}");
+    assert_eq!(r["candidate"], wrecked.display().to_string(), "{info}");
+    assert_eq!(info["model"]["version"], base_version.as_str());
+    assert!(!active_file.exists());
+    for (body, want) in [
+        (serde_json::json!({"path": tmp.path().join("nowhere")}), 422),
+        (serde_json::json!({"path": wrecked, "max_drop": 1.5}), 422),
+        (serde_json::json!({"dir": wrecked}), 422),
+    ] {
+        let (st, v) = call(&c, Method::POST, s.url("/v1/model/activate"), Some(body)).await;
+        assert_eq!(st, want, "{v}");
+    }
     let top1 = &report["checks"][0];
     assert_eq!(top1["name"], "demo_faq.top1");
     assert!(

@@ -92,6 +92,7 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("delete", "/v1/customers/{id}", S(Admin)),
     ("get", "/v1/model", S(Admin)),
     ("post", "/v1/model/reload", S(Admin)),
+    ("post", "/v1/model/activate", S(Admin)),
     ("get", "/healthz", Open),
     ("get", "/readyz", Open),
     ("get", "/openapi.json", Open),

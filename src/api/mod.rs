@@ -122,6 +122,7 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/model", get(model::get))
         .route("/v1/model/reload", post(model::reload))
+        .route("/v1/model/activate", post(model::activate))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 use super::SharedState;
 use super::error::ErrorBody;
+use super::json::ApiJson;
 use crate::core::ReloadStatus;
+pub use crate::core::reload::ActivateRequest;
 use crate::error::Error;
 use crate::model::registry::{Activation, ModelRef};
 
@@ -67,5 +69,26 @@ pub async fn reload(
     Ok((
         StatusCode::ACCEPTED,
         Json(crate::core::reload::start_reload(&s)?),
+    ))
+}
+
+/// Activate a model directory on the server through the same gate as `kefu model activate`
+/// (the built-in demo FAQ checks; refused when a measure falls more than `max_drop` below the
+/// serving model's, unless `force`), record it in the data directory, and swap it in without
+/// dropping a request. Answers 202 at once; `GET /v1/model` follows it (`reload.state`, the
+/// gate's report in `reload.gate`, the refusal or failure in `reload.error`; a failure
+/// leaves the old model serving and its activation record in place).
+#[utoipa::path(post, path = "/v1/model/activate", tag = "ops", request_body = ActivateRequest, responses(
+    (status = 202, body = ReloadStatus),
+    (status = 409, body = ErrorBody, description = "A reload or activation is already running"),
+    (status = 422, body = ErrorBody, description = "No such directory, or max_drop out of range"),
+    (status = 503, body = ErrorBody, description = "No model has loaded yet")))]
+pub async fn activate(
+    State(s): State<SharedState>,
+    ApiJson(r): ApiJson<ActivateRequest>,
+) -> Result<(StatusCode, Json<ReloadStatus>), Error> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(crate::core::reload::start_activation(&s, r)?),
     ))
 }

@@ -39,44 +39,167 @@ pub struct ReloadStatus {
     pub result: Option<ModelReload>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An activation (`POST /v1/model/activate`): the candidate's directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidate: Option<String>,
+    /// An activation: the gate's report (each check on both models; `passed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub gate: Option<serde_json::Value>,
+}
+
+/// `POST /v1/model/activate`: a model directory on the server, through the gate, then swapped
+/// in like a reload.
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// The candidate's directory on the server (absolute, or relative to where kefu runs),
+    /// e.g. one `kefu train embed` wrote.
+    pub path: String,
+    /// How far any gate measure may fall below the serving model's (default 0.01: one point).
+    #[serde(default)]
+    pub max_drop: Option<f64>,
+    /// Activate although a quality check fails (recorded as forced); a broken model or one
+    /// the intent models cannot serve with is refused regardless.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Claims the one reload slot (409 while a reload or an activation runs).
+fn claim(state: &Arc<Kefu>, candidate: Option<String>) -> Result<ReloadStatus, Error> {
+    let mut s = state.reload.lock().expect("reload status lock");
+    if s.state == "running" {
+        return Err(Error::Conflict(format!(
+            "a model reload is already running (since {})",
+            s.started_at.as_deref().unwrap_or("?")
+        )));
+    }
+    *s = ReloadStatus {
+        state: "running",
+        started_at: Some(model::registry::now_rfc3339()),
+        candidate,
+        ..Default::default()
+    };
+    Ok(s.clone())
+}
+
+/// Starts an activation in the background: the gate (the same as `kefu model activate`), the
+/// activation record, and the swap; its progress and the gate's report are the reload status.
+pub fn start_activation(state: &Arc<Kefu>, req: ActivateRequest) -> Result<ReloadStatus, Error> {
+    let serving = state.embedder()?;
+    let dir = std::path::PathBuf::from(req.path.trim());
+    if req.path.trim().is_empty() || !dir.is_dir() {
+        return Err(Error::Invalid(format!(
+            "path {:?} is not a directory on the server",
+            req.path
+        )));
+    }
+    let max_drop = req.max_drop.unwrap_or(0.01);
+    if !(0.0..1.0).contains(&max_drop) {
+        return Err(Error::Invalid(format!(
+            "max_drop must be at least 0 and below 1, got {max_drop}"
+        )));
+    }
+    let status = claim(state, Some(dir.display().to_string()))?;
+    let serving_dir = std::path::PathBuf::from(model_ref(&serving).path);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let (gate, r) = activate(&state, serving_dir, dir, max_drop, req.force).await;
+        if let Err(e) = &r {
+            tracing::error!("model activation failed: {e}");
+        }
+        finish(&state, r, gate);
+    });
+    Ok(status)
+}
+
+async fn activate(
+    state: &Arc<Kefu>,
+    serving_dir: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    max_drop: f64,
+    force: bool,
+) -> (Option<serde_json::Value>, Result<ModelReload, Error>) {
+    use model::{gate, registry};
+    let failed = |e: anyhow::Error| Error::ModelReload(format!("{e:#}"));
+    let data_dir = state.config.server.data_dir.clone();
+    let cfg = state.config.clone();
+    let opts = gate::GateOptions {
+        kb: None,
+        pairs: None,
+        max_drop,
+    };
+    let report =
+        match tokio::task::spawn_blocking(move || gate::run(&cfg, &serving_dir, &dir, &opts)).await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return (None, Err(failed(e))),
+            Err(e) => return (None, Err(Error::ModelReload(e.to_string()))),
+        };
+    let gate = serde_json::to_value(&report).ok();
+    if !report.passed && !force {
+        let why = format!(
+            "{} was refused by the gate: {}; nothing changed (force activates it anyway)",
+            report.candidate.version,
+            report.failures()
+        );
+        return (gate, Err(Error::ModelReload(why)));
+    }
+    let before = match registry::active(&data_dir) {
+        Ok(b) => b,
+        Err(e) => return (gate, Err(failed(e))),
+    };
+    let record = registry::Activation {
+        model: report.candidate.clone(),
+        activated_at: registry::now_rfc3339(),
+        forced: !report.passed,
+        gate: gate.clone().unwrap_or_default(),
+        previous: Some(report.serving.clone()),
+    };
+    if let Err(e) = registry::record(&data_dir, &record) {
+        return (gate, Err(failed(e)));
+    }
+    tracing::info!(
+        model = %report.candidate.version,
+        forced = record.forced,
+        "activated through the API; swapping it in"
+    );
+    let r = reload_model(state).await;
+    if r.is_err()
+        && let Err(e) = registry::restore(&data_dir, before.as_ref())
+    {
+        tracing::error!("restoring the previous activation failed: {e:#}");
+    }
+    (gate, r)
+}
+
+fn finish(state: &Arc<Kefu>, r: Result<ModelReload, Error>, gate: Option<serde_json::Value>) {
+    let mut s = state.reload.lock().expect("reload status lock");
+    s.finished_at = Some(model::registry::now_rfc3339());
+    s.gate = gate;
+    match r {
+        Ok(done) => {
+            s.state = "succeeded";
+            s.result = Some(done);
+        }
+        Err(e) => {
+            s.state = "failed";
+            s.error = Some(e.to_string());
+        }
+    }
 }
 
 /// Starts a reload in the background (409 while one runs) and returns its status.
 pub fn start_reload(state: &Arc<Kefu>) -> Result<ReloadStatus, Error> {
     state.embedder()?;
-    let status = {
-        let mut s = state.reload.lock().expect("reload status lock");
-        if s.state == "running" {
-            return Err(Error::Conflict(format!(
-                "a model reload is already running (since {})",
-                s.started_at.as_deref().unwrap_or("?")
-            )));
-        }
-        *s = ReloadStatus {
-            state: "running",
-            started_at: Some(model::registry::now_rfc3339()),
-            ..Default::default()
-        };
-        s.clone()
-    };
+    let status = claim(state, None)?;
     let state = state.clone();
     tokio::spawn(async move {
         let r = reload_model(&state).await;
         if let Err(e) = &r {
             tracing::error!("model reload failed: {e}");
         }
-        let mut s = state.reload.lock().expect("reload status lock");
-        s.finished_at = Some(model::registry::now_rfc3339());
-        match r {
-            Ok(done) => {
-                s.state = "succeeded";
-                s.result = Some(done);
-            }
-            Err(e) => {
-                s.state = "failed";
-                s.error = Some(e.to_string());
-            }
-        }
+        finish(&state, r, None);
     });
     Ok(status)
 }
