@@ -48,7 +48,9 @@ const T = {
     labels: '标签数', head: '分类头', default_model: '默认', activate_hint: '激活新模型（经过门禁评估）：',
     model_dir: '服务器上的模型目录', max_drop: '允许下降', activate: '评估并激活', force: '门禁不通过也激活',
     activating: '正在评估并切换…', check: '检查项', candidate: '候选', serving: '当前',
-    none: '无', error: '出错了', r_no_answer: '未回答', r_abandoned: '澄清后离开', r_badly_rated: '差评',
+    none: '无', error: '出错了', no_rows: '暂无数据', d_answer: '直接回答', d_clarify: '澄清', d_no_answer: '未回答',
+    d_handoff: '转人工', d_ask_slot: '询问信息', d_confirm: '确认', d_flow_result: '流程结果', d_with_agent: '人工处理中',
+    draft_exists: '这个缺口已有草稿条目：', evaluated: '已评估', r_no_answer: '未回答', r_abandoned: '澄清后离开', r_badly_rated: '差评',
   },
   en: {
     console: 'support console', api_key: 'API key', log_in: 'Log in', log_out: 'Log out',
@@ -95,7 +97,9 @@ const T = {
     labels: 'Labels', head: 'Head', default_model: 'default', activate_hint: 'Activate a new model (through the gate):',
     model_dir: 'Model directory on the server', max_drop: 'Allowed drop', activate: 'Gate and activate', force: 'Activate even if the gate fails',
     activating: 'Gating and swapping…', check: 'Check', candidate: 'Candidate', serving: 'Serving',
-    none: 'none', error: 'Something went wrong', r_no_answer: 'not answered', r_abandoned: 'left after a clarification', r_badly_rated: 'rated down',
+    none: 'none', error: 'Something went wrong', no_rows: 'Nothing yet', d_answer: 'answer', d_clarify: 'clarify', d_no_answer: 'no answer',
+    d_handoff: 'hand-off', d_ask_slot: 'asks for details', d_confirm: 'confirm', d_flow_result: 'flow result', d_with_agent: 'with a person',
+    draft_exists: 'This gap has a draft entry already:', evaluated: 'Evaluated', r_no_answer: 'not answered', r_abandoned: 'left after a clarification', r_badly_rated: 'rated down',
   },
 };
 
@@ -125,9 +129,11 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+const decision = (d) => (d ? t('d_' + d) : '');
 const pct = (x) => (x === null || x === undefined ? '—' : (x * 100).toFixed(1) + '%');
 const num = (x, d = 1) => (x === null || x === undefined ? '—' : Number(x).toFixed(d));
-const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB') : '—');
+const when = (ms) => (ms ? new Date(ms).toLocaleString(lang === 'zh' ? 'zh-CN' : 'en-GB',
+  { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' }) : '—');
 
 function toast(msg, bad) {
   const el = document.getElementById('toast');
@@ -277,6 +283,7 @@ function route() {
   const allowed = PAGES.filter(([, s]) => can(s));
   const page = allowed.find(([n]) => n === name) || allowed[0];
   if (!page) return;
+  if (page[0] !== name) history.replaceState(null, '', '#/' + page[0]);
   document.querySelectorAll('#nav a').forEach((a) => a.classList.toggle('active', a.dataset.page === page[0]));
   const main = document.getElementById('page');
   main.replaceChildren();
@@ -285,10 +292,16 @@ function route() {
 }
 
 function table(cols, rows, onClick) {
+  const body = rows.length
+    ? rows.map((r) => h('tr', onClick ? { class: 'clickable', onclick: (ev) => {
+      ev.currentTarget.parentNode.querySelectorAll('tr.selected').forEach((x) => x.classList.remove('selected'));
+      ev.currentTarget.classList.add('selected');
+      onClick(r);
+    } } : {}, cols.map((c) => h('td', {}, c[1](r)))))
+    : [h('tr', {}, h('td', { colspan: cols.length, class: 'muted' }, t('no_rows')))];
   return h('table', {},
     h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, c[0])))),
-    h('tbody', {}, rows.map((r) => h('tr', onClick ? { class: 'clickable', onclick: () => onClick(r) } : {},
-      cols.map((c) => h('td', {}, c[1](r)))))));
+    h('tbody', {}, body));
 }
 
 function rangePicker(value, onChange) {
@@ -377,7 +390,9 @@ async function dashboard(main) {
 async function alerts(main) {
   const list = h('div', {});
   main.append(h('div', { class: 'row' }, h('h1', { class: 'grow' }, t('alerts')),
-    h('button', { class: 'secondary', onclick: async () => { await api('POST', '/v1/alerts:evaluate'); await load(); } }, t('evaluate_now'))), list);
+    h('button', { class: 'secondary', onclick: async () => {
+      try { await api('POST', '/v1/alerts:evaluate'); await load(); toast(t('evaluated')); } catch (e) { failed(e); }
+    } }, t('evaluate_now'))), list);
   async function load() {
     const r = await api('GET', '/v1/alerts?limit=200');
     list.replaceChildren(r.alerts.length ? table([
@@ -405,12 +420,12 @@ async function kb(main, [editId]) {
     h('div', { class: 'row' }, h('h1', { class: 'grow' }, t('kb')),
       h('button', { onclick: () => edit(null), 'data-testid': 'kb-new' }, t('new_entry')),
       h('button', { class: 'secondary', onclick: () => file.click() }, t('import')), file,
-      h('button', { class: 'secondary', onclick: exportAll }, t('export'))),
+      h('button', { class: 'secondary', onclick: () => exportAll().catch(failed) }, t('export'))),
     h('form', { class: 'row', onsubmit: (e) => { e.preventDefault(); offset = 0; load().catch(failed); } },
       q, cat, h('button', { type: 'submit', class: 'secondary' }, t('search'))),
     h('div', { class: 'split' }, list, editor),
     h('div', { class: 'card' }, h('h2', {}, t('out_of_scope')), oos,
-      h('button', { onclick: saveOos, 'data-testid': 'oos-save' }, t('save'))),
+      h('button', { onclick: () => saveOos().catch(failed), 'data-testid': 'oos-save' }, t('save'))),
   );
   file.addEventListener('change', async () => {
     const f = file.files[0];
@@ -489,6 +504,7 @@ async function kb(main, [editId]) {
       h('div', { class: 'row' }, h('button', { type: 'submit', 'data-testid': 'faq-save' }, t('save')),
         isNew ? null : h('button', { type: 'button', class: 'danger', onclick: () => remove().catch(failed) }, t('delete')),
         h('button', { type: 'button', class: 'secondary', onclick: () => editor.replaceChildren() }, t('cancel')))));
+    editor.scrollIntoView({ block: 'nearest' });
   }
   await load();
   api('GET', '/v1/out-of-scope').then((r) => { oos.value = r.examples.join('\n'); }).catch(() => {});
@@ -513,7 +529,7 @@ async function hitTest(main) {
     const r = await api('POST', '/v1/match', body);
     const cls = r.decision === 'answer' ? 'good' : r.decision === 'clarify' ? 'warn' : 'bad';
     out.replaceChildren(h('div', { class: 'card' },
-      h('p', {}, t('decision') + ': ', h('span', { class: 'badge ' + cls, 'data-testid': 'hit-decision' }, r.decision),
+      h('p', {}, t('decision') + ': ', h('span', { class: 'badge ' + cls, 'data-testid': 'hit-decision', 'data-decision': r.decision }, decision(r.decision)),
         h('span', { class: 'muted' }, `  ${t('took')} ${num(r.took_ms)} ms · ${r.model}`)),
       r.corrected_query ? h('p', { 'data-testid': 'hit-corrected' }, t('corrected_query') + ': ' + r.corrected_query) : null,
       r.out_of_scope_similarity !== null && r.out_of_scope_similarity !== undefined
@@ -533,7 +549,7 @@ async function hitTest(main) {
 function transcript(turns, annotate) {
   return turns.map((x) => h('div', { class: 'turn' + (x.handoff ? ' handoff' : ''), 'data-testid': 'turn' },
     h('div', {}, x.text),
-    h('div', { class: 'meta' }, [when(x.at_ms), x.kind, x.decision && `${t('decision')}: ${x.decision}`,
+    h('div', { class: 'meta' }, [when(x.at_ms), x.kind, x.decision && `${t('decision')}: ${decision(x.decision)}`,
       x.faq_id && `${t('entry')}: ${x.faq_id}${x.score !== null && x.score !== undefined ? ' (' + num(x.score, 3) + ')' : ''}`,
       x.intent && `${t('intent')}: ${x.intent}${x.confidence ? ' (' + num(x.confidence, 2) + ')' : ''}`,
       x.route && `${t('route')}: ${x.route}`, x.flow && `flow: ${x.flow} ${x.flow_status || ''}`,
@@ -564,7 +580,7 @@ async function conversations(main, [openId]) {
       transcript(c.turns, annotateForm)));
   }
   function annotateForm(x) {
-    const faq = h('input', { placeholder: t('right_entry'), value: x.faq_id || '', 'data-testid': 'ann-faq' });
+    const faq = h('input', { placeholder: x.faq_id ? `${t('right_entry')} (${x.faq_id})` : t('right_entry'), 'data-testid': 'ann-faq' });
     const intent = h('input', { placeholder: t('right_intent'), 'data-testid': 'ann-intent' });
     const handoff = h('select', { 'data-testid': 'ann-handoff' },
       h('option', { value: '' }, t('should_handoff') + ': ' + t('unknown')),
@@ -612,7 +628,12 @@ async function gaps(main) {
         try {
           const e = await api('POST', `/v1/stats/unanswered/${encodeURIComponent(c.id)}/draft` + qs(win));
           result.replaceChildren(t('drafted') + ' ', h('a', { href: '#/kb/' + encodeURIComponent(e.id), 'data-testid': 'gap-drafted' }, e.id));
-        } catch (err) { ev.target.disabled = false; failed(err); }
+        } catch (err) {
+          if (err.status === 409) {
+            const id = 'draft-' + c.id;
+            result.replaceChildren(t('draft_exists') + ' ', h('a', { href: '#/kb/' + encodeURIComponent(id) }, id));
+          } else { ev.target.disabled = false; failed(err); }
+        }
       } }, t('draft')), result);
   }
   await load();
@@ -659,18 +680,23 @@ async function handoffs(main) {
     const agent = state.who.name.slice(0, 128);
     const actions = h('div', { class: 'row' },
       k.state === 'waiting' ? h('button', { 'data-testid': 'ho-accept', onclick: async () => {
-        await api('POST', `/v1/handoffs/${encodeURIComponent(k.id)}/accept`, { agent }); await load();
+        try { await api('POST', `/v1/handoffs/${encodeURIComponent(k.id)}/accept`, { agent }); } catch (e) { failed(e); }
+        await load().catch(failed);
       } }, t('accept')) : null,
-      k.state !== 'resolved' ? h('button', { class: 'secondary', 'data-testid': 'ho-resolve', onclick: async () => {
-        const resolution = prompt(t('resolution')) || undefined;
-        await api('POST', `/v1/handoffs/${encodeURIComponent(k.id)}/resolve`, { agent, resolution, release: true }); await load();
+      k.state === 'accepted' ? h('button', { class: 'secondary', 'data-testid': 'ho-resolve', onclick: async () => {
+        const resolution = prompt(t('resolution'));
+        if (resolution === null) return;
+        try {
+          await api('POST', `/v1/handoffs/${encodeURIComponent(k.id)}/resolve`, { agent, resolution: resolution.trim() || undefined, release: true });
+        } catch (e) { failed(e); }
+        await load().catch(failed);
       } }, t('resolve')) : null);
     const conv = h('div', {});
     const assist = h('div', { 'data-testid': 'assist' });
     side.replaceChildren(h('div', { class: 'card' },
       h('h2', {}, `${t('ticket')} `, h('span', { class: 'mono' }, k.id)),
       h('p', {}, `${t('reason')}: ${k.reason} · ${t('route')}: ${k.target}${k.intent ? ' · ' + t('intent') + ': ' + k.intent : ''}`),
-      h('p', {}, k.summary), actions, h('h2', {}, t('transcript')), conv, h('h2', {}, t('assist')), assist));
+      h('p', {}, k.summary), k.resolution ? h('p', { class: 'muted' }, `${t('resolution')}: ${k.resolution}`) : null, actions, h('h2', {}, t('transcript')), conv, h('h2', {}, t('assist')), assist));
     let turns = [];
     try {
       turns = (await api('GET', '/v1/conversations/' + encodeURIComponent(k.session_id))).turns;
@@ -712,14 +738,14 @@ async function models(main) {
         ` · ${t('dim')} ${m.dim} · ${t('pooling')} ${m.pooling} · ${t('max_tokens')} ${m.max_tokens}`),
       h('p', { class: 'muted' }, h('code', { 'data-path': '' }, m.model.path)),
       h('h2', {}, t('activation')),
-      a ? h('div', {}, h('p', {}, `${t('activated_at')}: ${a.activated_at}${a.forced ? ' · ' + t('forced') : ''}`),
+      a ? h('div', {}, h('p', {}, `${t('activated_at')}: ${when(Date.parse(a.activated_at))}${a.forced ? ' · ' + t('forced') : ''}`),
         h('p', {}, `${t('previous')}: ${ref(a.previous)}`),
         h('details', {}, h('summary', {}, t('gate')), h('pre', { class: 'mono' }, JSON.stringify(a.gate, null, 2))))
         : h('p', { class: 'muted' }, t('none')),
       h('div', { class: 'row' }, h('button', { class: 'secondary', 'data-testid': 'model-reload', onclick: async () => {
         try { await api('POST', '/v1/model/reload'); toast(t('reload_state') + ': running'); poll(); } catch (e) { failed(e); }
       } }, t('reload')), h('span', { class: 'muted', 'data-testid': 'reload-state' },
-        `${t('reload_state')}: ${m.reload.state}${m.reload.finished_at ? ' · ' + m.reload.finished_at : ''}`),
+        `${t('reload_state')}: ${m.reload.state}${m.reload.finished_at ? ' · ' + when(Date.parse(m.reload.finished_at)) : ''}`),
         m.reload.candidate ? h('code', { class: 'muted', 'data-path': '' }, m.reload.candidate) : null),
       m.reload.error ? h('p', { class: 'error', 'data-testid': 'reload-error' }, m.reload.error) : null,
       m.reload.gate ? gateTable(m.reload.gate) : null,

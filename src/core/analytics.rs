@@ -446,8 +446,7 @@ impl Kefu {
     }
 }
 
-/// What a draft entry answers until an editor writes the answer (it is disabled until then).
-pub const DRAFT_ANSWER: &str = "(draft: write the answer, then enable the entry)";
+pub use crate::kb::entry::DRAFT_ANSWER;
 
 /// `GET /v1/handoffs` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]

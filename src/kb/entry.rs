@@ -14,6 +14,9 @@ pub const MAX_ID_CHARS: usize = 128;
 pub const MAX_TEXT_CHARS: usize = 2_000;
 pub const MAX_ANSWER_CHARS: usize = 20_000;
 pub const MAX_SIMILAR: usize = 200;
+/// What a draft entry made from a knowledge gap answers until an editor writes the answer; an
+/// entry with it cannot be enabled.
+pub const DRAFT_ANSWER: &str = "(draft: write the answer, then enable the entry)";
 /// Longest category or tag.
 pub const MAX_LABEL_CHARS: usize = 64;
 pub const MAX_TAGS: usize = 50;
@@ -245,6 +248,12 @@ impl FaqEntry {
             );
         } else if let Err(m) = checked_chars(&self.answer, true) {
             err("answer", m);
+        } else if self.enabled && self.answer.trim() == DRAFT_ANSWER {
+            err(
+                "answer",
+                "is still the draft's placeholder: write the answer before enabling the entry"
+                    .into(),
+            );
         }
         for (channel, a) in &self.answers {
             if !CHANNELS.contains(&channel.as_str()) {
@@ -306,6 +315,21 @@ mod tests {
             r#"{"id": "zh-refunds-001", "question": "退款多久到账", "answer": "1-3个工作日"}"#,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_draft_cannot_be_enabled_before_its_answer_is_written() {
+        let mut e = entry();
+        e.answer = DRAFT_ANSWER.into();
+        e.enabled = false;
+        assert!(
+            e.validate().is_empty(),
+            "a disabled draft is stored as it is"
+        );
+        e.enabled = true;
+        let errs = e.validate();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("placeholder"), "{errs:?}");
     }
 
     #[test]

@@ -158,7 +158,9 @@ try {
   await page.click('a[data-page=hit]');
   await page.fill('[data-testid=hit-query]', expect.new_question);
   await page.getByTestId('hit-run').click();
-  await until('the hit test shows the decision', async () => (await text(page.getByTestId('hit-decision'))) === 'answer');
+  await until('the hit test shows the decision', async () =>
+    (await page.getByTestId('hit-decision').getAttribute('data-decision')) === 'answer'
+    && (await text(page.getByTestId('hit-decision'))) === '直接回答');
   const first = await text(page.getByTestId('hit-result').locator('tbody tr').first());
   if (!first.includes(expect.edit_id)) fail('the first candidate is not the edited entry: ' + first);
   if (!(await text(page.getByTestId('hit-result'))).includes('dense')) fail('the signals are not shown');
@@ -193,6 +195,11 @@ try {
   await drafted.click();
   await until('the draft opens in the editor', async () => (await page.getByTestId('faq-id').inputValue()) === draftId);
   if (await page.getByTestId('faq-enabled').isChecked()) fail('the draft is enabled');
+  // Its placeholder answer cannot go live.
+  await page.getByTestId('faq-enabled').check();
+  await page.getByTestId('faq-save').click();
+  await until('enabling the unanswered draft is refused', async () =>
+    (await page.locator('#toast').textContent()).includes('placeholder'));
 
   step = 'hand-offs';
   await page.click('a[data-page=handoffs]');
