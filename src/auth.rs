@@ -189,7 +189,8 @@ impl AuthConfig {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` (as `server.host` gives it) is only reachable from this machine.
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()

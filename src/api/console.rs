@@ -103,10 +103,7 @@ pub enum Refused {
 
 impl Sessions {
     pub fn new(cfg: &ConsoleConfig, host: &str) -> Self {
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback = crate::auth::is_loopback(host);
         Self {
             by_id: Mutex::new(HashMap::new()),
             ttl: Duration::from_secs(cfg.session_ttl_mins * 60),
