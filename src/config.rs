@@ -47,7 +47,7 @@ pub struct Config {
     /// `[alerts]`: rules evaluated every minute, sent to a webhook.
     pub alerts: crate::analytics::alerts::AlertsConfig,
     /// `[console]`: the web console at `/ui`.
-    pub console: crate::api::console::ConsoleConfig,
+    pub console: ConsoleConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -82,6 +82,42 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             manual_clock: false,
         }
+    }
+}
+
+/// `[console]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the web console at `/ui`.
+    pub enabled: bool,
+    /// Minutes a console login lasts.
+    pub session_ttl_mins: u64,
+    /// Mark the session cookie `Secure` (sent over HTTPS only). Default: on unless
+    /// `server.host` is a loopback address. Turn off only to use the console over plain HTTP
+    /// on a trusted network.
+    pub secure_cookie: Option<bool>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl_mins: 480,
+            secure_cookie: None,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.session_ttl_mins == 0 || self.session_ttl_mins > 7 * 24 * 60 {
+            return Err(format!(
+                "console.session_ttl_mins must be between 1 and 10080 (a week), got {}",
+                self.session_ttl_mins
+            ));
+        }
+        Ok(())
     }
 }
 

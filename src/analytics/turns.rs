@@ -309,10 +309,7 @@ impl TurnStore {
         q: Option<&str>,
         limit: i64,
     ) -> Result<Vec<SessionSummary>, sqlx::Error> {
-        let pattern = q
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
+        let pattern = crate::text::like_contains(q);
         let rows = sqlx::query(
             "SELECT session_id, COUNT(*) AS n, MIN(at_ms) AS first, MAX(at_ms) AS last,
                     MAX(handoff) AS handed_off, MAX(channel) AS channel,

@@ -26,6 +26,7 @@ use subtle::ConstantTimeEq;
 use super::auth::Guard;
 use super::json::ApiJson;
 use crate::auth::{Caller, Scope};
+use crate::config::ConsoleConfig;
 use crate::error::Error;
 
 /// The cookie that names a console session.
@@ -34,42 +35,6 @@ pub const COOKIE: &str = "kefu_console";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Most console sessions held at once; the oldest go first beyond it.
 const MAX_SESSIONS: usize = 10_000;
-
-/// `[console]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ConsoleConfig {
-    /// Serve the web console at `/ui`.
-    pub enabled: bool,
-    /// Minutes a console login lasts.
-    pub session_ttl_mins: u64,
-    /// Mark the session cookie `Secure` (sent over HTTPS only). Default: on unless
-    /// `server.host` is a loopback address. Turn off only to use the console over plain HTTP
-    /// on a trusted network.
-    pub secure_cookie: Option<bool>,
-}
-
-impl Default for ConsoleConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            session_ttl_mins: 480,
-            secure_cookie: None,
-        }
-    }
-}
-
-impl ConsoleConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.session_ttl_mins == 0 || self.session_ttl_mins > 7 * 24 * 60 {
-            return Err(format!(
-                "console.session_ttl_mins must be between 1 and 10080 (a week), got {}",
-                self.session_ttl_mins
-            ));
-        }
-        Ok(())
-    }
-}
 
 struct Session {
     caller: Caller,

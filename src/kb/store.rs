@@ -157,10 +157,7 @@ impl KbStore {
         category: Option<&str>,
         q: Option<&str>,
     ) -> Result<(Vec<StoredEntry>, i64), StoreError> {
-        let pattern = q
-            .map(str::trim)
-            .filter(|q| !q.is_empty())
-            .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")));
+        let pattern = crate::text::like_contains(q);
         const WHERE: &str =
             "(?1 IS NULL OR category = ?1) AND (?2 IS NULL OR id LIKE ?2 OR body LIKE ?2)";
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

@@ -10,6 +10,14 @@ use std::sync::OnceLock;
 
 use jieba_rs::Jieba;
 
+/// A SQL `LIKE` pattern matching texts that contain `q` (trimmed; `%`, `_` and `\` dropped,
+/// so they cannot act as wildcards); none for a missing or blank `q`.
+pub fn like_contains(q: Option<&str>) -> Option<String> {
+    q.map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(|q| format!("%{}%", q.replace(['%', '_', '\\'], "")))
+}
+
 /// NFKC (full-width → half-width), lower case, whitespace collapsed.
 pub fn normalize(text: &str) -> String {
     crate::embed::normalize(text).to_lowercase()
