@@ -305,6 +305,7 @@ impl Config {
         self.server.validate().map_err(invalid)?;
         self.limits.validate().map_err(invalid)?;
         self.embed.validate().map_err(invalid)?;
+        self.model.gate.validate().map_err(invalid)?;
         self.matching
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("matching.{e}")))?;

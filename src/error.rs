@@ -38,6 +38,9 @@ pub enum Error {
     Flow(String),
     #[error("model reload failed, the previous model keeps serving: {0}")]
     ModelReload(String),
+    /// A candidate model measured worse than the serving one: nothing changed.
+    #[error("{0}")]
+    GateRefused(String),
     #[error("{0}")]
     Sessions(String),
     #[error("the request took longer than {0} s")]
@@ -76,6 +79,7 @@ impl Error {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::ModelReload(_) => "model_reload_failed",
+            Self::GateRefused(_) => "gate_refused",
             Self::InvalidImport(_) => "invalid_import",
             Self::IndexNotReady => "index_not_ready",
             Self::Storage(_) => "storage_failed",

@@ -18,6 +18,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Invalid(_)
         | Error::EmptyInput(_)
         | Error::ModelReload(_)
+        | Error::GateRefused(_)
         | Error::InvalidImport(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         Error::NotFound(_) => StatusCode::NOT_FOUND,

@@ -14,6 +14,7 @@ pub mod intent;
 pub mod json;
 pub mod match_;
 pub mod model;
+pub mod models;
 pub mod openapi;
 pub mod ops;
 pub mod out_of_scope;
@@ -123,6 +124,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/model", get(model::get))
         .route("/v1/model/reload", post(model::reload))
         .route("/v1/model/activate", post(model::activate))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{kind}/{name}/activate", post(models::activate))
+        .route("/v1/models/{kind}/{name}/reload", post(models::reload))
+        .route("/v1/models/{kind}/{name}/rollback", post(models::rollback))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -11,7 +11,7 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    calibration, chat, documents, embed, faqs, handoffs, index, intent, match_, model, ops,
+    calibration, chat, documents, embed, faqs, handoffs, index, intent, match_, model, models, ops,
     out_of_scope, recommend, stats,
 };
 
@@ -66,6 +66,10 @@ use super::{
         model::get,
         model::reload,
         model::activate,
+        models::list,
+        models::activate,
+        models::reload,
+        models::rollback,
         handoffs::list,
         handoffs::get_one,
         handoffs::accept,
@@ -176,6 +180,10 @@ use super::{
         model::ModelInfo,
         crate::model::registry::ModelRef,
         crate::model::registry::Activation,
+        crate::model::registry::Kind,
+        models::ModelsOverview,
+        models::ServingModel,
+        models::LifecycleResult,
         crate::core::ReloadStatus,
         crate::core::reload::ActivateRequest,
         crate::core::ModelReload,
@@ -282,6 +290,10 @@ const OPERATION_IDS: &[(&str, &str, &str)] = &[
     ("get", "/v1/model", "get_model"),
     ("post", "/v1/model/activate", "activate_model"),
     ("post", "/v1/model/reload", "reload_model"),
+    ("get", "/v1/models", "list_models"),
+    ("post", "/v1/models/{kind}/{name}/activate", "activate_slot"),
+    ("post", "/v1/models/{kind}/{name}/reload", "reload_slot"),
+    ("post", "/v1/models/{kind}/{name}/rollback", "rollback_slot"),
     ("get", "/v1/handoffs", "list_handoffs"),
     ("get", "/v1/handoffs/{id}", "get_handoff"),
     ("post", "/v1/handoffs/{id}/accept", "accept_handoff"),

@@ -14,6 +14,44 @@ use super::common::{self, Ctx, Flags, ServedKb};
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
+    /// Two models of one kind measured on the same data, side by side: compare.md,
+    /// compare.html (bar charts of every measure and of the per-class changes) and
+    /// compare.json in --out — what a promotion is reviewed with.
+    Compare {
+        /// `intent`, `recommend` or `embedding`.
+        #[arg(long)]
+        kind: String,
+        /// Model A (the one serving, usually).
+        a: PathBuf,
+        /// Model B (the candidate).
+        b: PathBuf,
+        /// intent: a labelled JSONL file (default: the golden set of --name); recommend: an
+        /// interactions CSV (default: model.gate.recommend, else the demo shop's); embedding:
+        /// a KB file with --queries (default: the demo KB and its queries).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// embedding: labelled queries for --data.
+        #[arg(long, requires = "data")]
+        queries: Option<PathBuf>,
+        /// intent: whose golden set to use without --data (model.gate.intent.NAME, or the demo
+        /// test set of `service` / `complaint_severity`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Report directory.
+        #[arg(long, default_value = "compare")]
+        out: PathBuf,
+        /// Names for A and B in the report.
+        #[arg(long, default_value = "A")]
+        label_a: String,
+        #[arg(long, default_value = "B")]
+        label_b: String,
+        /// The encoder for intent models (default: model.path).
+        #[arg(long)]
+        encoder: Option<PathBuf>,
+        /// Print the comparison as one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
     /// An intent model on a labelled file (`{"text", "label"}` JSONL): accuracy, in-scope
     /// accuracy, macro F1, out-of-scope precision and recall.
     Intent {
@@ -463,6 +501,48 @@ pub fn run(cmd: EvalCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 );
             })
         }
+        EvalCommand::Compare {
+            kind,
+            a,
+            b,
+            data,
+            queries,
+            name,
+            out,
+            label_a,
+            label_b,
+            encoder,
+            json,
+        } => {
+            let cfg = ctx.config(Flags::model(encoder))?;
+            let kind: kefu::model::registry::Kind = kind.parse().map_err(anyhow::Error::msg)?;
+            let c = compare(
+                &cfg,
+                kind,
+                (&a, label_a),
+                (&b, label_b),
+                data.as_deref(),
+                queries.as_deref(),
+                name.as_deref(),
+            )?;
+            c.write(&out)?;
+            common::print_report(json, &c, |c| {
+                println!(
+                    "{} {} vs {} {} on {} ({} rows)",
+                    c.a.label, c.a.version, c.b.label, c.b.version, c.data, c.rows
+                );
+                for m in &c.measures {
+                    println!(
+                        "  {:<22} {:.4}  {:.4}  ({:+.4})",
+                        m.name, m.a, m.b, m.change
+                    );
+                }
+                for x in c.classes.iter().take(5) {
+                    println!("  {}: {:.4} → {:.4} ({:+.4})", x.name, x.a, x.b, x.change);
+                }
+                println!("report written to {}", out.join("compare.html").display());
+            })
+        }
         EvalCommand::Intent {
             model_dir,
             test,
@@ -629,4 +709,183 @@ fn print_faq_report(r: &kefu::eval::faq::FaqReport) {
         "per query p50 {:.2} ms, p99 {:.2} ms; indexing {:.1} s",
         r.p50_ms, r.p99_ms, r.index_seconds
     );
+}
+
+/// `kefu eval compare`: both models on the same data, with the code the gate runs.
+fn compare(
+    cfg: &kefu::config::Config,
+    kind: kefu::model::registry::Kind,
+    (a, label_a): (&std::path::Path, String),
+    (b, label_b): (&std::path::Path, String),
+    data: Option<&std::path::Path>,
+    queries: Option<&std::path::Path>,
+    name: Option<&str>,
+) -> anyhow::Result<kefu::eval::compare::Comparison> {
+    use kefu::eval::compare::{Comparison, Side};
+    use kefu::model::gate;
+    use kefu::model::registry::Kind;
+    let side = |label: String, r: kefu::model::registry::ModelRef| Side {
+        label,
+        path: r.path,
+        version: r.version,
+    };
+    match kind {
+        Kind::Intent => {
+            let golden = match (data, name) {
+                (Some(d), _) => gate::intent_golden(cfg, "", Some(d))?,
+                (None, Some(n)) => gate::intent_golden(cfg, n, None)?,
+                (None, None) => anyhow::bail!(
+                    "pass --data FILE (labelled JSONL) or --name NAME (an intent model's golden set)"
+                ),
+            };
+            let e = common::embedder(cfg)?;
+            let ma = gate::load_intent(&e, a)?;
+            let mb = gate::load_intent(&e, b)?;
+            let (ra, da) = gate::intent_scores(&e, &ma, &golden)?;
+            let (rb, db) = gate::intent_scores(&e, &mb, &golden)?;
+            let mut measures = vec![
+                ("accuracy", ra.accuracy, rb.accuracy),
+                (
+                    "in_scope_accuracy",
+                    ra.in_scope_accuracy,
+                    rb.in_scope_accuracy,
+                ),
+                ("macro_f1", ra.macro_f1, rb.macro_f1),
+            ];
+            if let (Some(x), Some(y)) = (ra.oos_precision, rb.oos_precision) {
+                measures.push(("oos_precision", x, y));
+            }
+            if let (Some(x), Some(y)) = (ra.oos_recall, rb.oos_recall) {
+                measures.push(("oos_recall", x, y));
+            }
+            let mut per: std::collections::BTreeMap<String, (usize, f64, f64)> = Default::default();
+            for p in &da.per_intent {
+                let e = per.entry(p.intent.clone()).or_default();
+                e.0 = e.0.max(p.support);
+                e.1 = p.f1;
+            }
+            for p in &db.per_intent {
+                let e = per.entry(p.intent.clone()).or_default();
+                e.0 = e.0.max(p.support);
+                e.2 = p.f1;
+            }
+            let mut c = Comparison::new(
+                "intent",
+                golden.source.clone(),
+                ra.n,
+                side(label_a, ma.origin.clone().unwrap_or_else(|| unsaved(a))),
+                side(label_b, mb.origin.clone().unwrap_or_else(|| unsaved(b))),
+                measures,
+                "F1 per intent",
+                per.into_iter().map(|(k, (s, x, y))| (k, s, x, y)).collect(),
+            );
+            c.notes.push(format!(
+                "Both classified with the encoder {} at their own calibrated out-of-scope thresholds.",
+                e.version()
+            ));
+            Ok(c)
+        }
+        Kind::Recommend => {
+            let golden = gate::recommend_golden(cfg, data)?;
+            let (ma, oa) = kefu::recommend::serving::load_dir(a)?;
+            let (mb, ob) = kefu::recommend::serving::load_dir(b)?;
+            let (sa, sb) = (
+                gate::recommend_scores(&ma, &golden),
+                gate::recommend_scores(&mb, &golden),
+            );
+            let mut segs: std::collections::BTreeMap<String, (usize, f64, f64)> =
+                Default::default();
+            for (n, u, v) in &sa.segments {
+                let e = segs.entry(n.clone()).or_default();
+                e.0 = *u;
+                e.1 = *v;
+            }
+            for (n, u, v) in &sb.segments {
+                let e = segs.entry(n.clone()).or_default();
+                e.0 = *u;
+                e.2 = *v;
+            }
+            let mut c = Comparison::new(
+                "recommend",
+                golden.source.clone(),
+                sa.users,
+                side(label_a, oa),
+                side(label_b, ob),
+                vec![
+                    ("hr_at_10", sa.hr_at_10, sb.hr_at_10),
+                    ("ndcg_at_10", sa.ndcg_at_10, sb.ndcg_at_10),
+                    ("recall_at_10", sa.recall_at_10, sb.recall_at_10),
+                ],
+                "NDCG@10 by events before the held-out one",
+                segs.into_iter()
+                    .map(|(k, (u, x, y))| (format!("{k} events"), u, x, y))
+                    .collect(),
+            );
+            c.notes.push(
+                "Each customer's last interaction is held out and ranked among every item the model knows, from the collaborative scores of what came before (fold-in)."
+                    .into(),
+            );
+            Ok(c)
+        }
+        Kind::Embedding => {
+            let (kb_path, q_path, entries, qs) = match (data, queries) {
+                (Some(k), Some(q)) => (
+                    k.to_path_buf(),
+                    q.to_path_buf(),
+                    kefu::eval::faq::read_kb(k)?,
+                    kefu::eval::faq::read_queries(q, None)?,
+                ),
+                (Some(_), None) => {
+                    anyhow::bail!("--data is a KB file for embeddings: add --queries")
+                }
+                _ => (
+                    "built-in demo KB".into(),
+                    "built-in demo queries".into(),
+                    kefu::kb::demo::entries(),
+                    gate::demo_queries()?,
+                ),
+            };
+            let opts = gate::faq_options(cfg);
+            let mut reports = Vec::new();
+            let mut refs = Vec::new();
+            for dir in [a, b] {
+                let e = gate::load_checked(cfg, dir)?;
+                let r = kefu::eval::faq::run(
+                    &e,
+                    &kb_path,
+                    &q_path,
+                    entries.clone(),
+                    qs.clone(),
+                    &opts,
+                )?;
+                anyhow::ensure!(!r.interrupted, "interrupted");
+                refs.push(kefu::model::registry::model_ref(&e));
+                reports.push(r);
+            }
+            let (ra, rb) = (&reports[0], &reports[1]);
+            let mut c = Comparison::new(
+                "embedding",
+                format!("{} with {}", kb_path.display(), q_path.display()),
+                ra.n,
+                side(label_a, refs[0].clone()),
+                side(label_b, refs[1].clone()),
+                vec![
+                    ("top1", ra.top1, rb.top1),
+                    ("recall_at_5", ra.recall_at_5, rb.recall_at_5),
+                    ("mrr_at_10", ra.mrr_at_10, rb.mrr_at_10),
+                ],
+                "",
+                Vec::new(),
+            );
+            c.notes.push("The matcher (dense, lexical and fuzzy, fused with the configured calibration) with each encoder; `kefu eval faq --report` gives either's misses.".into());
+            Ok(c)
+        }
+    }
+}
+
+fn unsaved(dir: &std::path::Path) -> kefu::model::registry::ModelRef {
+    kefu::model::registry::ModelRef {
+        path: dir.display().to_string(),
+        version: "unsaved".into(),
+    }
 }

@@ -8,6 +8,7 @@ mod config;
 mod embed;
 mod eval;
 mod kb;
+mod lifecycle;
 mod match_;
 mod model;
 mod report;

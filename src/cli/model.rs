@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use kefu::config::Config;
+use kefu::model::registry::{Kind, Slot};
 use kefu::model::{self, Pooling, e5s1, fetch};
 
 use super::common::{self, Ctx, Flags};
@@ -52,15 +53,29 @@ pub enum ModelCommand {
     Info { dir: PathBuf },
     /// Check a model directory's files against the manifest's checksums.
     Verify { dir: PathBuf },
-    /// Make DIR the encoder the data directory serves, after the gate: its files must match its
-    /// manifest, it must load and give unit vectors of its dimension, every intent model in
-    /// intent.models must have been trained on it, and on the built-in demo FAQ (and --kb /
-    /// --queries, --pairs when given) its top-1 / MRR@10 / ROC AUC may fall at most --max-drop
-    /// below the serving model's. Recorded in <data_dir>/models/active.json (kefu serve starts
+    /// Make DIR the model a slot serves, after its kind's gate: `kefu model activate DIR` (the
+    /// encoder), `kefu model activate intent/NAME DIR`, `kefu model activate recommend DIR`.
+    /// The encoder's files must match its manifest, it must load and give unit vectors of its
+    /// dimension, every intent model must have been trained on it, and on the built-in demo FAQ
+    /// (and --kb / --queries, --pairs when given) its top-1 / MRR@10 / ROC AUC may fall at most
+    /// --max-drop below the serving model's. An intent model must have been trained on the
+    /// serving encoder, and its accuracy, macro F1 and out-of-scope recall on its golden set
+    /// (model.gate.intent.NAME, the demo's test set, or --golden) may fall at most --max-drop;
+    /// the recommender's HR@10 and NDCG@10 on held-out last interactions (model.gate.recommend,
+    /// the demo shop's, or --golden) likewise. Recorded in the data directory (kefu serve starts
     /// with it); with --server, the running service swaps it in without dropping a request.
     Activate {
-        /// The model directory (e.g. the output of `kefu train embed`).
-        dir: PathBuf,
+        /// `KIND/NAME` (embedding, intent/NAME, recommend) followed by DIR, or DIR alone for the
+        /// encoder.
+        #[arg(value_name = "[KIND/NAME] DIR")]
+        target: String,
+        /// The model directory, when KIND/NAME comes first.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The golden set of an intent model (labelled JSONL) or of the recommender
+        /// (interactions CSV) instead of model.gate's.
+        #[arg(long)]
+        golden: Option<PathBuf>,
         /// A running kefu to swap the model into (e.g. http://127.0.0.1:8080).
         #[arg(long)]
         server: Option<String>,
@@ -73,9 +88,10 @@ pub enum ModelCommand {
         /// A pairs file for the gate (`{"a", "b", "label"}` JSONL).
         #[arg(long)]
         pairs: Option<PathBuf>,
-        /// How far any measure may fall below the serving model's (0.01 = one point).
-        #[arg(long, default_value_t = 0.01)]
-        max_drop: f64,
+        /// How far any measure may fall below the serving model's (0.01 = one point; default
+        /// model.gate.max_drop).
+        #[arg(long)]
+        max_drop: Option<f64>,
         /// Activate even when a quality check fails (broken or incompatible models are
         /// refused regardless).
         #[arg(long)]
@@ -93,12 +109,40 @@ pub enum ModelCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The model directories under --root (default: models/), what each is (kind, version,
+    /// metrics from its card or manifest) and which slot of the data directory it serves in;
+    /// serving models kept elsewhere are listed too.
+    List {
+        /// Where to look for model directories (three levels deep); repeatable.
+        #[arg(long, default_value = "models")]
+        root: Vec<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One JSON array on the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put back the version that served in KIND/NAME before its last activation (recorded as a
+    /// rollback; a second rollback goes forward again). With --server the running service
+    /// swaps it in; otherwise at its next start or POST /v1/models/{kind}/{name}/reload.
+    Rollback {
+        /// `embedding`, `intent/NAME` or `recommend`.
+        slot: String,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Activate {
+            target,
             dir,
+            golden,
             server,
             kb,
             queries,
@@ -121,6 +165,33 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 (None, d) => d,
             };
             let cfg = ctx.config(Flags::data_dir(data_dir))?;
+            let max_drop = max_drop.unwrap_or(cfg.model.gate.max_drop);
+            let (slot, dir) = match dir {
+                Some(d) => (Slot::parse(&target).map_err(anyhow::Error::msg)?, d),
+                None => (Slot::embedding(), PathBuf::from(&target)),
+            };
+            if slot.kind != Kind::Embedding {
+                anyhow::ensure!(
+                    kb.is_none() && pairs.is_none(),
+                    "--kb, --queries and --pairs are for the encoder; {slot} is measured on its golden set (--golden)"
+                );
+                return super::lifecycle::activate(
+                    &cfg,
+                    &super::lifecycle::ActivateArgs {
+                        slot: &slot,
+                        dir: &dir,
+                        server: server.as_deref(),
+                        golden: golden.as_deref(),
+                        max_drop,
+                        force,
+                        json,
+                    },
+                );
+            }
+            anyhow::ensure!(
+                golden.is_none(),
+                "--golden is for intent models and the recommender; the encoder's gate takes --kb/--queries and --pairs"
+            );
             let serving = match remote {
                 Some((path, _)) => path,
                 None => model::registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?,
@@ -131,6 +202,28 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 max_drop,
             };
             activate(&cfg, &serving, &dir, server.as_deref(), &opts, force, json)?;
+        }
+        ModelCommand::List {
+            root,
+            data_dir,
+            json,
+        } => {
+            let cfg = ctx.config(Flags::data_dir(data_dir))?;
+            super::lifecycle::list(&cfg, &root, json)?;
+        }
+        ModelCommand::Rollback {
+            slot,
+            server,
+            data_dir,
+            json,
+        } => {
+            let slot = Slot::parse(&slot).map_err(anyhow::Error::msg)?;
+            let data_dir = match server.as_deref().map(server_model).transpose()? {
+                Some((_, d)) => Some(d),
+                None => data_dir,
+            };
+            let cfg = ctx.config(Flags::data_dir(data_dir))?;
+            super::lifecycle::rollback(&cfg, &slot, server.as_deref(), json)?;
         }
         ModelCommand::Active { data_dir } => {
             let cfg = ctx.config(Flags::data_dir(data_dir))?;
@@ -254,6 +347,7 @@ fn activate(
         forced: !report.passed,
         gate: serde_json::to_value(&report)?,
         previous: Some(report.serving.clone()),
+        action: None,
     };
     registry::record(data_dir, &record)?;
     eprintln!(

@@ -78,7 +78,7 @@ async fn recommend(state: Arc<Kefu>, fail: tokio::sync::mpsc::Sender<anyhow::Err
     }
     let _ = tokio::task::spawn_blocking(release_free_memory).await;
     let every = state.config.recommend.retrain_interval_secs;
-    if every == 0 || state.config.recommend.model.is_some() {
+    if every == 0 {
         return;
     }
     loop {
@@ -120,9 +120,12 @@ fn release_free_memory() {
 /// another encoder).
 pub(super) fn intent_models(cfg: &Config, e: &Embedder) -> anyhow::Result<IntentModels> {
     let mut models = IntentModels::new();
-    for (name, dir) in &cfg.intent.models {
+    for (name, dir) in
+        crate::model::registry::intent_dirs(&cfg.server.data_dir, &cfg.intent.models)?
+    {
+        let dir = &dir;
         let mut m = crate::intent::IntentModel::load(dir)
-            .with_context(|| format!("loading intent model {name} (intent.models.{name})"))?;
+            .with_context(|| format!("loading intent model {name} ({})", dir.display()))?;
         m.check_encoder(e.manifest()).with_context(|| {
             format!(
                 "intent model {name} ({}) cannot serve with this encoder",

@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod background;
 pub mod conversation;
 pub mod matching;
+pub mod models;
 pub mod privacy;
 pub mod recommend;
 pub mod reload;
@@ -67,6 +68,8 @@ pub struct Kefu {
     pub swap_lock: std::sync::Mutex<()>,
     /// The last model reload (`POST /v1/model/reload`, `GET /v1/model`).
     pub reload: std::sync::Mutex<ReloadStatus>,
+    /// One activation, reload or rollback of an intent model or the recommender at a time.
+    pub lifecycle: tokio::sync::Mutex<()>,
     /// Cancelled at shutdown: background work stops at its next safe point.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The background work that shutdown waits for (up to `server.shutdown_grace_secs`).
@@ -120,6 +123,7 @@ impl Kefu {
                 state: "idle",
                 ..Default::default()
             }),
+            lifecycle: tokio::sync::Mutex::new(()),
             shutdown: Default::default(),
             tasks: Default::default(),
             config,
@@ -249,7 +253,7 @@ impl Kefu {
             )
             .await?,
         );
-        recommender.load_configured()?;
+        recommender.load_configured(&cfg.server.data_dir)?;
         Ok(Arc::new(Self::new(
             cfg,
             metrics,

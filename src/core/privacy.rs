@@ -76,7 +76,7 @@ impl Kefu {
             .erase_customer(customer_id)
             .await
             .map_err(Error::storage)?;
-        let retraining = events > 0 && self.config.recommend.model.is_none();
+        let retraining = events > 0 && self.recommender.pinned().is_none();
         if retraining {
             self.retrain_without_forgotten();
         }

@@ -63,6 +63,11 @@ pub struct ActivateRequest {
     /// the intent models cannot serve with is refused regardless.
     #[serde(default)]
     pub force: bool,
+    /// An intent model's or the recommender's golden set on the server instead of the
+    /// configured one (`model.gate`): labelled JSONL for intents, an interactions CSV for the
+    /// recommender. Not for the encoder.
+    #[serde(default)]
+    pub golden: Option<String>,
 }
 
 /// Claims the one reload slot (409 while a reload or an activation runs).
@@ -94,7 +99,12 @@ pub fn start_activation(state: &Arc<Kefu>, req: ActivateRequest) -> Result<Reloa
             req.path
         )));
     }
-    let max_drop = req.max_drop.unwrap_or(0.01);
+    if req.golden.is_some() {
+        return Err(Error::Invalid(
+            "golden is for intent models and the recommender; the encoder's gate measures the demo FAQ".into(),
+        ));
+    }
+    let max_drop = req.max_drop.unwrap_or(state.config.model.gate.max_drop);
     if !(0.0..1.0).contains(&max_drop) {
         return Err(Error::Invalid(format!(
             "max_drop must be at least 0 and below 1, got {max_drop}"
@@ -155,6 +165,7 @@ async fn activate(
         forced: !report.passed,
         gate: gate.clone().unwrap_or_default(),
         previous: Some(report.serving.clone()),
+        action: None,
     };
     if let Err(e) = registry::record(&data_dir, &record) {
         return (gate, Err(failed(e)));
@@ -187,6 +198,57 @@ fn finish(state: &Arc<Kefu>, r: Result<ModelReload, Error>, gate: Option<serde_j
             s.error = Some(e.to_string());
         }
     }
+}
+
+/// Starts a rollback of the encoder in the background: the encoder that served before the last
+/// activation is recorded (as a rollback) and swapped in like a reload; a failed swap puts the
+/// record back. 404 when nothing was activated.
+pub fn start_rollback(state: &Arc<Kefu>) -> Result<ReloadStatus, Error> {
+    use model::registry;
+    state.embedder()?;
+    let data_dir = state.config.server.data_dir.clone();
+    let storage = |e: anyhow::Error| Error::Storage(format!("{e:#}"));
+    let current = registry::active(&data_dir)
+        .map_err(storage)?
+        .ok_or_else(|| {
+            Error::NotFound(
+                "the encoder has no activation to roll back: it serves model.path".into(),
+            )
+        })?;
+    let previous = current.previous.clone().ok_or_else(|| {
+        Error::NotFound("the encoder's activation does not say what served before".into())
+    })?;
+    if !std::path::Path::new(&previous.path).is_dir() {
+        return Err(Error::Invalid(format!(
+            "the previous encoder {} ({}) is no longer there",
+            previous.path, previous.version
+        )));
+    }
+    let status = claim(state, Some(previous.path.clone()))?;
+    let record = registry::Activation {
+        model: previous,
+        activated_at: registry::now_rfc3339(),
+        forced: false,
+        gate: serde_json::Value::Null,
+        previous: Some(current.model.clone()),
+        action: Some("rollback".into()),
+    };
+    if let Err(e) = registry::record(&data_dir, &record) {
+        finish(state, Err(storage(e)), None);
+        return Ok(status);
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let r = reload_model(&state).await;
+        if let Err(e) = &r {
+            tracing::error!("encoder rollback failed: {e}");
+            if let Err(e) = registry::restore(&data_dir, Some(&current)) {
+                tracing::error!("restoring the encoder's record failed: {e:#}");
+            }
+        }
+        finish(&state, r, None);
+    });
+    Ok(status)
 }
 
 /// Starts a reload in the background (409 while one runs) and returns its status.

@@ -46,6 +46,9 @@ pub struct Severity {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntentResponse {
     pub model: String,
+    /// The version of the intent model that answered (`DIR@sha`), one model for the whole
+    /// response even while a new version is being swapped in.
+    pub model_version: String,
     /// The best intent, or `oos` when out of scope.
     pub intent: String,
     /// Calibrated probability of the best intent.
@@ -111,6 +114,7 @@ impl Kefu {
         });
         Ok(IntentResponse {
             model: name,
+            model_version: model.version().to_string(),
             human_request: routing.human_request(text, &p.intent),
             intent: p.intent,
             confidence: p.confidence,

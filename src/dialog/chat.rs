@@ -77,6 +77,8 @@ impl Action {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct IntentView {
     pub name: String,
+    /// The intent model's version that classified the turn.
+    pub model_version: String,
     pub confidence: f32,
     pub out_of_scope: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -465,6 +467,7 @@ fn first_sentence(text: &str) -> String {
 pub fn intent_view(i: &IntentResponse) -> IntentView {
     IntentView {
         name: i.intent.clone(),
+        model_version: i.model_version.clone(),
         confidence: i.confidence,
         out_of_scope: i.out_of_scope,
         severity: i.severity.as_ref().map(|s| s.label.clone()),

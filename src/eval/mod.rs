@@ -1,5 +1,6 @@
 //! Metrics and report plumbing shared by the `kefu eval` subcommands.
 
+pub mod compare;
 pub mod faq;
 pub mod pairs;
 pub mod report;

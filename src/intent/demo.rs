@@ -98,7 +98,8 @@ pub fn load_or_train(
             c.display()
         );
         m.save(&dir)?;
-        return Ok(m);
+        // Served from its place in the data directory (its origin and version say so).
+        return IntentModel::load(&dir);
     }
     tracing::info!("training the demo intent model {name} (first start or new encoder)");
     let opts = TrainOptions {
@@ -143,5 +144,5 @@ pub fn load_or_train(
         dir.display(),
         model.card.head
     );
-    Ok(model)
+    IntentModel::load(&dir)
 }

@@ -174,6 +174,8 @@ pub struct IntentModel {
     pub tuned_tensors: HashMap<String, Tensor>,
     /// The encoder with the tuned layers, once attached to the serving encoder's directory.
     pub tuned: Option<Arc<super::tuned::TunedEncoder>>,
+    /// The directory it was loaded from and its version (`DIR@sha`); None before it is saved.
+    pub origin: Option<crate::model::registry::ModelRef>,
 }
 
 impl IntentModel {
@@ -289,6 +291,13 @@ impl IntentModel {
         Ok(())
     }
 
+    /// The version it serves as (`unsaved` for a model that was never written).
+    pub fn version(&self) -> &str {
+        self.origin
+            .as_ref()
+            .map_or("unsaved", |o| o.version.as_str())
+    }
+
     /// Loads a model directory, checking that its parts agree.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
         let card_path = dir.join(CARD_FILE);
@@ -327,11 +336,16 @@ impl IntentModel {
             "{}: the card names fine-tuned layers but the weights hold none",
             wpath.display()
         );
+        let origin = crate::model::registry::ModelRef {
+            path: crate::model::registry::absolute(dir),
+            version: crate::model::registry::dir_version(dir, INTENT_WEIGHTS_FILE)?,
+        };
         Ok(Self {
             card,
             weights,
             tuned_tensors,
             tuned: None,
+            origin: Some(origin),
         })
     }
 
@@ -495,6 +509,7 @@ mod tests {
             },
             tuned_tensors: HashMap::new(),
             tuned: None,
+            origin: None,
         }
     }
 

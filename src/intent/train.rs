@@ -458,6 +458,7 @@ pub fn fit(
         weights,
         tuned_tensors: HashMap::new(),
         tuned: None,
+        origin: None,
     };
 
     // The out-of-scope threshold.

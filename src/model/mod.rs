@@ -23,6 +23,8 @@ pub struct ModelConfig {
     pub path: PathBuf,
     /// Fetch and import the default model when `path` is the default and missing.
     pub auto_fetch: bool,
+    /// `[model.gate]`: what every model kind is measured on before it may serve.
+    pub gate: GateConfig,
 }
 
 impl Default for ModelConfig {
@@ -30,7 +32,45 @@ impl Default for ModelConfig {
         Self {
             path: PathBuf::from(DEFAULT_MODEL_DIR),
             auto_fetch: true,
+            gate: GateConfig::default(),
         }
+    }
+}
+
+/// `[model.gate]`: the golden sets and the tolerance of `kefu model activate` (and of
+/// `POST /v1/models/{kind}/{name}/activate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateConfig {
+    /// How far (absolute: 0.01 = one point) any measure may fall below the serving model's.
+    pub max_drop: f64,
+    /// Golden sets of the intent models, by name: a labelled `{"text", "label"}` JSONL file.
+    /// The demo models (`service`, `complaint_severity`) have their built-in test sets.
+    pub intent: std::collections::BTreeMap<String, PathBuf>,
+    /// The recommender's golden set: an interactions CSV (`user_id,item_id,rating,timestamp`)
+    /// whose last interaction per customer is held out. Default: the built-in demo shop's.
+    pub recommend: Option<PathBuf>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            max_drop: 0.01,
+            intent: Default::default(),
+            recommend: None,
+        }
+    }
+}
+
+impl GateConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..1.0).contains(&self.max_drop) {
+            return Err(format!(
+                "model.gate.max_drop must be at least 0 and below 1, got {}",
+                self.max_drop
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -24,10 +24,18 @@ pub struct Interaction {
 
 /// Reads and checks the CSV; every bad line is reported with its number.
 pub fn read_interactions(path: &Path) -> anyhow::Result<Vec<Interaction>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    parse_interactions(f, path)
+}
+
+/// Reads and checks interactions CSV from `input`; `path` names it in errors.
+pub fn parse_interactions(
+    input: impl std::io::Read,
+    path: &Path,
+) -> anyhow::Result<Vec<Interaction>> {
     let mut r = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("opening {}", path.display()))?;
+        .from_reader(input);
     let headers = r.headers()?.clone();
     let col = |name: &str| {
         headers.iter().position(|h| h == name).with_context(|| {

@@ -232,14 +232,21 @@ pub struct Served {
     to_model: Vec<Option<u32>>,
     /// Model index → catalogue index.
     to_catalogue: Vec<Option<u32>>,
-    /// Where it came from: `trained at start` / a directory.
+    /// Where it came from: `event log` or its directory.
     pub source: String,
+    /// `DIR@sha` for a directory, `event-log@SEQ` for a model trained on the event log.
+    pub version: String,
     /// Events it was trained on (the log's last sequence number then).
     pub trained_seq: i64,
 }
 
 impl Served {
-    fn new(model: Arc<RecommendModel>, cat: &Catalogue, source: String, trained_seq: i64) -> Self {
+    fn new(
+        model: Arc<RecommendModel>,
+        cat: &Catalogue,
+        (source, version): (String, String),
+        trained_seq: i64,
+    ) -> Self {
         let to_catalogue: Vec<Option<u32>> = model
             .card
             .items
@@ -257,6 +264,7 @@ impl Served {
             to_model,
             to_catalogue,
             source,
+            version,
             trained_seq,
         }
     }
@@ -265,7 +273,7 @@ impl Served {
         Self::new(
             self.model.clone(),
             cat,
-            self.source.clone(),
+            (self.source.clone(), self.version.clone()),
             self.trained_seq,
         )
     }
@@ -293,6 +301,9 @@ pub struct Recommender {
     training: tokio::sync::Mutex<()>,
     /// Events were erased or purged: the served model may know what is gone; retrain.
     forgotten: std::sync::atomic::AtomicBool,
+    /// The model directory that serves (activated, else `recommend.model`); None: the model is
+    /// trained on the event log.
+    pinned: std::sync::Mutex<Option<PathBuf>>,
 }
 
 /// Now in Unix seconds.
@@ -393,7 +404,10 @@ pub struct Recommended {
 pub struct ModelInfo {
     /// `recency_ease` or `als`.
     pub method: String,
+    /// `event log`, or the model directory.
     pub source: String,
+    /// `DIR@sha` of a model directory; `event-log@SEQ` for a model trained on the event log.
+    pub version: String,
     pub created_at: String,
     pub items: usize,
 }
@@ -570,12 +584,13 @@ impl Recommender {
         let last = store.last_seq().await?;
         Ok(Self {
             store,
-            config,
             catalogue: ArcSwap::from_pointee(Catalogue::empty()),
             model: ArcSwapOption::empty(),
             last_seq: AtomicI64::new(last),
             training: tokio::sync::Mutex::new(()),
             forgotten: std::sync::atomic::AtomicBool::new(false),
+            pinned: std::sync::Mutex::new(config.model.clone()),
+            config,
         })
     }
 
@@ -738,7 +753,7 @@ impl Recommender {
     /// it in. `Ok(false)` when there is nothing (new) to learn from.
     pub async fn retrain(self: &Arc<Self>) -> anyhow::Result<bool> {
         let _one = self.training.lock().await;
-        if self.config.model.is_some() {
+        if self.pinned().is_some() {
             return Ok(false);
         }
         let last = self.store.last_seq().await?;
@@ -798,26 +813,68 @@ impl Recommender {
                 "recommendations: trained on the event log"
             );
             let cat = this.catalogue.load_full();
-            Ok(Served::new(Arc::new(model), &cat, "event log".into(), last))
+            Ok(Served::new(
+                Arc::new(model),
+                &cat,
+                ("event log".into(), format!("event-log@{last}")),
+                last,
+            ))
         })
         .await??;
         self.model.store(Some(Arc::new(served)));
         Ok(true)
     }
 
-    /// Loads the configured model directory.
-    pub fn load_configured(&self) -> anyhow::Result<()> {
-        if let Some(dir) = &self.config.model {
-            let m = RecommendModel::load(dir)
-                .map_err(|e| anyhow::anyhow!("recommend.model {}: {e:#}", dir.display()))?;
+    /// The model directory that serves, if one does (else the event log's model).
+    pub fn pinned(&self) -> Option<PathBuf> {
+        self.pinned.lock().expect("pinned lock").clone()
+    }
+
+    /// Loads the model directory to serve at start: the one activated in `data_dir`
+    /// (`kefu model activate recommend DIR`), else `recommend.model`.
+    pub fn load_configured(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
+        let slot = crate::model::registry::Slot::recommend();
+        let dir = match crate::model::registry::activated_path(data_dir, &slot)? {
+            Some(d) => Some(d),
+            None => self.config.model.clone(),
+        };
+        if let Some(dir) = dir {
+            let (m, origin) = load_dir(&dir)
+                .map_err(|e| anyhow::anyhow!("recommender {}: {e:#}", dir.display()))?;
             let cat = self.catalogue.load_full();
             self.model.store(Some(Arc::new(Served::new(
                 Arc::new(m),
                 &cat,
-                dir.display().to_string(),
+                (origin.path, origin.version),
                 i64::MAX,
             ))));
+            *self.pinned.lock().expect("pinned lock") = Some(dir);
         }
+        Ok(())
+    }
+
+    /// Serves `m` (loaded from `origin.path`) from now on, in one swap: a request is answered
+    /// wholly by the old model or wholly by this one. Waits for a retraining under way, which
+    /// then leaves this model in place.
+    pub async fn install(&self, m: RecommendModel, origin: crate::model::registry::ModelRef) {
+        let _one = self.training.lock().await;
+        let cat = self.catalogue.load_full();
+        let dir = PathBuf::from(&origin.path);
+        self.model.store(Some(Arc::new(Served::new(
+            Arc::new(m),
+            &cat,
+            (origin.path, origin.version),
+            i64::MAX,
+        ))));
+        *self.pinned.lock().expect("pinned lock") = Some(dir);
+    }
+
+    /// Serves the event log's model again (no directory): trained now; the directory's model
+    /// serves until the new one is ready.
+    pub async fn unpin(self: &Arc<Self>) -> anyhow::Result<()> {
+        *self.pinned.lock().expect("pinned lock") = None;
+        self.forget();
+        self.retrain().await?;
         Ok(())
     }
 
@@ -1198,6 +1255,7 @@ impl Recommender {
             model: served.as_ref().map(|s| ModelInfo {
                 method: s.model.card.method.clone(),
                 source: s.source.clone(),
+                version: s.version.clone(),
                 created_at: s.model.card.created_at.clone(),
                 items: s.model.card.items.len(),
             }),
@@ -1422,4 +1480,16 @@ mod tests {
         assert_eq!(s, [0.0, 1.0, 0.5, 0.0], "item 3 is no candidate");
         assert_eq!(normalise(&[1.0, 1.0], &[0, 1]), [0.0, 0.0]);
     }
+}
+
+/// A recommender directory and its reference (absolute path, `DIR@sha` version).
+pub fn load_dir(
+    dir: &std::path::Path,
+) -> anyhow::Result<(RecommendModel, crate::model::registry::ModelRef)> {
+    let m = RecommendModel::load(dir)?;
+    let origin = crate::model::registry::ModelRef {
+        path: crate::model::registry::absolute(dir),
+        version: crate::model::registry::dir_version(dir, super::model::WEIGHTS_FILE)?,
+    };
+    Ok((m, origin))
 }
