@@ -27,6 +27,9 @@ pub struct ActivateArgs<'a> {
 }
 
 fn print_checks(r: &GateReport) {
+    if registry::is_unrecorded(&r.serving) {
+        eprintln!("nothing to compare with: the candidate's measures are its own");
+    }
     for c in &r.checks {
         eprintln!(
             "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
@@ -273,7 +276,12 @@ pub fn rollback(cfg: &Config, slot: &Slot, server: Option<&str>, json: bool) -> 
         previous: Some(current.model.clone()),
         action: Some("rollback".into()),
     };
-    registry::record_of(data_dir, slot, &a)?;
+    if registry::is_unrecorded(&previous) {
+        // Nothing was recorded before: the configured model serves again.
+        registry::clear_of(data_dir, slot, &a)?;
+    } else {
+        registry::record_of(data_dir, slot, &a)?;
+    }
     eprintln!(
         "{slot} rolled back from {} to {} in {}; a running kefu on this data directory swaps it in with POST /v1/models/{}/{}/reload (or at its next start)",
         current.model.version,

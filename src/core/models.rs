@@ -306,7 +306,13 @@ impl Kefu {
                 "{slot}'s activation does not say what served before"
             ))
         })?;
-        let swap = self.load_for(slot, Some(&previous)).await?;
+        let back_to_config = registry::is_unrecorded(&previous);
+        let target = if back_to_config {
+            self.configured(slot)?
+        } else {
+            Some(previous.clone())
+        };
+        let swap = self.load_for(slot, target.as_ref()).await?;
         let record = Activation {
             model: previous.clone(),
             activated_at: registry::now_rfc3339(),
@@ -317,6 +323,10 @@ impl Kefu {
         };
         tracing::info!(slot = %slot, from = %current.model.version, to = %previous.version, "rolling back");
         self.record_and_swap(slot, &record, swap).await?;
+        if back_to_config {
+            // What served before was the configuration's: no record, so a restart serves it too.
+            registry::restore_of(&self.config.server.data_dir, slot, None).map_err(internal)?;
+        }
         Ok(LifecycleResult {
             slot: slot.to_string(),
             action: "rolled_back",

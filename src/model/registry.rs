@@ -272,6 +272,19 @@ pub fn restore_of(data_dir: &Path, slot: &Slot, before: Option<&Activation>) -> 
     }
 }
 
+/// Records a rollback to the slot's configured model: `a` joins the history and the record is
+/// removed, so the configuration serves again.
+pub fn clear_of(data_dir: &Path, slot: &Slot, a: &Activation) -> anyhow::Result<()> {
+    record_of(data_dir, slot, a)?;
+    restore_of(data_dir, slot, None)
+}
+
+/// Whether `r` names no directory: what served was the configuration's default (the event
+/// log's recommender, or nothing yet).
+pub fn is_unrecorded(r: &ModelRef) -> bool {
+    r.path.is_empty()
+}
+
 /// Every activation and rollback of `slot`, oldest first (lines that do not parse are skipped).
 pub fn history_of(data_dir: &Path, slot: &Slot) -> anyhow::Result<Vec<Activation>> {
     let p = slot.dir(data_dir).join(HISTORY);
