@@ -48,6 +48,9 @@ const T = {
     labels: '标签数', head: '分类头', default_model: '默认', activate_hint: '激活新模型（经过门禁评估）：',
     model_dir: '服务器上的模型目录', max_drop: '允许下降', activate: '评估并激活', force: '门禁不通过也激活',
     activating: '正在评估并切换…', check: '检查项', candidate: '候选', serving: '当前',
+    all_models: '所有模型', slot: '位置', version: '版本', source: '来源', history: '历史', rollback: '回滚',
+    rolled_back: '已回滚', activated: '已激活', src_activated: '已激活', src_configured: '配置', src_demo: '演示',
+    'src_event log': '事件日志', rollback_confirm: '回滚到上一个版本？',
     none: '无', error: '出错了', no_rows: '暂无数据', d_answer: '直接回答', d_clarify: '澄清', d_no_answer: '未回答',
     d_handoff: '转人工', d_ask_slot: '询问信息', d_confirm: '确认', d_flow_result: '流程结果', d_with_agent: '人工处理中',
     draft_exists: '这个缺口已有草稿条目：', evaluated: '已评估', r_no_answer: '未回答', r_abandoned: '澄清后离开', r_badly_rated: '差评',
@@ -97,6 +100,9 @@ const T = {
     labels: 'Labels', head: 'Head', default_model: 'default', activate_hint: 'Activate a new model (through the gate):',
     model_dir: 'Model directory on the server', max_drop: 'Allowed drop', activate: 'Gate and activate', force: 'Activate even if the gate fails',
     activating: 'Gating and swapping…', check: 'Check', candidate: 'Candidate', serving: 'Serving',
+    all_models: 'All models', slot: 'Slot', version: 'Version', source: 'Source', history: 'History', rollback: 'Roll back',
+    rolled_back: 'Rolled back', activated: 'Activated', src_activated: 'activated', src_configured: 'configured', src_demo: 'demo',
+    'src_event log': 'event log', rollback_confirm: 'Roll back to the previous version?',
     none: 'none', error: 'Something went wrong', no_rows: 'Nothing yet', d_answer: 'answer', d_clarify: 'clarify', d_no_answer: 'no answer',
     d_handoff: 'hand-off', d_ask_slot: 'asks for details', d_confirm: 'confirm', d_flow_result: 'flow result', d_with_agent: 'with a person',
     draft_exists: 'This gap has a draft entry already:', evaluated: 'Evaluated', r_no_answer: 'not answered', r_abandoned: 'left after a clarification', r_badly_rated: 'rated down',
@@ -730,7 +736,7 @@ async function models(main) {
   const intents = h('div', { class: 'card' });
   main.append(h('h1', {}, t('models')), enc, intents);
   async function load() {
-    const [m, im] = await Promise.all([api('GET', '/v1/model'), api('GET', '/v1/intent/models').catch(() => null)]);
+    const [m, all] = await Promise.all([api('GET', '/v1/model'), api('GET', '/v1/models').catch(() => null)]);
     const a = m.activation;
     const ref = (r) => (r ? r.version || r.path : t('none'));
     enc.replaceChildren(...[h('h2', {}, t('serving_encoder')),
@@ -749,27 +755,49 @@ async function models(main) {
         m.reload.candidate ? h('code', { class: 'muted', 'data-path': '' }, m.reload.candidate) : null),
       m.reload.error ? h('p', { class: 'error', 'data-testid': 'reload-error' }, m.reload.error) : null,
       m.reload.gate ? gateTable(m.reload.gate) : null,
-      activateForm()].filter(Boolean));
-    intents.replaceChildren(h('h2', {}, t('intent_models')), im ? table([
-      [t('id'), (x) => [x.name, x.name === im.default_model ? h('span', { class: 'badge good' }, t('default_model')) : null]],
-      [t('labels'), (x) => x.labels.length], [t('head'), (x) => x.head],
-      ['encoder', (x) => x.encoder.name || JSON.stringify(x.encoder)], [t('activated_at'), (x) => x.created_at],
-    ], im.models) : h('p', { class: 'muted' }, t('none')));
+      activateForm(all ? all.models.map((x) => x.slot) : ['embedding/default'])].filter(Boolean));
+    intents.replaceChildren(h('h2', {}, t('all_models')), all ? table([
+      [t('slot'), (x) => h('code', {}, x.slot)], [t('version'), (x) => x.version],
+      [t('source'), (x) => t('src_' + x.source)],
+      [t('activated_at'), (x) => (x.activation ? [when(Date.parse(x.activation.activated_at)),
+        x.activation.forced ? h('span', { class: 'badge bad' }, t('forced')) : null,
+        x.activation.action === 'rollback' ? h('span', { class: 'badge' }, t('rolled_back')) : null] : '—')],
+      [t('history'), (x) => x.history],
+      ['', (x) => (x.activation ? h('button', { class: 'secondary', 'data-testid': 'rollback-' + x.slot, onclick: async () => {
+        if (!confirm(t('rollback_confirm'))) return;
+        try {
+          const [kind, name] = x.slot.split('/');
+          const r = await api('POST', `/v1/models/${kind}/${name}/rollback`);
+          toast(`${t('rolled_back')}: ${r.model ? r.model.version : ''}`);
+          if (kind === 'embedding') poll(); else await load();
+        } catch (e) { failed(e); }
+      } }, t('rollback')) : null)],
+    ], all.models) : h('p', { class: 'muted' }, t('none')));
+    intents.dataset.testid = 'all-models';
   }
   function gateTable(g) {
     return table([[t('check'), (c) => c.name], [t('serving'), (c) => num(c.serving, 4)], [t('candidate'), (c) => num(c.candidate, 4)],
       ['Δ', (c) => (c.change >= 0 ? '+' : '') + num(c.change, 4)],
       [t('state'), (c) => h('span', { class: 'badge ' + (c.passed ? 'good' : 'bad') }, c.passed ? 'ok' : 'FAILED')]], g.checks || []);
   }
-  function activateForm() {
+  function activateForm(slots) {
+    const slot = h('select', { 'data-testid': 'activate-slot' }, ...slots.map((s) => h('option', { value: s }, s)));
     const dir = h('input', { class: 'grow', placeholder: 'models/embedding/mine', 'data-testid': 'activate-path' });
     const drop = h('input', { type: 'number', step: '0.005', min: '0', max: '0.99', value: '0.01', size: 6 });
     const force = h('input', { type: 'checkbox' });
     return h('form', { class: 'card', onsubmit: async (e) => {
       e.preventDefault();
       const body = { path: dir.value.trim(), max_drop: Number(drop.value), force: force.checked };
-      try { await api('POST', '/v1/model/activate', body); toast(t('activating')); poll(); } catch (err) { failed(err); }
-    } }, h('h2', {}, t('activate_hint')), h('label', {}, t('model_dir'), dir),
+      const [kind, name] = slot.value.split('/');
+      try {
+        if (kind === 'embedding') { await api('POST', '/v1/model/activate', body); toast(t('activating')); poll(); return; }
+        toast(t('activating'));
+        const r = await api('POST', `/v1/models/${kind}/${name}/activate`, body);
+        toast(`${t('activated')}: ${r.model.version}`);
+        await load();
+        if (r.gate) enc.append(gateTable(r.gate));
+      } catch (err) { failed(err); }
+    } }, h('h2', {}, t('activate_hint')), h('label', {}, t('slot'), slot), h('label', {}, t('model_dir'), dir),
     h('div', { class: 'row' }, h('label', { class: 'inline' }, t('max_drop'), drop), h('label', { class: 'inline' }, force, t('force')),
       h('button', { type: 'submit', 'data-testid': 'activate' }, t('activate'))));
   }

@@ -28,6 +28,8 @@ pub async fn classify(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IntentModelInfo {
     pub name: String,
+    /// `DIR@sha` of its directory (`GET /v1/models` lists it with its source and record).
+    pub version: String,
     /// `linear` or `mlp`.
     pub head: String,
     pub labels: Vec<String>,
@@ -56,6 +58,7 @@ pub async fn models(State(s): State<SharedState>) -> Result<Json<IntentModels>, 
             .iter()
             .map(|(name, m)| IntentModelInfo {
                 name: name.clone(),
+                version: m.version().to_string(),
                 head: format!("{:?}", m.card.head).to_lowercase(),
                 labels: m.card.labels.clone(),
                 oos_label: m.card.oos_label.clone(),

@@ -61,10 +61,10 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
             "golden": golden,
         });
         let v = post(url, "activate", a.slot, Some(body))?;
-        if let Some(r) = v.get("gate").filter(|g| !g.is_null()) {
-            if let Ok(r) = serde_json::from_value::<ReportView>(r.clone()) {
-                r.print();
-            }
+        if let Some(r) = v.get("gate").filter(|g| !g.is_null())
+            && let Ok(r) = serde_json::from_value::<ReportView>(r.clone())
+        {
+            r.print();
         }
         eprintln!(
             "{url} now serves {} in {} (was {})",

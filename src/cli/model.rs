@@ -196,11 +196,10 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 Some((path, _)) => path,
                 None => model::registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?,
             };
-            let opts = model::gate::GateOptions {
-                kb: kb.zip(queries),
-                pairs,
-                max_drop,
-            };
+            let opts = cfg
+                .model
+                .gate
+                .encoder_options(kb.zip(queries), pairs, max_drop);
             activate(&cfg, &serving, &dir, server.as_deref(), &opts, force, json)?;
         }
         ModelCommand::List {

@@ -243,7 +243,7 @@ impl Kefu {
                 })
                 .await?
                 .map_err(invalid)?;
-                (report, Swap::Recommend(m, origin))
+                (report, Swap::Recommend(Box::new(m), origin))
             }
         };
         let gate_json = serde_json::to_value(&report).ok();
@@ -451,7 +451,7 @@ impl Kefu {
                 })
                 .await?
                 .map_err(invalid)?;
-                Ok(Swap::Recommend(m, origin))
+                Ok(Swap::Recommend(Box::new(m), origin))
             }
         }
     }
@@ -498,7 +498,7 @@ impl Kefu {
                 Ok(())
             }
             Swap::Recommend(m, origin) => {
-                self.recommender.install(m, origin).await;
+                self.recommender.install(*m, origin).await;
                 Ok(())
             }
             Swap::EventLog => self
@@ -515,7 +515,7 @@ enum Swap {
     /// The model and the encoder version it was checked against.
     Intent(Arc<crate::intent::IntentModel>, String),
     Recommend(
-        crate::recommend::model::RecommendModel,
+        Box<crate::recommend::model::RecommendModel>,
         crate::model::registry::ModelRef,
     ),
     /// The recommender's model trained on the event log.

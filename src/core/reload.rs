@@ -134,11 +134,11 @@ async fn activate(
     let failed = |e: anyhow::Error| Error::ModelReload(format!("{e:#}"));
     let data_dir = state.config.server.data_dir.clone();
     let cfg = state.config.clone();
-    let opts = gate::GateOptions {
-        kb: None,
-        pairs: None,
-        max_drop,
-    };
+    let opts = state
+        .config
+        .model
+        .gate
+        .encoder_options(None, None, max_drop);
     let report =
         match tokio::task::spawn_blocking(move || gate::run(&cfg, &serving_dir, &dir, &opts)).await
         {

@@ -50,6 +50,12 @@ pub struct GateConfig {
     /// The recommender's golden set: an interactions CSV (`user_id,item_id,rating,timestamp`)
     /// whose last interaction per customer is held out. Default: the built-in demo shop's.
     pub recommend: Option<PathBuf>,
+    /// The encoder's own golden FAQ beside the built-in demo FAQ: a KB file and its labelled
+    /// queries (`kefu eval faq` formats), both or neither.
+    pub kb: Option<PathBuf>,
+    pub queries: Option<PathBuf>,
+    /// The encoder's golden question pairs (`kefu eval pairs` format).
+    pub pairs: Option<PathBuf>,
 }
 
 impl Default for GateConfig {
@@ -58,17 +64,39 @@ impl Default for GateConfig {
             max_drop: 0.01,
             intent: Default::default(),
             recommend: None,
+            kb: None,
+            queries: None,
+            pairs: None,
         }
     }
 }
 
 impl GateConfig {
+    /// The encoder's gate files: the command line's where given, else these.
+    pub fn encoder_options(
+        &self,
+        kb: Option<(PathBuf, PathBuf)>,
+        pairs: Option<PathBuf>,
+        max_drop: f64,
+    ) -> gate::GateOptions {
+        gate::GateOptions {
+            kb: kb.or_else(|| self.kb.clone().zip(self.queries.clone())),
+            pairs: pairs.or_else(|| self.pairs.clone()),
+            max_drop,
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(0.0..1.0).contains(&self.max_drop) {
             return Err(format!(
                 "model.gate.max_drop must be at least 0 and below 1, got {}",
                 self.max_drop
             ));
+        }
+        if self.kb.is_some() != self.queries.is_some() {
+            return Err(
+                "model.gate.kb and model.gate.queries go together: set both or neither".into(),
+            );
         }
         Ok(())
     }

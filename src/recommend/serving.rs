@@ -1416,6 +1416,18 @@ pub fn check_event(
     })
 }
 
+/// A recommender directory and its reference (absolute path, `DIR@sha` version).
+pub fn load_dir(
+    dir: &std::path::Path,
+) -> anyhow::Result<(RecommendModel, crate::model::registry::ModelRef)> {
+    let m = RecommendModel::load(dir)?;
+    let origin = crate::model::registry::ModelRef {
+        path: crate::model::registry::absolute(dir),
+        version: crate::model::registry::dir_version(dir, super::model::WEIGHTS_FILE)?,
+    };
+    Ok((m, origin))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1480,16 +1492,4 @@ mod tests {
         assert_eq!(s, [0.0, 1.0, 0.5, 0.0], "item 3 is no candidate");
         assert_eq!(normalise(&[1.0, 1.0], &[0, 1]), [0.0, 0.0]);
     }
-}
-
-/// A recommender directory and its reference (absolute path, `DIR@sha` version).
-pub fn load_dir(
-    dir: &std::path::Path,
-) -> anyhow::Result<(RecommendModel, crate::model::registry::ModelRef)> {
-    let m = RecommendModel::load(dir)?;
-    let origin = crate::model::registry::ModelRef {
-        path: crate::model::registry::absolute(dir),
-        version: crate::model::registry::dir_version(dir, super::model::WEIGHTS_FILE)?,
-    };
-    Ok((m, origin))
 }

@@ -226,7 +226,15 @@ try {
   await until('the activation went through the gate and the swap', async () =>
     (await text(page.getByTestId('reload-state'))).includes('succeeded'), 600000);
   if (!(await text(page.locator('main'))).includes('demo_faq.top1')) fail("the gate's report is not shown");
+  // Every model is listed with its source; the activated encoder can be rolled back.
+  const all = page.getByTestId('all-models');
+  await until('the encoder is listed as activated', async () => (await text(all)).includes('embedding/default')
+    && (await text(all)).includes('已激活'));
   await shot(page, 'models');
+  page.once('dialog', (d) => d.accept());
+  await page.getByTestId('rollback-embedding/default').click();
+  await until('the rollback went through', async () => (await text(all)).includes('已回滚')
+    && (await text(page.getByTestId('reload-state'))).includes('succeeded'), 600000);
 
   step = 'english';
   await page.locator('#nav .lang-toggle').click();
