@@ -251,10 +251,14 @@ async fn the_console_shows_the_day_and_its_edits_reach_the_service() {
     );
     let tickets = get("/v1/handoffs").await;
     assert_eq!(tickets["handoffs"][0]["state"], "accepted", "{tickets}");
-    // Activated from the Models page: recorded with the gate's report.
+    // Activated from the Models page (recorded with the gate's report), then rolled back from
+    // the list of every model: the record says so, and the activation that passed is history.
     let m = get("/v1/model").await;
-    assert_eq!(m["activation"]["gate"]["passed"], true, "{m}");
+    assert_eq!(m["activation"]["action"], "rollback", "{m}");
     assert_eq!(m["reload"]["state"], "succeeded", "{m}");
+    let all = get("/v1/models").await;
+    assert_eq!(all["models"][0]["slot"], "embedding/default", "{all}");
+    assert_eq!(all["models"][0]["history"], 2, "{all}");
     assert_eq!(tickets["handoffs"][0]["agent"], "lead", "{tickets}");
     for page in [
         "login",

@@ -455,6 +455,47 @@ async fn intent_models_and_the_recommender_are_gated_swapped_rolled_back_and_kep
     .await;
     assert_eq!(v["model_version"], full_version.as_str(), "{v}");
 
+    // Without --server the same gate runs here against what the data directory serves, and
+    // records only; the service swaps in what is recorded on POST …/reload.
+    let o = kefu()
+        .args(["model", "activate", "intent/service"])
+        .arg(&intent_few)
+        .arg("--data-dir")
+        .arg(s.data_dir.path())
+        .env("KEFU_MODEL__PATH", model_dir())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("was refused") && err.contains("intent.accuracy"),
+        "{err}"
+    );
+    run_ok(
+        kefu()
+            .args(["model", "rollback", "intent/service", "--data-dir"])
+            .arg(s.data_dir.path()),
+    );
+    let (st, v) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/models/intent/service/reload"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["action"], "reloaded", "{v}");
+    assert_eq!(v["model"]["version"], few_version.as_str(), "{v}");
+    let (st, v) = call(
+        &c,
+        Method::POST,
+        s.url("/v1/models/intent/service/reload"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["action"], "unchanged", "{v}");
+
     // The report a promotion is reviewed with.
     let report = tmp.path().join("compare");
     let out = run_ok(
