@@ -31,14 +31,7 @@ fn print_checks(r: &GateReport) {
         eprintln!("nothing to compare with: the candidate's measures are its own");
     }
     for c in &r.checks {
-        eprintln!(
-            "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
-            c.name,
-            c.serving,
-            c.candidate,
-            c.change,
-            if c.passed { "ok" } else { "FAILED" }
-        );
+        eprintln!("{}", c.line());
     }
 }
 
@@ -61,10 +54,11 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
             "golden": golden,
         });
         let v = post(url, "activate", a.slot, Some(body))?;
-        if let Some(r) = v.get("gate").filter(|g| !g.is_null())
-            && let Ok(r) = serde_json::from_value::<ReportView>(r.clone())
+        if let Ok(checks) = serde_json::from_value::<Vec<gate::Check>>(v["gate"]["checks"].clone())
         {
-            r.print();
+            for c in checks {
+                eprintln!("{}", c.line());
+            }
         }
         eprintln!(
             "{url} now serves {} in {} (was {})",
@@ -153,36 +147,6 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
     print(true)
 }
 
-/// The gate's report as the server returns it.
-#[derive(serde::Deserialize)]
-struct ReportView {
-    checks: Vec<CheckView>,
-}
-
-#[derive(serde::Deserialize)]
-struct CheckView {
-    name: String,
-    serving: f64,
-    candidate: f64,
-    change: f64,
-    passed: bool,
-}
-
-impl ReportView {
-    fn print(&self) {
-        for c in &self.checks {
-            eprintln!(
-                "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
-                c.name,
-                c.serving,
-                c.candidate,
-                c.change,
-                if c.passed { "ok" } else { "FAILED" }
-            );
-        }
-    }
-}
-
 /// The encoder the data directory serves (its activated one, else model.path).
 fn encoder(cfg: &Config) -> anyhow::Result<kefu::embed::Embedder> {
     let path = registry::serving_path(&cfg.server.data_dir, &cfg.model.path)?;
@@ -268,14 +232,7 @@ pub fn rollback(cfg: &Config, slot: &Slot, server: Option<&str>, json: bool) -> 
         .previous
         .clone()
         .with_context(|| format!("{slot}'s activation does not say what served before"))?;
-    let a = Activation {
-        model: previous.clone(),
-        activated_at: registry::now_rfc3339(),
-        forced: false,
-        gate: serde_json::Value::Null,
-        previous: Some(current.model.clone()),
-        action: Some("rollback".into()),
-    };
+    let a = Activation::rollback(&current, &previous);
     if registry::is_unrecorded(&previous) {
         // Nothing was recorded before: the configured model serves again.
         registry::clear_of(data_dir, slot, &a)?;

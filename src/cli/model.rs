@@ -314,14 +314,7 @@ fn activate(
     let before = registry::active(data_dir)?;
     let report = gate::run(cfg, serving, dir, opts)?;
     for c in &report.checks {
-        eprintln!(
-            "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
-            c.name,
-            c.serving,
-            c.candidate,
-            c.change,
-            if c.passed { "ok" } else { "FAILED" }
-        );
+        eprintln!("{}", c.line());
     }
     // The checks went to standard error above: no table, only the JSON with --json.
     let print = |activated: bool| -> anyhow::Result<()> {

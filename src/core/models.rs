@@ -313,14 +313,7 @@ impl Kefu {
             Some(previous.clone())
         };
         let swap = self.load_for(slot, target.as_ref()).await?;
-        let record = Activation {
-            model: previous.clone(),
-            activated_at: registry::now_rfc3339(),
-            forced: false,
-            gate: serde_json::Value::Null,
-            previous: Some(current.model.clone()),
-            action: Some("rollback".into()),
-        };
+        let record = Activation::rollback(&current, &previous);
         tracing::info!(slot = %slot, from = %current.model.version, to = %previous.version, "rolling back");
         self.record_and_swap(slot, &record, swap).await?;
         if back_to_config {

@@ -225,14 +225,7 @@ pub fn start_rollback(state: &Arc<Kefu>) -> Result<ReloadStatus, Error> {
         )));
     }
     let status = claim(state, Some(previous.path.clone()))?;
-    let record = registry::Activation {
-        model: previous,
-        activated_at: registry::now_rfc3339(),
-        forced: false,
-        gate: serde_json::Value::Null,
-        previous: Some(current.model.clone()),
-        action: Some("rollback".into()),
-    };
+    let record = registry::Activation::rollback(&current, &previous);
     if let Err(e) = registry::record(&data_dir, &record) {
         finish(state, Err(storage(e)), None);
         return Ok(status);

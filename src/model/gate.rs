@@ -35,7 +35,7 @@ pub struct GateOptions {
 }
 
 /// One measure on both models.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Check {
     pub name: String,
     pub serving: f64,
@@ -52,6 +52,28 @@ pub struct GateReport {
     pub checks: Vec<Check>,
     pub passed: bool,
     pub seconds: f64,
+}
+
+impl Check {
+    /// `name  serving x  candidate y  (±d) ok|FAILED`, as the commands print it.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<22} serving {:.4}  candidate {:.4}  ({:+.4}) {}",
+            self.name,
+            self.serving,
+            self.candidate,
+            self.change,
+            if self.passed { "ok" } else { "FAILED" }
+        )
+    }
+}
+
+fn check_max_drop(max_drop: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..1.0).contains(&max_drop),
+        "max_drop must be in [0, 1), got {max_drop}"
+    );
+    Ok(())
 }
 
 impl GateReport {
@@ -356,7 +378,7 @@ pub fn intent(
     max_drop: f64,
 ) -> anyhow::Result<GateReport> {
     let started = Instant::now();
-    anyhow::ensure!((0.0..1.0).contains(&max_drop), "max_drop must be in [0, 1)");
+    check_max_drop(max_drop)?;
     let (c, _) = intent_scores(encoder, candidate, golden)?;
     let s = serving
         .map(|m| intent_scores(encoder, m, golden).map(|(r, _)| r))
@@ -515,7 +537,7 @@ pub fn recommend(
     max_drop: f64,
 ) -> anyhow::Result<GateReport> {
     let started = Instant::now();
-    anyhow::ensure!((0.0..1.0).contains(&max_drop), "max_drop must be in [0, 1)");
+    check_max_drop(max_drop)?;
     let c = recommend_scores(candidate.0, golden);
     anyhow::ensure!(
         c.users > 0,

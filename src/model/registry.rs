@@ -272,6 +272,20 @@ pub fn restore_of(data_dir: &Path, slot: &Slot, before: Option<&Activation>) -> 
     }
 }
 
+impl Activation {
+    /// The record of a rollback from `current` to `previous` (what served before it).
+    pub fn rollback(current: &Activation, previous: &ModelRef) -> Self {
+        Self {
+            model: previous.clone(),
+            activated_at: now_rfc3339(),
+            forced: false,
+            gate: serde_json::Value::Null,
+            previous: Some(current.model.clone()),
+            action: Some("rollback".into()),
+        }
+    }
+}
+
 /// Records a rollback to the slot's configured model: `a` joins the history and the record is
 /// removed, so the configuration serves again.
 pub fn clear_of(data_dir: &Path, slot: &Slot, a: &Activation) -> anyhow::Result<()> {
