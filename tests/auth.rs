@@ -283,6 +283,28 @@ async fn keys_scopes_budgets_and_cors() {
     );
     let r = pre("https://evil.example.net").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // The model commands reach a keyed server's admin routes with --key (or KEFU_API_KEY):
+    // without one they are turned away; with the admin key the route answers (here: nothing was
+    // activated, so there is nothing to roll back).
+    let rollback = |key: Option<&str>| {
+        let mut cmd = common::kefu();
+        cmd.args(["model", "rollback", "intent/service", "--server", &s.base])
+            .env_remove("KEFU_API_KEY");
+        if let Some(k) = key {
+            cmd.args(["--key", k]);
+        }
+        let o = cmd.output().unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = rollback(None);
+    assert!(err.contains("401"), "{err}");
+    let err = rollback(Some(&k.admin));
+    assert!(
+        err.contains("404") && err.contains("no activation to roll back"),
+        "{err}"
+    );
 }
 
 #[test]

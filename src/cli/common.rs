@@ -157,6 +157,22 @@ pub fn print_report<T: Serialize>(
     Ok(())
 }
 
+/// An HTTP client for a running kefu's admin routes: `key` (`--key`, `KEFU_API_KEY`) goes with
+/// every request as `Authorization: Bearer`.
+pub fn server_client(key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    use anyhow::Context;
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(k) = key {
+        let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {k}"))
+            .context("the API key is not a valid header value")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .build()?)
+}
+
 /// Runs `f` on a single-threaded runtime: the commands that talk to SQLite or HTTP.
 pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_current_thread()

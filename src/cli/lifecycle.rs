@@ -19,7 +19,8 @@ use super::common;
 pub struct ActivateArgs<'a> {
     pub slot: &'a Slot,
     pub dir: &'a Path,
-    pub server: Option<&'a str>,
+    /// A running kefu and the client (with the API key) to reach it.
+    pub server: Option<(&'a str, &'a reqwest::Client)>,
     pub golden: Option<&'a Path>,
     pub max_drop: f64,
     pub force: bool,
@@ -42,7 +43,7 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
         .dir
         .canonicalize()
         .with_context(|| format!("{} is not a directory", a.dir.display()))?;
-    if let Some(url) = a.server {
+    if let Some((url, client)) = a.server {
         let golden = a
             .golden
             .map(|g| g.canonicalize().with_context(|| format!("{}", g.display())))
@@ -53,7 +54,7 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
             "force": a.force,
             "golden": golden,
         });
-        let v = post(url, "activate", a.slot, Some(body))?;
+        let v = post(url, client, "activate", a.slot, Some(body))?;
         if let Ok(checks) = serde_json::from_value::<Vec<gate::Check>>(v["gate"]["checks"].clone())
         {
             for c in checks {
@@ -171,6 +172,7 @@ fn serving_intent(cfg: &Config, name: &str) -> Option<PathBuf> {
 /// POST /v1/models/{kind}/{name}/{action} on `url`; the error body's message on failure.
 fn post(
     url: &str,
+    client: &reqwest::Client,
     action: &str,
     slot: &Slot,
     body: Option<serde_json::Value>,
@@ -178,10 +180,7 @@ fn post(
     let url = url.trim_end_matches('/');
     let endpoint = format!("{url}/v1/models/{}/{}/{action}", slot.kind, slot.name);
     common::block_on(async {
-        let mut req = reqwest::Client::new().post(&endpoint);
-        if let Ok(key) = std::env::var("KEFU_API_KEY") {
-            req = req.bearer_auth(key);
-        }
+        let mut req = client.post(&endpoint);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -201,12 +200,17 @@ fn post(
 }
 
 /// `kefu model rollback KIND/NAME`.
-pub fn rollback(cfg: &Config, slot: &Slot, server: Option<&str>, json: bool) -> anyhow::Result<()> {
-    if let Some(url) = server {
-        let v = post(url, "rollback", slot, None)?;
+pub fn rollback(
+    cfg: &Config,
+    slot: &Slot,
+    server: Option<(&str, &reqwest::Client)>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if let Some((url, client)) = server {
+        let v = post(url, client, "rollback", slot, None)?;
         if slot.kind == Kind::Embedding {
             // Swapped in the background: wait for it.
-            let version = wait_reload(url)?;
+            let version = wait_reload(url, client)?;
             eprintln!("{url} rolled the encoder back to {version}");
             return common::print_report(
                 json,
@@ -251,10 +255,9 @@ pub fn rollback(cfg: &Config, slot: &Slot, server: Option<&str>, json: bool) -> 
 }
 
 /// Waits for the server's encoder reload to end; its version.
-fn wait_reload(url: &str) -> anyhow::Result<String> {
+fn wait_reload(url: &str, http: &reqwest::Client) -> anyhow::Result<String> {
     let url = url.trim_end_matches('/');
     common::block_on(async {
-        let http = reqwest::Client::new();
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             let v: serde_json::Value = http

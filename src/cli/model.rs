@@ -79,6 +79,9 @@ pub enum ModelCommand {
         /// A running kefu to swap the model into (e.g. http://127.0.0.1:8080).
         #[arg(long)]
         server: Option<String>,
+        /// An admin API key for --server (servers with API keys).
+        #[arg(long, env = "KEFU_API_KEY", hide_env_values = true)]
+        key: Option<String>,
         /// Your own KB file for the gate (with --queries).
         #[arg(long, requires = "queries")]
         kb: Option<PathBuf>,
@@ -130,6 +133,9 @@ pub enum ModelCommand {
         slot: String,
         #[arg(long)]
         server: Option<String>,
+        /// An admin API key for --server (servers with API keys).
+        #[arg(long, env = "KEFU_API_KEY", hide_env_values = true)]
+        key: Option<String>,
         #[arg(long)]
         data_dir: Option<PathBuf>,
         #[arg(long)]
@@ -144,6 +150,7 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
             dir,
             golden,
             server,
+            key,
             kb,
             queries,
             pairs,
@@ -154,7 +161,11 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
         } => {
             // With --server, the gate compares against what that server serves, and its data
             // directory is the one to record in.
-            let remote = server.as_deref().map(server_model).transpose()?;
+            let client = common::server_client(key.as_deref())?;
+            let remote = server
+                .as_deref()
+                .map(|u| server_model(u, &client))
+                .transpose()?;
             let data_dir = match (&remote, data_dir) {
                 (Some((_, d)), Some(given)) if d != &given => anyhow::bail!(
                     "--data-dir {} is not the server's data directory ({})",
@@ -180,7 +191,7 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     &super::lifecycle::ActivateArgs {
                         slot: &slot,
                         dir: &dir,
-                        server: server.as_deref(),
+                        server: server.as_deref().map(|u| (u, &client)),
                         golden: golden.as_deref(),
                         max_drop,
                         force,
@@ -200,7 +211,8 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
                 .model
                 .gate
                 .encoder_options(kb.zip(queries), pairs, max_drop);
-            activate(&cfg, &serving, &dir, server.as_deref(), &opts, force, json)?;
+            let server = server.as_deref().map(|u| (u, &client));
+            activate(&cfg, &serving, &dir, server, &opts, force, json)?;
         }
         ModelCommand::List {
             root,
@@ -213,16 +225,23 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
         ModelCommand::Rollback {
             slot,
             server,
+            key,
             data_dir,
             json,
         } => {
             let slot = Slot::parse(&slot).map_err(anyhow::Error::msg)?;
-            let data_dir = match server.as_deref().map(server_model).transpose()? {
+            let client = common::server_client(key.as_deref())?;
+            let data_dir = match server
+                .as_deref()
+                .map(|u| server_model(u, &client))
+                .transpose()?
+            {
                 Some((_, d)) => Some(d),
                 None => data_dir,
             };
             let cfg = ctx.config(Flags::data_dir(data_dir))?;
-            super::lifecycle::rollback(&cfg, &slot, server.as_deref(), json)?;
+            let server = server.as_deref().map(|u| (u, &client));
+            super::lifecycle::rollback(&cfg, &slot, server, json)?;
         }
         ModelCommand::Active { data_dir } => {
             let cfg = ctx.config(Flags::data_dir(data_dir))?;
@@ -280,10 +299,12 @@ pub fn run(cmd: ModelCommand, ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 /// The model directory and data directory of the kefu at `url` (`GET /v1/model`).
-fn server_model(url: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+fn server_model(url: &str, client: &reqwest::Client) -> anyhow::Result<(PathBuf, PathBuf)> {
     let url = url.trim_end_matches('/');
     let v: serde_json::Value = common::block_on(async {
-        let r = reqwest::get(format!("{url}/v1/model"))
+        let r = client
+            .get(format!("{url}/v1/model"))
+            .send()
             .await
             .with_context(|| format!("reaching {url}"))?;
         anyhow::ensure!(
@@ -304,7 +325,7 @@ fn activate(
     cfg: &Config,
     serving: &Path,
     dir: &Path,
-    server: Option<&str>,
+    server: Option<(&str, &reqwest::Client)>,
     opts: &model::gate::GateOptions,
     force: bool,
     json: bool,
@@ -349,8 +370,8 @@ fn activate(
         report.serving.version
     );
     match server {
-        Some(url) => {
-            if let Err(e) = swap_on_server(url, &report.candidate.version) {
+        Some((url, client)) => {
+            if let Err(e) = swap_on_server(url, client, &report.candidate.version) {
                 registry::restore(data_dir, before.as_ref())?;
                 anyhow::bail!("{e:#}; the activation was undone");
             }
@@ -364,10 +385,9 @@ fn activate(
 }
 
 /// Asks the server at `url` to reload and waits until it serves `version` (or says why not).
-fn swap_on_server(url: &str, version: &str) -> anyhow::Result<()> {
+fn swap_on_server(url: &str, http: &reqwest::Client, version: &str) -> anyhow::Result<()> {
     let url = url.trim_end_matches('/');
     common::block_on(async {
-        let http = reqwest::Client::new();
         let r = http
             .post(format!("{url}/v1/model/reload"))
             .send()

@@ -24,6 +24,7 @@ const HISTORY: &str = "history.jsonl";
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[schema(as = ModelKind)]
 pub enum Kind {
     /// The encoder (sentence embeddings for matching, intents and recommendations).
     Embedding,
@@ -197,8 +198,8 @@ pub struct Activation {
     pub activated_at: String,
     /// Activated with `--force` although a gate check failed.
     pub forced: bool,
-    /// The gate's report (`kefu model activate --json` prints the same).
-    #[schema(value_type = Object)]
+    /// The gate's report (`kefu model activate --json` prints the same); null for a rollback.
+    #[schema(value_type = Option<Object>)]
     pub gate: serde_json::Value,
     pub previous: Option<ModelRef>,
     /// `rollback` when `kefu model rollback` put the previous model back (absent: activated).

@@ -835,12 +835,12 @@ impl Recommender {
     pub fn load_configured(&self, data_dir: &std::path::Path) -> anyhow::Result<()> {
         let slot = crate::model::registry::Slot::recommend();
         let dir = match crate::model::registry::activated_path(data_dir, &slot)? {
-            Some(d) => Some(d),
-            None => self.config.model.clone(),
+            Some(d) => Some((d, "the activated recommender")),
+            None => self.config.model.clone().map(|d| (d, "recommend.model")),
         };
-        if let Some(dir) = dir {
-            let (m, origin) = load_dir(&dir)
-                .map_err(|e| anyhow::anyhow!("recommender {}: {e:#}", dir.display()))?;
+        if let Some((dir, what)) = dir {
+            let (m, origin) =
+                load_dir(&dir).map_err(|e| anyhow::anyhow!("{what} {}: {e:#}", dir.display()))?;
             let cat = self.catalogue.load_full();
             self.model.store(Some(Arc::new(Served::new(
                 Arc::new(m),
