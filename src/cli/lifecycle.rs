@@ -125,18 +125,7 @@ pub fn activate(cfg: &Config, a: &ActivateArgs) -> anyhow::Result<()> {
     if !report.passed {
         eprintln!("activating with --force although the gate refused it");
     }
-    registry::record_of(
-        data_dir,
-        a.slot,
-        &Activation {
-            model: report.candidate.clone(),
-            activated_at: registry::now_rfc3339(),
-            forced: !report.passed,
-            gate: serde_json::to_value(&report)?,
-            previous: Some(report.serving.clone()),
-            action: None,
-        },
-    )?;
+    registry::record_of(data_dir, a.slot, &report.activation())?;
     eprintln!(
         "activated {} as {} in {}; a running kefu on this data directory swaps it in with POST /v1/models/{}/{}/reload (or at its next start)",
         report.candidate.version,

@@ -354,14 +354,7 @@ fn activate(
     if report.candidate.version == report.serving.version {
         eprintln!("{} already serves here", report.candidate.version);
     }
-    let record = registry::Activation {
-        model: report.candidate.clone(),
-        activated_at: registry::now_rfc3339(),
-        forced: !report.passed,
-        gate: serde_json::to_value(&report)?,
-        previous: Some(report.serving.clone()),
-        action: None,
-    };
+    let record = report.activation();
     registry::record(data_dir, &record)?;
     eprintln!(
         "activated {} in {} (was {})",

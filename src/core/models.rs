@@ -262,14 +262,7 @@ impl Kefu {
                 "activated with force although the gate refused it"
             );
         }
-        let record = Activation {
-            model: report.candidate.clone(),
-            activated_at: registry::now_rfc3339(),
-            forced: !report.passed,
-            gate: gate_json.clone().unwrap_or_default(),
-            previous: Some(report.serving.clone()),
-            action: None,
-        };
+        let record = report.activation();
         self.record_and_swap(slot, &record, swap).await?;
         Ok(LifecycleResult {
             slot: slot.to_string(),

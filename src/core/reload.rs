@@ -159,14 +159,7 @@ async fn activate(
         Ok(b) => b,
         Err(e) => return (gate, Err(failed(e))),
     };
-    let record = registry::Activation {
-        model: report.candidate.clone(),
-        activated_at: registry::now_rfc3339(),
-        forced: !report.passed,
-        gate: gate.clone().unwrap_or_default(),
-        previous: Some(report.serving.clone()),
-        action: None,
-    };
+    let record = report.activation();
     if let Err(e) = registry::record(&data_dir, &record) {
         return (gate, Err(failed(e)));
     }

@@ -77,6 +77,18 @@ fn check_max_drop(max_drop: f64) -> anyhow::Result<()> {
 }
 
 impl GateReport {
+    /// The record of activating the candidate this report measured (forced when it failed).
+    pub fn activation(&self) -> super::registry::Activation {
+        super::registry::Activation {
+            model: self.candidate.clone(),
+            activated_at: super::registry::now_rfc3339(),
+            forced: !self.passed,
+            gate: serde_json::to_value(self).unwrap_or_default(),
+            previous: Some(self.serving.clone()),
+            action: None,
+        }
+    }
+
     /// The failed checks, as one line.
     pub fn failures(&self) -> String {
         self.checks
