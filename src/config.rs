@@ -48,6 +48,8 @@ pub struct Config {
     pub alerts: crate::analytics::alerts::AlertsConfig,
     /// `[console]`: the web console at `/ui`.
     pub console: ConsoleConfig,
+    /// `[channels]`: WeChat Official Accounts, SMS and the web widget.
+    pub channels: crate::channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +324,7 @@ impl Config {
         self.console.validate().map_err(invalid)?;
         self.sla.validate().map_err(invalid)?;
         self.alerts.validate().map_err(invalid)?;
+        self.channels.validate(&self.outgoing).map_err(invalid)?;
         if let Some(u) = &self.alerts.webhook_url {
             self.outgoing
                 .check_url("alerts.webhook_url", u)

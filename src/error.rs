@@ -8,6 +8,9 @@ use crate::embed::EmbedError;
 pub enum Error {
     #[error("{0}")]
     BadJson(String),
+    /// A channel's message that is not the platform's format (XML, form fields).
+    #[error("{0}")]
+    BadMessage(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -71,6 +74,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::BadJson(_) => "bad_json",
+            Self::BadMessage(_) => "bad_message",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Invalid(_) => "invalid_request",
             Self::EmptyInput(_) => "empty_input",

@@ -9,6 +9,12 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub request_seconds: HistogramVec,
+    /// From a channel's request to its reply (`channel`: `wechat`, `sms`, `web`; `delivery`:
+    /// `passive` in the webhook's answer, `pushed` through the platform's send API).
+    pub channel_reply_seconds: HistogramVec,
+    /// Channel messages by channel and what became of them (`answered`, `duplicate`,
+    /// `refused`, `opted_out`, `failed`, …).
+    pub channel_messages: IntCounterVec,
     pub queue_seconds: Histogram,
     pub tokenization_seconds: Histogram,
     pub inference_seconds: Histogram,
@@ -70,6 +76,29 @@ impl Metrics {
         registry
             .register(Box::new(request_seconds.clone()))
             .expect("register");
+        let channel_reply_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "channel_reply_duration_seconds",
+                "From a channel's request to its reply",
+            )
+            .buckets(latency_buckets()),
+            &["channel", "delivery"],
+        )
+        .expect("histogram");
+        registry
+            .register(Box::new(channel_reply_seconds.clone()))
+            .expect("register");
+        let channel_messages = IntCounterVec::new(
+            Opts::new(
+                "channel_messages_total",
+                "Channel messages by channel and outcome",
+            ),
+            &["channel", "outcome"],
+        )
+        .expect("counter");
+        registry
+            .register(Box::new(channel_messages.clone()))
+            .expect("register");
         let c = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("counter");
             registry.register(Box::new(c.clone())).expect("register");
@@ -115,6 +144,8 @@ impl Metrics {
             ),
             requests,
             request_seconds,
+            channel_reply_seconds,
+            channel_messages,
             queue_seconds: h(
                 "embed_queue_duration_seconds",
                 "Time a request waited for the inference worker",

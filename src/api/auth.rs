@@ -97,6 +97,20 @@ pub const ACCESS: &[(&str, &str, Access)] = &[
     ("post", "/v1/models/{kind}/{name}/activate", S(Admin)),
     ("post", "/v1/models/{kind}/{name}/reload", S(Admin)),
     ("post", "/v1/models/{kind}/{name}/rollback", S(Admin)),
+    ("get", "/v1/customers/{id}/identities", S(Agent)),
+    ("post", "/v1/customers/{id}/identities", S(Agent)),
+    (
+        "delete",
+        "/v1/customers/{id}/identities/{kind}/{value}",
+        S(Admin),
+    ),
+    // The channels check their platform's signature instead of a key; the widget's turn
+    // needs a `chat` key like `/v1/chat`.
+    ("get", "/channels/wechat/{account}", Open),
+    ("post", "/channels/wechat/{account}", Open),
+    ("post", "/channels/sms", Open),
+    ("post", "/channels/web/turn", S(Chat)),
+    ("get", "/widget.js", Open),
     ("get", "/healthz", Open),
     ("get", "/readyz", Open),
     ("get", "/openapi.json", Open),

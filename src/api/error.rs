@@ -13,7 +13,7 @@ use crate::error::Error;
 /// The HTTP status of each error: the whole table.
 pub fn status(e: &Error) -> StatusCode {
     match e {
-        Error::BadJson(_) => StatusCode::BAD_REQUEST,
+        Error::BadJson(_) | Error::BadMessage(_) => StatusCode::BAD_REQUEST,
         Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::Invalid(_)
         | Error::EmptyInput(_)

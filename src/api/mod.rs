@@ -9,6 +9,7 @@ pub mod embed;
 pub mod error;
 pub mod faqs;
 pub mod handoffs;
+pub mod identities;
 pub mod index;
 pub mod intent;
 pub mod json;
@@ -108,6 +109,14 @@ pub fn router(state: SharedState) -> Router {
             put(recommend::put_customer).delete(recommend::erase_customer),
         )
         .route("/v1/customers/{id}/profile", get(recommend::profile))
+        .route(
+            "/v1/customers/{id}/identities",
+            get(identities::list).post(identities::link),
+        )
+        .route(
+            "/v1/customers/{id}/identities/{kind}/{value}",
+            axum::routing::delete(identities::unlink),
+        )
         .route("/v1/recommend", post(recommend::recommend))
         .route(
             "/v1/calibration",
@@ -132,6 +141,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::serve))
+        .merge(crate::channels::routes(&state))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit));

@@ -11,8 +11,8 @@ use utoipa::openapi::{Ref, RefOr, Schema};
 
 use super::error::{ErrorBody, ErrorDetail};
 use super::{
-    calibration, chat, documents, embed, faqs, handoffs, index, intent, match_, model, models, ops,
-    out_of_scope, recommend, stats,
+    calibration, chat, documents, embed, faqs, handoffs, identities, index, intent, match_, model,
+    models, ops, out_of_scope, recommend, stats,
 };
 
 #[derive(OpenApi)]
@@ -62,6 +62,10 @@ use super::{
         recommend::put_customer,
         recommend::erase_customer,
         recommend::profile,
+        identities::list,
+        identities::link,
+        identities::unlink,
+        crate::channels::web::turn,
         recommend::recommend,
         model::get,
         model::reload,
@@ -138,6 +142,13 @@ use super::{
         out_of_scope::OutOfScope,
         crate::matcher::Calibration,
         crate::matcher::Decision,
+        crate::dialog::identity::Identity,
+        crate::dialog::identity::IdentityKind,
+        crate::dialog::identity::LinkedIdentity,
+        crate::core::channels::Identities,
+        crate::core::channels::Linked,
+        crate::channels::web::WebTurnRequest,
+        crate::channels::web::WebTurnResponse,
         crate::matcher::BuildStats,
         ops::Health,
         handoffs::TicketList,

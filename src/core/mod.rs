@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod analytics;
 pub mod background;
+pub mod channels;
 pub mod conversation;
 pub mod matching;
 pub mod models;
@@ -63,6 +64,9 @@ pub struct Kefu {
     pub alerts: crate::analytics::alerts::AlertStore,
     /// Catalogue, events, profiles and the recommendation models.
     pub recommender: Arc<crate::recommend::serving::Recommender>,
+    /// Channel identities (phone, WeChat openid, …) linked to customers, and each customer's
+    /// open conversation across channels.
+    pub identities: crate::dialog::identity::IdentityStore,
     /// Held while the index or the encoder is being swapped, so that the index builder never
     /// stores an index of a model that is being replaced.
     pub swap_lock: std::sync::Mutex<()>,
@@ -90,6 +94,7 @@ impl Kefu {
         operations: analytics::Operations,
         recommender: Arc<crate::recommend::serving::Recommender>,
         http: crate::outgoing::Outgoing,
+        identities: crate::dialog::identity::IdentityStore,
     ) -> Self {
         let calibration = match stored {
             Some(c) => (true, c),
@@ -118,6 +123,7 @@ impl Kefu {
             desk: operations.desk,
             alerts: operations.alerts,
             recommender,
+            identities,
             swap_lock: std::sync::Mutex::new(()),
             reload: std::sync::Mutex::new(ReloadStatus {
                 state: "idle",
@@ -254,6 +260,9 @@ impl Kefu {
             .await?,
         );
         recommender.load_configured(&cfg.server.data_dir)?;
+        let identities = crate::dialog::identity::IdentityStore::open(kb.pool().clone())
+            .await
+            .context("opening the customer identity tables")?;
         Ok(Arc::new(Self::new(
             cfg,
             metrics,
@@ -264,6 +273,7 @@ impl Kefu {
             operations,
             recommender,
             http,
+            identities,
         )))
     }
 

@@ -24,6 +24,9 @@ pub struct Erased {
     /// customer or their conversations.
     pub turns: u64,
     pub handoffs: u64,
+    /// Channel identities (phone numbers, WeChat openids, …) and the pointer to the open
+    /// conversation.
+    pub identities: u64,
     /// Conversations (with their transcripts) removed.
     pub sessions: Vec<String>,
     /// Whether the recommendation model is being retrained without the customer.
@@ -76,6 +79,11 @@ impl Kefu {
             .erase_customer(customer_id)
             .await
             .map_err(Error::storage)?;
+        let identities = self
+            .identities
+            .erase(customer_id)
+            .await
+            .map_err(Error::storage)?;
         let retraining = events > 0 && self.recommender.pinned().is_none();
         if retraining {
             self.retrain_without_forgotten();
@@ -88,6 +96,7 @@ impl Kefu {
             feedback,
             turns,
             handoffs,
+            identities,
             sessions = sessions.len(),
             "erased a customer's data on request"
         );
@@ -98,6 +107,7 @@ impl Kefu {
             feedback,
             turns,
             handoffs,
+            identities,
             sessions,
             retraining,
         })

@@ -397,7 +397,18 @@ impl Flows {
         ctx: &serde_json::Value,
         idempotency_key: &str,
     ) -> Result<(u16, serde_json::Value), String> {
-        let c = &flow.call;
+        self.send(http, &flow.call, ctx, idempotency_key).await
+    }
+
+    /// Makes the templated request `c` with `ctx` (a flow's call, an SMS provider's send),
+    /// retried as [`Flows::call`] says.
+    pub async fn send(
+        &self,
+        http: &crate::outgoing::Outgoing,
+        c: &Call,
+        ctx: &serde_json::Value,
+        idempotency_key: &str,
+    ) -> Result<(u16, serde_json::Value), String> {
         let url = self.render(&c.url, ctx)?;
         let method = reqwest::Method::from_bytes(c.method.to_uppercase().as_bytes())
             .map_err(|e| e.to_string())?;
@@ -475,6 +486,33 @@ fn backoff(c: &Call, method: &reqwest::Method) -> Backoff {
         first_delay: Duration::from_millis(200),
         max_doublings: 4,
     }
+}
+
+/// Checks a templated request outside a flow (an SMS provider's send): its method, timeout and
+/// templates; `key` names the setting in the message.
+pub fn check_call(key: &str, c: &Call) -> Result<(), String> {
+    let method = c.method.to_uppercase();
+    if !METHODS.contains(&method.as_str()) {
+        return Err(format!(
+            "{key}.method {:?} is not one of {}",
+            c.method,
+            METHODS.join(", ")
+        ));
+    }
+    if c.timeout_ms == 0 {
+        return Err(format!("{key}.timeout_ms must be at least 1"));
+    }
+    let env = Environment::new();
+    env.template_from_str(&c.url)
+        .map_err(|e| format!("{key}.url: {e}"))?;
+    for (h, v) in &c.headers {
+        env.template_from_str(v)
+            .map_err(|e| format!("{key}.headers.{h}: {e}"))?;
+    }
+    if let Some(b) = &c.body {
+        check_json(&env, b).map_err(|e| format!("{key}.body: {e}"))?;
+    }
+    Ok(())
 }
 
 fn check_text(env: &Environment<'static>, t: &Text) -> Result<(), String> {

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod context;
 pub mod flows;
 pub mod handoff;
+pub mod identity;
 pub mod retry;
 pub mod session;
 pub mod survey;
