@@ -1,5 +1,5 @@
-//! The web chat widget in a real browser: `tests/console/widget.mjs` puts
-//! `examples/widget.html` on another origin (http://shop.test), loads `/widget.js` from the
+//! The web chat widget in a real browser: this test serves `examples/widget.html` on another
+//! origin (a port of its own), and `tests/console/widget.mjs` opens it, loads `/widget.js` from the
 //! running server with a `chat` key, and holds a conversation — a flow, a follow-up answered in
 //! context, an option picked by its button, a reload that keeps the conversation, the survey
 //! rated with a star, a hand-off — then checks the English page. This test checks the same
@@ -24,7 +24,8 @@ fn chromium() -> String {
     std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into())
 }
 
-#[tokio::test]
+// Several threads: the shop's page is served from this process while node runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Debian's chromium and `npm ci --prefix tests/console`; .ci/run installs both \
             and runs it with --ignored"]
 async fn the_widget_holds_a_conversation_on_another_origin() {
@@ -39,12 +40,15 @@ async fn the_widget_holds_a_conversation_on_another_origin() {
     );
     let model = common::model_dir();
     let (admin, chat) = ("kefu_widget_test_admin_key", "kefu_widget_test_chat_key");
+    // The shop: its own origin, known before kefu starts (kefu must allow it).
+    let shop = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_url = format!("http://{}", shop.local_addr().unwrap());
     let conf = tempfile::tempdir().unwrap();
     let file = conf.path().join("kefu.toml");
     std::fs::write(
         &file,
         format!(
-            "[server]\ncors_origins = [\"http://shop.test\"]\n\n\
+            "[server]\ncors_origins = [\"{shop_url}\"]\n\n\
              [[auth.keys]]\nname = \"lead\"\nscopes = [\"admin\"]\nhash = \"{}\"\n\n\
              [[auth.keys]]\nname = \"shop-widget\"\nscopes = [\"chat\"]\nhash = \"{}\"\n",
             kefu::auth::hash_key(admin),
@@ -65,17 +69,30 @@ async fn the_widget_holds_a_conversation_on_another_origin() {
     let page = std::fs::read_to_string(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/widget.html"),
     )
-    .unwrap();
+    .unwrap()
+    .replace("http://localhost:8080", &s.base)
+    .replace("CHAT_KEY", chat);
+    let english = page
+        .replace("<html lang=\"zh-CN\">", "<html lang=\"en\">")
+        .replace(" data-title=\"示例商城客服\"", "");
+    let html = |p: String| move || async move { axum::response::Html(p) };
+    let app = axum::Router::new()
+        .route("/", axum::routing::get(html(page)))
+        .route("/en", axum::routing::get(html(english)))
+        .route(
+            "/favicon.ico",
+            axum::routing::get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        );
+    tokio::spawn(async move { axum::serve(shop, app).await.unwrap() });
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-    let out = Command::new("node")
-        .arg(console_dir().join("widget.mjs"))
-        .env("KEFU_BASE", &s.base)
-        .env("KEFU_CHAT_KEY", chat)
-        .env("KEFU_PAGE", page)
+    let mut node = Command::new("node");
+    node.arg(console_dir().join("widget.mjs"))
+        .env("KEFU_SHOP", &shop_url)
         .env("KEFU_SHOTS", &shots)
-        .env("CHROMIUM", chromium())
-        .output()
-        .expect("running node");
+        .env("CHROMIUM", chromium());
+    let out = tokio::task::spawn_blocking(move || node.output().expect("running node"))
+        .await
+        .unwrap();
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -120,7 +137,7 @@ async fn the_widget_holds_a_conversation_on_another_origin() {
     // The page's origin may call kefu; another may not.
     let r = c
         .request(reqwest::Method::OPTIONS, s.url("/channels/web/turn"))
-        .header("origin", "http://evil.test")
+        .header("origin", "http://evil.example")
         .header("access-control-request-method", "POST")
         .send()
         .await
