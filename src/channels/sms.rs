@@ -270,7 +270,7 @@ const STOP: &[&str] = &[
 const START: &[&str] = &["START", "UNSTOP", "SUBSCRIBE", "订阅"];
 /// The confirmations, in the language of the word the customer sent; each fits one message.
 fn confirmation(stop: bool, word: &str) -> &'static str {
-    let zh = word.chars().any(|c| !c.is_ascii()) || word == "TD" || word == "T";
+    let zh = !word.is_ascii() || word == "TD" || word == "T";
     match (stop, zh) {
         (true, true) => "您已退订，不会再收到本号码的消息。回复「订阅」可恢复。",
         (true, false) => {
