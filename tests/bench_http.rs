@@ -94,3 +94,56 @@ fn bench_http_refuses_bad_levels() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--concurrency"), "{err}");
 }
+
+#[test]
+fn bench_http_loads_the_channels_signed_as_their_platforms() {
+    let routes = [
+        "/channels/web/turn",
+        "/channels/sms",
+        "/channels/wechat/bench",
+    ];
+    let out = common::run_ok(
+        common::kefu()
+            .args([
+                "bench",
+                "http",
+                "--seconds",
+                "2",
+                "--concurrency",
+                "4",
+                "--routes",
+                &routes.join(","),
+                "--json",
+                "--model",
+            ])
+            .arg(common::model_dir())
+            .env("KEFU_INTENT__LOAD_DEMO", "false")
+            .env("KEFU_RECOMMEND__LOAD_DEMO", "false"),
+    );
+    let r: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(r["problems"], 0, "{r}");
+    let level = &r["levels"][0];
+    // Signed as each platform signs: every request answered (a refused signature is a 403).
+    let statuses = level["statuses"].as_object().unwrap();
+    assert_eq!(statuses.keys().collect::<Vec<_>>(), ["200"], "{level}");
+    for (run, route) in level["by_route"].as_array().unwrap().iter().zip(routes) {
+        assert_eq!(run["route"], route);
+        assert!(run["ok"].as_u64().unwrap() > 0, "{run}");
+    }
+    // A server that was not started by the bench needs the secrets to sign with.
+    let out = common::kefu()
+        .args([
+            "bench",
+            "http",
+            "--routes",
+            "/channels/sms",
+            "--url",
+            "http://127.0.0.1:9",
+        ])
+        .env_remove("KEFU_BENCH_SMS_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--sms-secret"), "{err}");
+}

@@ -6,6 +6,13 @@
 //! is known), and whether `/healthz` kept answering (probed every 200 ms on a fresh
 //! connection, as an orchestrator does).
 //!
+//! The channels' routes load the same way: `/channels/web/turn` (the widget's turn, a visitor
+//! per conversation), `/channels/sms` (form-encoded and HMAC-signed with `--sms-secret`, a
+//! phone number per conversation) and `/channels/wechat/{account}` (plain-mode XML signed with
+//! `--wechat-token`, an openid per conversation, a fresh `MsgId` per message). Their latency is
+//! the webhook's answer: for WeChat the passive reply itself; for SMS the turn, the reply's
+//! hand-over to the provider following in the background.
+//!
 //! The only answers other than 2xx a loaded kefu may give are 429 (too many requests waiting
 //! for the model) and 503 (a request that ran past `server.request_timeout_secs`), and both
 //! must carry `Retry-After`: anything else is counted as unexpected.
@@ -40,6 +47,10 @@ pub struct HttpBenchOptions {
     pub server_pid: Option<u32>,
     /// The longest a request may take before the client gives up (a transport error).
     pub request_timeout: Duration,
+    /// Signs `/channels/wechat/{account}` requests (the account's token).
+    pub wechat_token: Option<String>,
+    /// Signs `/channels/sms` requests (`channels.sms.secret`, `hmac_sha256`).
+    pub sms_secret: Option<String>,
 }
 
 impl HttpBenchOptions {
@@ -53,11 +64,21 @@ impl HttpBenchOptions {
             unique: true,
             server_pid: None,
             request_timeout: Duration::from_secs(120),
+            wechat_token: None,
+            sms_secret: None,
         }
     }
 }
 
-pub const ROUTES: &[&str] = &["/v1/chat", "/v1/match", "/v1/embed", "/v1/embeddings"];
+pub const ROUTES: &[&str] = &[
+    "/v1/chat",
+    "/v1/match",
+    "/v1/embed",
+    "/v1/embeddings",
+    "/channels/web/turn",
+    "/channels/sms",
+    "/channels/wechat/{account}",
+];
 
 /// How often `/healthz` is probed, and how long a probe may take before it counts as failed.
 pub const HEALTH_INTERVAL: Duration = Duration::from_millis(200);
@@ -149,10 +170,21 @@ impl HttpBenchOptions {
         anyhow::ensure!(self.seconds > 0.0, "--seconds must be above 0");
         anyhow::ensure!(!self.routes.is_empty(), "--routes names no route");
         for r in &self.routes {
+            let wechat = r
+                .strip_prefix("/channels/wechat/")
+                .is_some_and(|a| !a.is_empty() && !a.contains('/'));
             anyhow::ensure!(
-                ROUTES.contains(&r.as_str()),
+                ROUTES.contains(&r.as_str()) && !r.contains('{') || wechat,
                 "{r} cannot be loaded; the bench knows {}",
                 ROUTES.join(", ")
+            );
+            anyhow::ensure!(
+                !wechat || self.wechat_token.is_some(),
+                "{r} needs --wechat-token (the account's token) to sign its requests"
+            );
+            anyhow::ensure!(
+                r != "/channels/sms" || self.sms_secret.is_some(),
+                "/channels/sms needs --sms-secret (channels.sms.secret) to sign its requests"
             );
         }
         Ok(())
@@ -199,7 +231,7 @@ pub async fn run(opts: &HttpBenchOptions) -> anyhow::Result<HttpBench> {
     })
 }
 
-/// Sends one request of `route` with question `q`.
+/// Sends one request of `route` with question `q`, in conversation `session`.
 async fn send(
     client: &reqwest::Client,
     opts: &HttpBenchOptions,
@@ -207,17 +239,97 @@ async fn send(
     q: &str,
     session: &str,
 ) -> reqwest::Result<reqwest::Response> {
+    let url = format!("{}{route}", opts.base);
+    if route == "/channels/sms" {
+        return channel_sms(client, opts, &url, q, session).await;
+    }
+    if route.starts_with("/channels/wechat/") {
+        return channel_wechat(client, opts, &url, q, session).await;
+    }
     let body = match route {
         "/v1/chat" => serde_json::json!({"session_id": session, "text": q}),
         "/v1/match" => serde_json::json!({"query": q, "top_k": 5}),
         "/v1/embeddings" => serde_json::json!({"input": q}),
+        "/channels/web/turn" => serde_json::json!({"visitor": digest_hex(session), "text": q}),
         _ => serde_json::json!({"inputs": [q]}),
     };
-    let mut req = client.post(format!("{}{route}", opts.base)).json(&body);
+    let mut req = client.post(url).json(&body);
     if let Some(k) = &opts.key {
         req = req.bearer_auth(k);
     }
     req.send().await
+}
+
+/// 32 hex digits standing for `s` (a widget's visitor id).
+fn digest_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..16])
+}
+
+/// An SMS from a phone number standing for the conversation, signed as the provider would.
+async fn channel_sms(
+    client: &reqwest::Client,
+    opts: &HttpBenchOptions,
+    url: &str,
+    q: &str,
+    session: &str,
+) -> reqwest::Result<reqwest::Response> {
+    use hmac::Mac;
+    let digits: String = digest_hex(session)
+        .bytes()
+        .map(|b| char::from(b'0' + b % 10))
+        .take(9)
+        .collect();
+    let from = format!("+1555{digits}");
+    let body =
+        serde_urlencoded::to_string([("From", from.as_str()), ("To", "+10000"), ("Body", q)])
+            .unwrap_or_default();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
+        opts.sms_secret.as_deref().unwrap_or("").as_bytes(),
+    )
+    .expect("any key length");
+    mac.update(body.as_bytes());
+    client
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-signature", hex::encode(mac.finalize().into_bytes()))
+        .body(body)
+        .send()
+        .await
+}
+
+/// A WeChat text message from an openid standing for the conversation, signed with the
+/// account's token (plain mode).
+async fn channel_wechat(
+    client: &reqwest::Client,
+    opts: &HttpBenchOptions,
+    url: &str,
+    q: &str,
+    session: &str,
+) -> reqwest::Result<reqwest::Response> {
+    static MSG_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = MSG_ID.fetch_add(1, Ordering::Relaxed);
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let nonce = format!("{id}");
+    let token = opts.wechat_token.as_deref().unwrap_or("");
+    let sig = crate::channels::wechat::signature(&[token, &ts, &nonce]);
+    let xml = format!(
+        "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{}]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{}]]></Content><MsgId>{id}</MsgId></xml>",
+        session,
+        q.replace("]]>", "")
+    );
+    client
+        .post(format!(
+            "{url}?signature={sig}&timestamp={ts}&nonce={nonce}"
+        ))
+        .header("content-type", "text/xml")
+        .body(xml)
+        .send()
+        .await
 }
 
 async fn level(client: &reqwest::Client, opts: &HttpBenchOptions, concurrency: usize) -> LevelRun {

@@ -78,3 +78,40 @@ impl Drop for ServerProc {
         let _ = self.child.wait();
     }
 }
+
+/// A stand-in for the channels' platforms while a bench loads them: answers 200 (with WeChat's
+/// `errcode: 0` and a token) to whatever kefu sends. Returns its base URL.
+pub async fn sink() -> anyhow::Result<String> {
+    async fn ok() -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::json!({"errcode": 0, "access_token": "bench", "expires_in": 7200}))
+    }
+    let app = axum::Router::new().fallback(ok);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(base)
+}
+
+/// The started server's configuration: `cfg` with the WeChat account `bench` (signed with
+/// `token`) and SMS (signed with `secret`, sent to `sink`). Written to a temporary file for
+/// `KEFU_CONFIG`.
+pub fn channels_config(
+    cfg: &crate::config::Config,
+    token: &str,
+    secret: &str,
+    sink: &str,
+) -> anyhow::Result<tempfile::NamedTempFile> {
+    let mut cfg = cfg.clone();
+    cfg.channels.wechat.retain(|a| a.account != "bench");
+    cfg.channels.wechat.push(toml::from_str(&format!(
+        "account = \"bench\"\ntoken = \"{token}\"\napp_id = \"wxbench\"\napp_secret = \"bench\"\napi_base = \"{sink}\"\n"
+    ))?);
+    cfg.channels.sms = toml::from_str(&format!(
+        "enabled = true\nsecret = \"{secret}\"\nfrom = \"+10000\"\n[send]\nmethod = \"POST\"\nurl = \"{sink}/sms\"\nbody = {{ to = \"{{{{ to }}}}\", text = \"{{{{ text }}}}\" }}\n"
+    ))?;
+    let file = tempfile::Builder::new().suffix(".toml").tempfile()?;
+    std::fs::write(file.path(), toml::to_string(&cfg)?)?;
+    Ok(file)
+}

@@ -60,9 +60,19 @@ pub enum BenchCommand {
         /// Seconds each level sends requests.
         #[arg(long, default_value_t = 30.0)]
         seconds: f64,
-        /// Routes loaded, in turn (`/v1/chat`, `/v1/match`, `/v1/embed`, `/v1/embeddings`).
+        /// Routes loaded, in turn (`/v1/chat`, `/v1/match`, `/v1/embed`, `/v1/embeddings`, and
+        /// the channels: `/channels/web/turn`, `/channels/sms`, `/channels/wechat/ACCOUNT`; a
+        /// started server gets the account `bench` and an SMS provider stand-in).
         #[arg(long, value_delimiter = ',', default_value = "/v1/chat,/v1/match")]
         routes: Vec<String>,
+        /// The WeChat account's token, to sign `/channels/wechat/ACCOUNT` requests (a started
+        /// server is given this one).
+        #[arg(long, env = "KEFU_BENCH_WECHAT_TOKEN", hide_env_values = true)]
+        wechat_token: Option<String>,
+        /// `channels.sms.secret`, to sign `/channels/sms` requests (a started server is given
+        /// this one).
+        #[arg(long, env = "KEFU_BENCH_SMS_SECRET", hide_env_values = true)]
+        sms_secret: Option<String>,
         /// Repeat the same questions (answered from the query cache after the first time)
         /// instead of making every text unique.
         #[arg(long)]
@@ -193,6 +203,8 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
             concurrency,
             seconds,
             routes,
+            wechat_token,
+            sms_secret,
             cached,
             server_pid,
             data_dir,
@@ -207,6 +219,11 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
             opts.key = key;
             opts.levels = concurrency;
             opts.seconds = seconds;
+            let channels = routes.iter().any(|r| r.starts_with("/channels/"));
+            // A started server gets the channels' settings: known secrets unless given.
+            let started = url.is_none();
+            opts.wechat_token = wechat_token.or_else(|| started.then(|| "kefubench".into()));
+            opts.sms_secret = sms_secret.or_else(|| started.then(|| "kefu-bench-secret".into()));
             opts.routes = routes;
             opts.unique = !cached;
             opts.server_pid = server_pid;
@@ -226,7 +243,24 @@ pub fn run(cmd: BenchCommand, ctx: &Ctx) -> anyhow::Result<()> {
                     let model = std::fs::canonicalize(&cfg.model.path)
                         .unwrap_or_else(|_| cfg.model.path.clone());
                     eprintln!("bench: starting kefu serve on {}…", dir.display());
-                    let server = kefu::bench::server::ServerProc::start(&dir, &model, &[])?;
+                    let config_file;
+                    let mut env = vec![];
+                    if channels {
+                        let sink = rt.block_on(kefu::bench::server::sink())?;
+                        config_file = kefu::bench::server::channels_config(
+                            &cfg,
+                            opts.wechat_token.as_deref().unwrap_or_default(),
+                            opts.sms_secret.as_deref().unwrap_or_default(),
+                            &sink,
+                        )?;
+                        env.push((
+                            "KEFU_CONFIG",
+                            config_file.path().to_string_lossy().into_owned(),
+                        ));
+                    }
+                    let env: Vec<(&str, &str)> =
+                        env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    let server = kefu::bench::server::ServerProc::start(&dir, &model, &env)?;
                     opts.base = server.base.clone();
                     opts.server_pid = Some(server.pid());
                     rt.block_on(server.ready(std::time::Duration::from_secs(1800)))?;
