@@ -457,6 +457,45 @@ body = {{ to = "{{{{ to }}}}", text = "{{{{ text }}}}", part = "{{{{ part }}}}/{
     .await;
     assert_eq!(st, 422, "{v}");
 
+    // A phone number confirmed in the conversation: a refund begun by SMS from the number,
+    // then on WeChat "绑定手机 NUMBER" sends a code to it; a wrong code is refused, the right
+    // one links the WeChat user to the number's customer and the refund continues there.
+    let n = got.lock().unwrap().sms.len();
+    let (_, v) = sms(&c, &s, "13700137000", "我想退货", SMS_SECRET).await;
+    assert_eq!(v["outcome"], "answered", "{v}");
+    let n = wait_for(&got, |r| &r.sms, n + 1).await.len();
+    let (q, _) = wx.text_xml("o-verify", "绑定手机 137 0013 7000");
+    let (_, xml) = wx.post_plain(&q, TOKEN).await;
+    assert!(content(&xml).contains("验证码已发送到 137"), "{xml}");
+    assert!(
+        !content(&xml).contains("13700137000"),
+        "the number is masked: {xml}"
+    );
+    let msgs = wait_for(&got, |r| &r.sms, n + 1).await;
+    let sent = msgs.last().unwrap();
+    assert_eq!(sent["to"], "13700137000");
+    assert!(sent["text"].as_str().unwrap().contains("验证码"), "{sent}");
+    let code: String = sent["text"]
+        .as_str()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(6)
+        .collect();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (q, _) = wx.text_xml("o-verify", wrong);
+    let (_, xml) = wx.post_plain(&q, TOKEN).await;
+    assert!(content(&xml).contains("验证码不对"), "{xml}");
+    let (q, _) = wx.text_xml("o-verify", &code);
+    let (_, xml) = wx.post_plain(&q, TOKEN).await;
+    assert!(content(&xml).contains("已验证并绑定"), "{xml}");
+    let (q, _) = wx.text_xml("o-verify", "KF2026112003");
+    let (_, xml) = wx.post_plain(&q, TOKEN).await;
+    assert!(
+        content(&xml).contains("退款原因"),
+        "the refund begun by SMS continued: {xml}"
+    );
+
     // Erasure removes the identities with everything else.
     let (st, v) = common::call(
         &c,

@@ -18,6 +18,7 @@ pub fn turn(t: &ChannelTurn, style: Style) -> String {
     match &t.outcome {
         Outcome::Reply(r) => reply(r, t.locale, style),
         Outcome::Rated { thanks, .. } => thanks.clone(),
+        Outcome::Notice(text) => text.clone(),
     }
 }
 

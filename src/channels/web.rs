@@ -75,7 +75,8 @@ pub struct WebTurnRequest {
 pub struct WebTurnResponse {
     /// What to show.
     pub reply: String,
-    /// The chat turn (options, flow, hand-off, survey); none when the message was a rating.
+    /// The chat turn (options, flow, hand-off, survey); none when the message was a rating
+    /// or a step of confirming a phone number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub turn: Option<ChatResponse>,
     /// The rating the message gave (a bare 1–5 after the survey).
@@ -126,6 +127,11 @@ pub async fn turn(
             reply: thanks,
             turn: None,
             rated: Some(rating),
+        },
+        Outcome::Notice(text) => WebTurnResponse {
+            reply: text,
+            turn: None,
+            rated: None,
         },
     }))
 }

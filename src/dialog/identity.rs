@@ -24,6 +24,15 @@ CREATE TABLE IF NOT EXISTS customer_identities (
     PRIMARY KEY (kind, value)
 );
 CREATE INDEX IF NOT EXISTS customer_identities_customer ON customer_identities(customer_id);
+CREATE TABLE IF NOT EXISTS identity_codes (
+    kind TEXT NOT NULL,
+    value TEXT NOT NULL,
+    phone TEXT NOT NULL,
+    code_hash TEXT NOT NULL,
+    sent_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, value)
+);
 CREATE TABLE IF NOT EXISTS customer_conversations (
     customer_id TEXT PRIMARY KEY,
     session_id TEXT NOT NULL,
@@ -163,6 +172,17 @@ pub struct OpenConversation {
     /// The reply that offered the survey, while its rating is awaited.
     pub survey_turn_id: Option<String>,
     pub channel: Option<String>,
+}
+
+/// A code sent to a phone number to confirm that a channel identity's holder has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCode {
+    pub phone: String,
+    pub code_hash: String,
+    /// Unix seconds.
+    pub sent_at: i64,
+    /// Wrong codes given so far.
+    pub attempts: i64,
 }
 
 /// A fresh customer id: `c_` and 128 random bits in hex.
@@ -350,10 +370,81 @@ impl IdentityStore {
         Ok(())
     }
 
+    /// The code pending for `id`, if any.
+    pub async fn pending_code(&self, id: &Identity) -> Result<Option<PendingCode>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT phone, code_hash, sent_at, attempts FROM identity_codes
+             WHERE kind = ? AND value = ?",
+        )
+        .bind(id.kind.as_str())
+        .bind(&id.value)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| PendingCode {
+            phone: r.get(0),
+            code_hash: r.get(1),
+            sent_at: r.get(2),
+            attempts: r.get(3),
+        }))
+    }
+
+    /// Records a code sent to `phone` for `id` (replacing an earlier one).
+    pub async fn set_code(
+        &self,
+        id: &Identity,
+        phone: &str,
+        code_hash: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO identity_codes (kind, value, phone, code_hash, sent_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (kind, value) DO UPDATE SET phone = excluded.phone,
+                 code_hash = excluded.code_hash, sent_at = excluded.sent_at, attempts = 0",
+        )
+        .bind(id.kind.as_str())
+        .bind(&id.value)
+        .bind(phone)
+        .bind(code_hash)
+        .bind(crate::clock::now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// One more wrong code for `id`.
+    pub async fn code_failed(&self, id: &Identity) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE identity_codes SET attempts = attempts + 1 WHERE kind = ? AND value = ?",
+        )
+        .bind(id.kind.as_str())
+        .bind(&id.value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the code pending for `id`.
+    pub async fn clear_code(&self, id: &Identity) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM identity_codes WHERE kind = ? AND value = ?")
+            .bind(id.kind.as_str())
+            .bind(&id.value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Erasure: every identity and the open conversation of a customer; how many rows.
     pub async fn erase(&self, customer_id: &str) -> Result<u64, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut n = 0;
+        // Codes pending for the customer's identities go first (they name the phone).
+        n += sqlx::query(
+            "DELETE FROM identity_codes WHERE (kind, value) IN
+                 (SELECT kind, value FROM customer_identities WHERE customer_id = ?)",
+        )
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         for sql in [
             "DELETE FROM customer_identities WHERE customer_id = ?",
             "DELETE FROM customer_conversations WHERE customer_id = ?",

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod correct;
 pub mod pinyin;
+pub mod sms;
 pub mod typo;
 
 use std::sync::OnceLock;
