@@ -40,6 +40,8 @@ pub struct Purged {
     pub feedback: u64,
     pub turns: u64,
     pub handoffs: u64,
+    /// Pointers to customers' open conversations and phone codes.
+    pub identities: u64,
 }
 
 impl Kefu {
@@ -139,6 +141,11 @@ impl Kefu {
             .purge_before(cutoff)
             .await
             .map_err(Error::storage)?;
+        let identities = self
+            .identities
+            .purge_before(cutoff)
+            .await
+            .map_err(Error::storage)?;
         if events > 0 {
             self.retrain_without_forgotten();
         }
@@ -147,6 +154,7 @@ impl Kefu {
             feedback,
             turns,
             handoffs,
+            identities,
         })
     }
 
@@ -168,14 +176,17 @@ pub(super) async fn purge_loop(kefu: Arc<Kefu>) {
     }
     loop {
         match kefu.purge_expired().await {
-            Ok(p) if p.events + p.feedback + p.turns + p.handoffs > 0 => tracing::info!(
-                events = p.events,
-                feedback = p.feedback,
-                turns = p.turns,
-                handoffs = p.handoffs,
-                days = kefu.config.privacy.retention_days,
-                "purged data older than privacy.retention_days"
-            ),
+            Ok(p) if p.events + p.feedback + p.turns + p.handoffs + p.identities > 0 => {
+                tracing::info!(
+                    events = p.events,
+                    feedback = p.feedback,
+                    turns = p.turns,
+                    handoffs = p.handoffs,
+                    identities = p.identities,
+                    days = kefu.config.privacy.retention_days,
+                    "purged data older than privacy.retention_days"
+                )
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!("purging expired data failed: {e}"),
         }

@@ -459,10 +459,20 @@ impl IdentityStore {
         Ok(n)
     }
 
-    /// Retention: open-conversation pointers untouched since `cutoff` (Unix seconds).
+    /// Retention: open-conversation pointers untouched since `cutoff` (Unix seconds), and
+    /// phone codes sent before it.
     pub async fn purge_before(&self, cutoff: i64) -> Result<u64, sqlx::Error> {
-        crate::analytics::purge_rows(&self.pool, "customer_conversations", "updated_at", cutoff)
-            .await
+        Ok(
+            crate::analytics::purge_rows(
+                &self.pool,
+                "customer_conversations",
+                "updated_at",
+                cutoff,
+            )
+            .await?
+                + crate::analytics::purge_rows(&self.pool, "identity_codes", "sent_at", cutoff)
+                    .await?,
+        )
     }
 }
 
