@@ -496,6 +496,29 @@ body = {{ to = "{{{{ to }}}}", text = "{{{{ text }}}}", part = "{{{{ part }}}}/{
         "the refund begun by SMS continued: {xml}"
     );
 
+    // The app's back end: its signed-in user linked to the same customer continues there.
+    let (st, v) = common::call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/v1/customers/u-1001/identities"),
+        Some(json!({"kind": "app_user", "value": "app-1001"})),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = common::call(
+        &c,
+        reqwest::Method::POST,
+        s.url("/channels/app/turn"),
+        Some(json!({"user": "app-1001", "text": "1"})),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["turn"]["flow"]["name"], "refund", "{v}");
+    assert_eq!(
+        v["turn"]["action"], "confirm",
+        "the reason given in the app: {v}"
+    );
+
     // Erasure removes the identities with everything else.
     let (st, v) = common::call(
         &c,
@@ -505,7 +528,7 @@ body = {{ to = "{{{{ to }}}}", text = "{{{{ text }}}}", part = "{{{{ part }}}}/{
     )
     .await;
     assert_eq!(st, 200, "{v}");
-    assert!(v["identities"].as_u64().unwrap() >= 2, "{v}");
+    assert!(v["identities"].as_u64().unwrap() >= 3, "{v}");
     let (st, _) = common::call(
         &c,
         reqwest::Method::GET,

@@ -7,6 +7,7 @@
 //! - `GET/POST /channels/wechat/{account}`: WeChat Official Accounts ([`wechat`]).
 //! - `POST /channels/sms`: an SMS provider's inbound webhook ([`sms`]).
 //! - `GET /widget.js` and `POST /channels/web/turn`: the web chat widget ([`web`]).
+//! - `POST /channels/app/turn`: the operator's app, from its back end ([`web`]).
 
 pub mod render;
 pub mod sms;
@@ -70,6 +71,7 @@ pub fn routes(kefu: &Arc<Kefu>) -> Router<Arc<Kefu>> {
         )
         .route("/channels/sms", post(sms::inbound))
         .route("/channels/web/turn", post(web::turn))
+        .route("/channels/app/turn", post(web::app_turn))
         .route("/widget.js", get(web::script))
         .layer(axum::Extension(state))
 }

@@ -9,6 +9,10 @@
 //! The widget keeps a random visitor id in the browser's `localStorage`: it is the customer's
 //! identity (`web_visitor`), so a reload continues the conversation, and an app that knows who
 //! the visitor is can link it to the customer (`POST /v1/customers/{id}/identities`).
+//!
+//! The operator's own app talks to `POST /channels/app/turn` from its back end, with a `query`
+//! key (never shipped to customers): it names its signed-in user (`app_user`), whose open
+//! conversation continues there whatever channel it began on.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -117,7 +121,49 @@ pub async fn turn(
         .channel_reply_seconds
         .with_label_values(&["web", "passive"])
         .observe(started.elapsed().as_secs_f64());
-    Ok(Json(match t.outcome {
+    Ok(Json(respond(t.outcome)))
+}
+
+/// A turn from the operator's app, for its signed-in user.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppTurnRequest {
+    /// The app's user id (an `app_user` identity): 1–128 characters, no spaces or control
+    /// characters.
+    #[schema(min_length = 1, max_length = 128)]
+    pub user: String,
+    #[schema(schema_with = crate::text::check::schema::input)]
+    pub text: String,
+}
+
+/// One message of the app's signed-in user; called by the app's back end with a `query` key.
+#[utoipa::path(post, path = "/channels/app/turn", tag = "channels", request_body = AppTurnRequest,
+    responses((status = 200, body = WebTurnResponse), (status = 422, body = crate::api::error::ErrorBody),
+        (status = 503, body = crate::api::error::ErrorBody)))]
+pub async fn app_turn(
+    State(kefu): State<Arc<Kefu>>,
+    ApiJson(req): ApiJson<AppTurnRequest>,
+) -> Result<Json<WebTurnResponse>, Error> {
+    let started = Instant::now();
+    let identity = Identity::new(IdentityKind::AppUser, &req.user).map_err(Error::Invalid)?;
+    let t = kefu
+        .channel_turn(ChannelMessage {
+            channel: "app",
+            identity,
+            verified: true,
+            text: req.text,
+        })
+        .await?;
+    super::count(&kefu, "app", "answered");
+    kefu.metrics
+        .channel_reply_seconds
+        .with_label_values(&["app", "passive"])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(Json(respond(t.outcome)))
+}
+
+fn respond(outcome: Outcome) -> WebTurnResponse {
+    match outcome {
         Outcome::Reply(r) => WebTurnResponse {
             reply: r.reply.clone(),
             turn: Some(*r),
@@ -133,5 +179,5 @@ pub async fn turn(
             turn: None,
             rated: None,
         },
-    }))
+    }
 }

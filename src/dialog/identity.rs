@@ -247,7 +247,7 @@ impl IdentityStore {
         id: &Identity,
         verified: bool,
     ) -> Result<(LinkedIdentity, Option<String>), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         let before: Option<String> = sqlx::query_scalar(
             "SELECT customer_id FROM customer_identities WHERE kind = ? AND value = ?",
         )
@@ -434,7 +434,7 @@ impl IdentityStore {
 
     /// Erasure: every identity and the open conversation of a customer; how many rows.
     pub async fn erase(&self, customer_id: &str) -> Result<u64, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::kb::store::begin_write(&self.pool).await?;
         let mut n = 0;
         // Codes pending for the customer's identities go first (they name the phone).
         n += sqlx::query(
