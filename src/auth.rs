@@ -54,6 +54,13 @@ impl fmt::Display for Scope {
     }
 }
 
+/// Whether two secrets (signatures, tokens) are equal, in time that does not depend on where
+/// they differ.
+pub fn same(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
 impl std::str::FromStr for Scope {
     type Err = String;
 

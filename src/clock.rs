@@ -14,6 +14,12 @@ fn system_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Seconds since the Unix epoch by the system's clock, never moved: for what others date by
+/// real time (a platform's signed timestamps).
+pub fn system_now() -> i64 {
+    system_ms().div_euclid(1000)
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     system_ms() + OFFSET_MS.load(Ordering::Relaxed)

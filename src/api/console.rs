@@ -21,7 +21,6 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 use super::auth::Guard;
 use super::json::ApiJson;
@@ -52,10 +51,6 @@ pub struct Sessions {
 fn random_token() -> String {
     let bytes: [u8; 32] = rand::random();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
 /// Why a console cookie was not accepted.
@@ -123,7 +118,7 @@ impl Sessions {
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
         if !safe {
             let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-            if !sent.is_some_and(|t| same(t, &csrf)) {
+            if !sent.is_some_and(|t| crate::auth::same(t, &csrf)) {
                 return Some(Err(Refused::Csrf));
             }
         }

@@ -274,7 +274,6 @@ async fn channel_sms(
     q: &str,
     session: &str,
 ) -> reqwest::Result<reqwest::Response> {
-    use hmac::Mac;
     let digits: String = digest_hex(session)
         .bytes()
         .map(|b| char::from(b'0' + b % 10))
@@ -284,15 +283,14 @@ async fn channel_sms(
     let body =
         serde_urlencoded::to_string([("From", from.as_str()), ("To", "+10000"), ("Body", q)])
             .unwrap_or_default();
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(
-        opts.sms_secret.as_deref().unwrap_or("").as_bytes(),
-    )
-    .expect("any key length");
-    mac.update(body.as_bytes());
+    let sig = crate::channels::sms::hmac_signature(
+        opts.sms_secret.as_deref().unwrap_or_default(),
+        body.as_bytes(),
+    );
     client
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-signature", hex::encode(mac.finalize().into_bytes()))
+        .header("x-signature", sig)
         .body(body)
         .send()
         .await
@@ -309,11 +307,7 @@ async fn channel_wechat(
 ) -> reqwest::Result<reqwest::Response> {
     static MSG_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let id = MSG_ID.fetch_add(1, Ordering::Relaxed);
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-        .to_string();
+    let ts = crate::clock::system_now().to_string();
     let nonce = format!("{id}");
     let token = opts.wechat_token.as_deref().unwrap_or("");
     let sig = crate::channels::wechat::signature(&[token, &ts, &nonce]);

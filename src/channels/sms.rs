@@ -288,7 +288,6 @@ fn verify(
     body: &[u8],
     fields: &[(String, String)],
 ) -> Result<(), Error> {
-    use subtle::ConstantTimeEq;
     let header = |name: &str| {
         headers
             .get(name)
@@ -300,14 +299,11 @@ fn verify(
     let (given, want) = match cfg.signature {
         Signature::None => return Ok(()),
         Signature::HmacSha256 => {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(cfg.secret.as_bytes())
-                .expect("any key length");
-            mac.update(body);
             let given = header(&cfg.signature_header);
             let given = given.strip_prefix("sha256=").unwrap_or(&given).to_string();
             (
                 given.to_ascii_lowercase(),
-                hex::encode(mac.finalize().into_bytes()),
+                hmac_signature(&cfg.secret, body),
             )
         }
         Signature::Twilio => (
@@ -324,13 +320,20 @@ fn verify(
             "the message is not signed (channels.sms.signature)".into(),
         ));
     }
-    if given.len() == want.len() && bool::from(given.as_bytes().ct_eq(want.as_bytes())) {
+    if crate::auth::same(&given, &want) {
         Ok(())
     } else {
         Err(Error::Forbidden(
             "the signature does not match the message".into(),
         ))
     }
+}
+
+/// The `hmac_sha256` signature of `body`: hex HMAC-SHA256 keyed with `secret`.
+pub fn hmac_signature(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// Twilio's request signature: base64 HMAC-SHA1 of the URL and the sorted form fields.

@@ -134,9 +134,7 @@ pub fn signature(parts: &[&str]) -> String {
 
 /// Whether `given` is the signature of `parts`, compared in constant time.
 fn signed(given: &str, parts: &[&str]) -> bool {
-    use subtle::ConstantTimeEq;
-    let want = signature(parts);
-    want.len() == given.len() && bool::from(want.as_bytes().ct_eq(given.as_bytes()))
+    crate::auth::same(given, &signature(parts))
 }
 
 /// Safe mode's cipher: AES-256-CBC with the account's EncodingAESKey.
@@ -451,12 +449,8 @@ fn fresh(a: &WechatAccount, timestamp: &str) -> bool {
     let Ok(t) = timestamp.parse::<i64>() else {
         return false;
     };
-    // The wall clock, not kefu's adjustable one: WeChat signs with real time.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    (now - t).unsigned_abs() <= a.max_clock_skew_secs
+    // The system's clock, not kefu's movable one: WeChat signs with real time.
+    (crate::clock::system_now() - t).unsigned_abs() <= a.max_clock_skew_secs
 }
 
 /// `GET /channels/wechat/{account}`: WeChat's check of the server URL.

@@ -78,11 +78,12 @@ impl Kefu {
             .await
             .map_err(Error::storage)?;
         // The conversation continues while its session lives (`dialog.session_ttl_secs`).
+        // Kept with whether the session speaks English (the thanks for a rating do too).
         let mut live = None;
         if let Some(c) = open
-            && self.sessions.get(&c.session_id).await?.is_some()
+            && let Some(s) = self.sessions.get(&c.session_id).await?
         {
-            live = Some(c);
+            live = Some((c, s.locale == "en"));
         }
         let text = m.text.trim();
         let locale_of_text = crate::dialog::locale_of(text);
@@ -95,7 +96,7 @@ impl Kefu {
                 outcome: Outcome::Notice(notice),
             });
         }
-        if let Some(c) = &live
+        if let Some((c, en)) = &live
             && let Some(turn_id) = &c.survey_turn_id
             && let Some(rating) = survey_answer(text)
         {
@@ -107,10 +108,7 @@ impl Kefu {
                 faq_id: None,
             })
             .await?;
-            let locale = match self.sessions.get(&c.session_id).await? {
-                Some(s) if s.locale == "en" => "en",
-                _ => "zh",
-            };
+            let locale = if *en { "en" } else { "zh" };
             self.identities
                 .set_conversation(
                     &customer_id,
@@ -143,7 +141,7 @@ impl Kefu {
             .map_err(Error::storage)?
             .and_then(|c| c.tier);
         let req = ChatRequest {
-            session_id: live.as_ref().map(|c| c.session_id.clone()),
+            session_id: live.as_ref().map(|(c, _)| c.session_id.clone()),
             customer: Some(Customer {
                 id: Some(customer_id.clone()),
                 tier,
@@ -180,20 +178,18 @@ impl Kefu {
         identity: Identity,
     ) -> Result<Linked, Error> {
         super::checked_customer_id("id", customer_id)?;
-        let (identity, previous_customer_id) = self
+        let (linked, previous_customer_id) = self
             .identities
             .link(customer_id, &identity, true)
             .await
             .map_err(Error::storage)?;
         tracing::info!(
             customer_id,
-            identity = Identity::new(identity.kind, &identity.value)
-                .map(|i| i.masked())
-                .unwrap_or_default(),
+            identity = identity.masked(),
             "linked an identity"
         );
         Ok(Linked {
-            identity,
+            identity: linked,
             previous_customer_id,
         })
     }
@@ -303,10 +299,10 @@ impl Kefu {
         let en = crate::dialog::locale_of(text) == Some("en");
         let say = |zh: String, e: String| Some(if en { e } else { zh });
         if let Some(phone) = phone_claim(text) {
-            let masked = Identity::new(crate::dialog::identity::IdentityKind::Phone, &phone)
-                .map(|p| p.masked())
-                .unwrap_or_default();
-            let masked = masked.trim_start_matches("phone:").to_string();
+            let phone_id = Identity::new(crate::dialog::identity::IdentityKind::Phone, &phone)
+                .map_err(Error::Invalid)?;
+            let masked = phone_id.masked();
+            let masked = masked.trim_start_matches("phone:");
             if !self.config.channels.sms.enabled {
                 return Ok(say(
                     "抱歉，暂时无法发送短信验证码，无法在这里绑定手机号。".into(),
@@ -314,8 +310,6 @@ impl Kefu {
                         .into(),
                 ));
             }
-            let phone_id = Identity::new(crate::dialog::identity::IdentityKind::Phone, &phone)
-                .map_err(Error::Invalid)?;
             if self.opted_out(&phone_id).await? {
                 return Ok(say(
                     format!("{masked} 已退订短信，无法接收验证码。"),

@@ -216,6 +216,12 @@ impl IdentityStore {
     /// The customer `id` belongs to, made (with a fresh customer id) when it is new.
     /// `verified`: the channel vouches for it (marks a stored one verified too).
     pub async fn resolve(&self, id: &Identity, verified: bool) -> Result<String, sqlx::Error> {
+        // Every channel message comes here: a known identity is read, not written.
+        if let Some(known) = self.get(id).await?
+            && (known.verified || !verified)
+        {
+            return Ok(known.customer_id);
+        }
         let fresh = new_customer_id();
         sqlx::query(
             "INSERT INTO customer_identities (kind, value, customer_id, verified, linked_at)
